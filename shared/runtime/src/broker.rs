@@ -1,0 +1,275 @@
+//! RabbitMQ: connections, the topology every service declares, and publishing with confirms.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use contract::{FileLanded, Payload, QualityPassed, StagingLoaded, TransformCompleted};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::config::Secret;
+
+/// AMQP header holding the reason a message was dead-lettered by landfall.
+pub const REASON_HEADER: &str = "x-landfall-reason";
+/// `transient` or `permanent`.
+pub const ERROR_KIND_HEADER: &str = "x-landfall-error-kind";
+/// The service that gave up on the message.
+pub const SERVICE_HEADER: &str = "x-landfall-service";
+/// Routing key the message was originally published with.
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-landfall-original-routing-key";
+/// Exchange the message was originally published to.
+pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-landfall-original-exchange";
+
+/// The names of every exchange and queue, derived from one prefix so several pipelines (or
+/// tests) share a broker without touching each other.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+    /// Where S3 or MinIO publishes bucket notifications.
+    pub notify_exchange: String,
+}
+
+impl Topology {
+    /// The durable topic exchange every pipeline event is published to (routing key = event type).
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+    /// Where queues dead-letter to; each queue's dead letters keep the queue's name as routing key.
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.prefix)
+    }
+    pub fn queue(&self, service: &str) -> String {
+        format!("{}.{service}", self.prefix)
+    }
+    pub fn dead_letter_queue(&self, service: &str) -> String {
+        format!("{}.{service}.dlq", self.prefix)
+    }
+}
+
+/// Which events feed each stage's queue (routing keys on the events exchange). The ingester's
+/// queue is fed by the S3 notification exchange instead.
+pub const PIPELINE: &[(&str, &[&str])] = &[
+    ("ingester", &[]),
+    ("stager", &[FileLanded::EVENT_TYPE]),
+    ("transformer", &[StagingLoaded::EVENT_TYPE]),
+    ("quality-checker", &[TransformCompleted::EVENT_TYPE]),
+    ("exporter", &[QualityPassed::EVENT_TYPE]),
+];
+
+/// The queue of one pipeline stage.
+pub fn queue_spec(config: &crate::CommonConfig, service: &str) -> QueueSpec {
+    let (_, routing_keys) = PIPELINE
+        .iter()
+        .find(|(name, _)| *name == service)
+        .unwrap_or_else(|| panic!("'{service}' is not a pipeline stage"));
+    let bindings = if service == "ingester" {
+        vec![(
+            config.notify_exchange.clone(),
+            config.notify_routing_key.clone(),
+        )]
+    } else {
+        let exchange = format!("{}.events", config.amqp_prefix);
+        routing_keys
+            .iter()
+            .map(|key| (exchange.clone(), (*key).to_owned()))
+            .collect()
+    };
+    QueueSpec {
+        service: service.to_owned(),
+        bindings,
+        delivery_limit: config.delivery_limit,
+    }
+}
+
+/// Declares the exchanges and every stage's queue. Every service does this at start, so an
+/// event published before its consumer first started is queued, not dropped as unroutable.
+pub async fn declare_topology(
+    channel: &Channel,
+    config: &crate::CommonConfig,
+    topology: &Topology,
+) -> anyhow::Result<()> {
+    declare_exchanges(channel, topology).await?;
+    for (service, _) in PIPELINE {
+        declare_queue(channel, topology, &queue_spec(config, service)).await?;
+    }
+    Ok(())
+}
+
+/// A service's queue: which exchange and routing keys feed it.
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    pub service: String,
+    pub bindings: Vec<(String, String)>,
+    pub delivery_limit: u32,
+}
+
+/// Opens a connection named after the service (shown in the broker's UI).
+pub async fn connect(url: &Secret, service: &str) -> anyhow::Result<Connection> {
+    let properties = ConnectionProperties::default().with_connection_name(service.into());
+    Connection::connect(url.expose(), properties)
+        .await
+        .context("connecting to RabbitMQ")
+}
+
+/// A channel in publisher-confirm mode.
+pub async fn confirm_channel(connection: &Connection) -> anyhow::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+fn durable_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+/// Declares the exchanges every service publishes to. Idempotent.
+pub async fn declare_exchanges(channel: &Channel, topology: &Topology) -> anyhow::Result<()> {
+    for exchange in [
+        topology.events_exchange(),
+        topology.dead_letter_exchange(),
+        topology.notify_exchange.clone(),
+    ] {
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable_exchange(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("declaring exchange {exchange}"))?;
+    }
+    Ok(())
+}
+
+/// Declares a service's quorum queue (dead-lettering to the DLX, with a delivery limit), its
+/// dead-letter queue, and their bindings. Idempotent.
+pub async fn declare_queue(
+    channel: &Channel,
+    topology: &Topology,
+    spec: &QueueSpec,
+) -> anyhow::Result<String> {
+    let queue = topology.queue(&spec.service);
+    let dead_letter_queue = topology.dead_letter_queue(&spec.service);
+    let mut arguments = quorum_arguments();
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        long_string(&topology.dead_letter_exchange()),
+    );
+    arguments.insert("x-dead-letter-routing-key".into(), long_string(&queue));
+    arguments.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongInt(spec.delivery_limit as i32),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(
+            dead_letter_queue.as_str().into(),
+            durable,
+            quorum_arguments(),
+        )
+        .await
+        .with_context(|| format!("declaring queue {dead_letter_queue}"))?;
+    channel
+        .queue_bind(
+            dead_letter_queue.as_str().into(),
+            topology.dead_letter_exchange().into(),
+            queue.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(queue.as_str().into(), durable, arguments)
+        .await
+        .with_context(|| format!("declaring queue {queue}"))?;
+    for (exchange, routing_key) in &spec.bindings {
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("binding {queue} to {exchange} with '{routing_key}'"))?;
+    }
+    Ok(queue)
+}
+
+fn quorum_arguments() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), long_string("quorum"));
+    arguments
+}
+
+pub fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(value.into())
+}
+
+/// Headers as a field table of long strings.
+pub fn header_table(headers: &BTreeMap<String, String>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in headers {
+        table.insert(name.as_str().into(), long_string(value));
+    }
+    table
+}
+
+/// A header's value as text, if present and textual.
+pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(&ShortString::from(name))? {
+        AMQPValue::LongString(value) => Some(value.to_string()),
+        AMQPValue::ShortString(value) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// Persistent MessagePack message properties for a pipeline event.
+pub fn event_properties(event_id: &str, event_type: &str, headers: FieldTable) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/msgpack".into())
+        .with_delivery_mode(2)
+        .with_message_id(event_id.into())
+        .with_type(event_type.into())
+        .with_headers(headers)
+}
+
+/// Publishes one message and waits for the broker's confirm; a nack or a return is an error.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> anyhow::Result<()> {
+    let confirmation = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            payload,
+            properties,
+        )
+        .await?
+        .await?;
+    anyhow::ensure!(
+        confirmation.is_ack(),
+        "the broker did not confirm the message to {exchange} ({routing_key})"
+    );
+    Ok(())
+}

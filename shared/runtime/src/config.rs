@@ -1,0 +1,371 @@
+//! Typed configuration from environment variables (12-factor), validated at start.
+//!
+//! Every service reads the same [`CommonConfig`]; a service with settings of its own reads them
+//! through the same [`Env`] so every error names the variable and what is wrong with it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A value that must never appear in logs: `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself; call only where it is handed to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub problem: String,
+}
+
+/// Reads variables through a lookup function, so tests can configure a service without
+/// touching the process environment.
+pub struct Env<'a> {
+    lookup: Box<Lookup<'a>>,
+}
+
+/// Finds a variable's value by name.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+impl<'a> Env<'a> {
+    /// The process environment.
+    pub fn process() -> Env<'static> {
+        Env {
+            lookup: Box::new(|name| std::env::var(name).ok()),
+        }
+    }
+
+    /// Any lookup, e.g. a map in a test.
+    pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Env<'a> {
+        Env {
+            lookup: Box::new(lookup),
+        }
+    }
+
+    /// The variable's value, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    pub fn required(&self, name: &str, what: &str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError {
+            variable: name.to_owned(),
+            problem: format!("is not set; it must hold {what}"),
+        })
+    }
+
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// A parsed value, or the default when unset.
+    pub fn parsed<T>(&self, name: &str, default: T, what: &str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|error| ConfigError {
+                variable: name.to_owned(),
+                problem: format!("'{raw}' is not {what}: {error}"),
+            }),
+        }
+    }
+
+    /// A whole number within `min..=max`.
+    pub fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let value = self.parsed(name, default, "a whole number")?;
+        if !(min..=max).contains(&value) {
+            return Err(ConfigError {
+                variable: name.to_owned(),
+                problem: format!("{value} is out of range; it must lie between {min} and {max}"),
+            });
+        }
+        Ok(value)
+    }
+
+    pub fn millis(
+        &self,
+        name: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.number(name, default, min, max)?))
+    }
+
+    pub fn boolean(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|raw| raw.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(raw) => match raw.as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError {
+                    variable: name.to_owned(),
+                    problem: format!("'{raw}' is not a boolean (use true or false)"),
+                }),
+            },
+        }
+    }
+
+    /// A name used in AMQP or SQL identifiers: lower-case letters, digits, `_`, `-` and `.`.
+    pub fn name(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+        let value = self.string(name, default);
+        let valid = !value.is_empty()
+            && value.len() <= 100
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.".contains(c));
+        if !valid {
+            return Err(ConfigError {
+                variable: name.to_owned(),
+                problem: format!(
+                    "'{value}' is not a valid name (1-100 of a-z, 0-9, '_', '-', '.')"
+                ),
+            });
+        }
+        Ok(value)
+    }
+}
+
+/// How a service reaches S3 (AWS or any S3-compatible endpoint).
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Custom endpoint (MinIO, the embedded dev server); `None` means AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    /// Path-style addressing, needed by most S3-compatible servers.
+    pub force_path_style: bool,
+    /// The bucket files land in.
+    pub bucket: String,
+    /// Keys under this prefix are landing files (`<prefix><dataset>/ingestion_date=…/<source>.csv`).
+    pub landing_prefix: String,
+}
+
+/// What every service needs; read once at start.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// `OTEL_SERVICE_NAME` or the binary's name.
+    pub service_name: String,
+    pub database_url: Secret,
+    pub database_pool_size: usize,
+    pub amqp_url: Secret,
+    /// Prefix of every exchange and queue name, so several pipelines share a broker.
+    pub amqp_prefix: String,
+    /// Exchange S3 (or MinIO) publishes bucket notifications to.
+    pub notify_exchange: String,
+    /// Binding key for notifications on that exchange.
+    pub notify_routing_key: String,
+    pub prefetch: u16,
+    /// Consumers per process, each on its own channel.
+    pub concurrency: usize,
+    /// Broker-side redelivery limit of each quorum queue before it dead-letters a message.
+    pub delivery_limit: u32,
+    /// In-process attempts for a transient failure before the message is dead-lettered.
+    pub retry_attempts: usize,
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+    pub outbox_poll: Duration,
+    pub health_addr: SocketAddr,
+    pub migrate_on_start: bool,
+    pub datasets_dir: PathBuf,
+    pub shutdown_grace: Duration,
+    pub log_json: bool,
+    pub s3: S3Config,
+}
+
+impl CommonConfig {
+    /// Reads and validates every common variable; the first problem is returned.
+    pub fn from_env(env: &Env<'_>, default_service_name: &str) -> Result<Self, ConfigError> {
+        let amqp_prefix = env.name("LANDFALL_AMQP_PREFIX", "landfall")?;
+        let notify_exchange = env.name("LANDFALL_NOTIFY_EXCHANGE", &format!("{amqp_prefix}.s3"))?;
+        let retry_min_delay = env.millis("LANDFALL_RETRY_MIN_DELAY_MS", 200, 1, 600_000)?;
+        let retry_max_delay = env.millis("LANDFALL_RETRY_MAX_DELAY_MS", 10_000, 1, 3_600_000)?;
+        if retry_max_delay < retry_min_delay {
+            return Err(ConfigError {
+                variable: "LANDFALL_RETRY_MAX_DELAY_MS".into(),
+                problem: "must not be smaller than LANDFALL_RETRY_MIN_DELAY_MS".into(),
+            });
+        }
+        let database_url = env.required(
+            "LANDFALL_DATABASE_URL",
+            "a PostgreSQL URL such as postgres://user@host:5432/landfall",
+        )?;
+        if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
+            return Err(ConfigError {
+                variable: "LANDFALL_DATABASE_URL".into(),
+                problem: "must start with postgres:// or postgresql://".into(),
+            });
+        }
+        let amqp_url = env.string("LANDFALL_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+        if !amqp_url.starts_with("amqp://") && !amqp_url.starts_with("amqps://") {
+            return Err(ConfigError {
+                variable: "LANDFALL_AMQP_URL".into(),
+                problem: "must start with amqp:// or amqps://".into(),
+            });
+        }
+        Ok(CommonConfig {
+            service_name: env.string("OTEL_SERVICE_NAME", default_service_name),
+            database_url: Secret::new(database_url),
+            database_pool_size: env.number("LANDFALL_DATABASE_POOL_SIZE", 8, 1, 256)? as usize,
+            amqp_url: Secret::new(amqp_url),
+            notify_routing_key: env.string("LANDFALL_NOTIFY_ROUTING_KEY", "#"),
+            amqp_prefix,
+            notify_exchange,
+            prefetch: env.number("LANDFALL_PREFETCH", 8, 1, 10_000)? as u16,
+            concurrency: env.number("LANDFALL_CONCURRENCY", 2, 1, 256)? as usize,
+            delivery_limit: env.number("LANDFALL_DELIVERY_LIMIT", 10, 1, 1000)? as u32,
+            retry_attempts: env.number("LANDFALL_RETRY_ATTEMPTS", 5, 1, 100)? as usize,
+            retry_min_delay,
+            retry_max_delay,
+            outbox_poll: env.millis("LANDFALL_OUTBOX_POLL_MS", 1000, 10, 600_000)?,
+            health_addr: env.parsed(
+                "LANDFALL_HEALTH_ADDR",
+                SocketAddr::from(([0, 0, 0, 0], 8080)),
+                "a socket address such as 0.0.0.0:8080",
+            )?,
+            migrate_on_start: env.boolean("LANDFALL_MIGRATE_ON_START", true)?,
+            datasets_dir: PathBuf::from(env.string("LANDFALL_DATASETS_DIR", "datasets")),
+            shutdown_grace: env.millis("LANDFALL_SHUTDOWN_GRACE_MS", 25_000, 0, 3_600_000)?,
+            log_json: env.string("LANDFALL_LOG_FORMAT", "text") == "json",
+            s3: S3Config::from_env(env)?,
+        })
+    }
+}
+
+impl S3Config {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let endpoint = env.get("LANDFALL_S3_ENDPOINT");
+        if let Some(url) = &endpoint
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            return Err(ConfigError {
+                variable: "LANDFALL_S3_ENDPOINT".into(),
+                problem: format!("'{url}' must start with http:// or https://"),
+            });
+        }
+        let access_key_id = env.get("LANDFALL_S3_ACCESS_KEY_ID").map(Secret::new);
+        let secret_access_key = env.get("LANDFALL_S3_SECRET_ACCESS_KEY").map(Secret::new);
+        if access_key_id.is_some() != secret_access_key.is_some() {
+            return Err(ConfigError {
+                variable: "LANDFALL_S3_SECRET_ACCESS_KEY".into(),
+                problem: "LANDFALL_S3_ACCESS_KEY_ID and LANDFALL_S3_SECRET_ACCESS_KEY must be set together".into(),
+            });
+        }
+        let mut landing_prefix = env.string("LANDFALL_LANDING_PREFIX", "landing/");
+        if !landing_prefix.is_empty() && !landing_prefix.ends_with('/') {
+            landing_prefix.push('/');
+        }
+        Ok(S3Config {
+            force_path_style: env.boolean("LANDFALL_S3_FORCE_PATH_STYLE", endpoint.is_some())?,
+            endpoint,
+            region: env.string("LANDFALL_S3_REGION", "us-east-1"),
+            access_key_id,
+            secret_access_key,
+            bucket: env.required("LANDFALL_BUCKET", "the name of the bucket files land in")?,
+            landing_prefix,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<CommonConfig, ConfigError> {
+        let vars = env(pairs);
+        CommonConfig::from_env(&Env::from_fn(|name| vars.get(name).cloned()), "stager")
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        (
+            "LANDFALL_DATABASE_URL",
+            "postgres://landfall:hunter2@db/landfall",
+        ),
+        ("LANDFALL_BUCKET", "lake"),
+    ];
+
+    #[test]
+    fn minimal_configuration_uses_defaults() {
+        let config = load(MINIMAL).unwrap();
+        assert_eq!(config.amqp_prefix, "landfall");
+        assert_eq!(config.notify_exchange, "landfall.s3");
+        assert_eq!(config.s3.landing_prefix, "landing/");
+        assert_eq!(config.service_name, "stager");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let config = load(MINIMAL).unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let error = load(&[("LANDFALL_BUCKET", "lake")]).unwrap_err();
+        assert_eq!(error.variable, "LANDFALL_DATABASE_URL");
+        assert!(error.to_string().contains("is not set"), "{error}");
+    }
+
+    #[test]
+    fn a_malformed_value_says_what_is_wrong() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("LANDFALL_PREFETCH", "lots"));
+        let error = load(&pairs).unwrap_err();
+        assert_eq!(error.variable, "LANDFALL_PREFETCH");
+        assert!(
+            error.to_string().contains("'lots' is not a whole number"),
+            "{error}"
+        );
+
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("LANDFALL_AMQP_PREFIX", "Bad Name!"));
+        assert_eq!(load(&pairs).unwrap_err().variable, "LANDFALL_AMQP_PREFIX");
+
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("LANDFALL_S3_ACCESS_KEY_ID", "AKIA"));
+        assert_eq!(
+            load(&pairs).unwrap_err().variable,
+            "LANDFALL_S3_SECRET_ACCESS_KEY"
+        );
+    }
+}

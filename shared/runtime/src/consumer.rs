@@ -1,0 +1,324 @@
+//! The one consumer loop every service uses.
+//!
+//! For each delivery: decode it, then in one PostgreSQL transaction record the event id as
+//! processed, apply the handler's effect and write the events it causes to the outbox; commit;
+//! only then ack. Transient failures are retried with backoff and jitter; a permanent failure,
+//! or a transient one that outlives its retries, is dead-lettered with the reason in headers.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use backon::Retryable as _;
+use contract::{Envelope, Event};
+use futures::StreamExt as _;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+use tracing::Instrument as _;
+
+use crate::broker::{self, QueueSpec};
+use crate::failure::Failure;
+use crate::service::ServiceContext;
+
+/// One message as a handler sees it.
+#[derive(Debug)]
+pub struct Incoming {
+    pub body: Vec<u8>,
+    pub routing_key: String,
+    pub headers: BTreeMap<String, String>,
+    pub redelivered: bool,
+    /// The decoded envelope, for services that consume pipeline events.
+    pub event: Option<Envelope<Event>>,
+}
+
+/// Whether a queue carries landfall's MessagePack events or something foreign (S3 notifications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Decoded as an [`Envelope`]; duplicates are dropped by event id.
+    Events,
+    /// Handed over as bytes; the handler must be idempotent by itself.
+    Raw,
+}
+
+/// What a service does with one message.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies the effect of `message` inside `tx` and returns the events it causes; the
+    /// runtime writes those to the outbox in the same transaction and commits.
+    fn handle<'a>(
+        &'a self,
+        message: &'a Incoming,
+        tx: &'a tokio_postgres::Transaction<'_>,
+    ) -> impl Future<Output = Result<Vec<Envelope<Event>>, Failure>> + Send + 'a;
+}
+
+/// How one delivery ended.
+enum Outcome {
+    Applied { published: usize },
+    Duplicate,
+}
+
+/// Consumes `spec`'s queue until shutdown, reconnecting with backoff whenever the broker goes away.
+pub async fn run<H: Handler>(
+    ctx: ServiceContext,
+    spec: QueueSpec,
+    kind: MessageKind,
+    handler: Arc<H>,
+    worker: usize,
+) {
+    let mut backoff = ctx.retry_policy().forever();
+    while !ctx.shutdown.is_triggered() {
+        match consume(&ctx, &spec, kind, &handler, worker).await {
+            Ok(()) => return,
+            Err(error) => {
+                ctx.readiness.set_consumer(false);
+                let delay = backoff.next().unwrap_or(ctx.config.retry_max_delay);
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    ?delay,
+                    "consumer lost its broker connection; reconnecting"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = ctx.shutdown.wait() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn consume<H: Handler>(
+    ctx: &ServiceContext,
+    spec: &QueueSpec,
+    kind: MessageKind,
+    handler: &Arc<H>,
+    worker: usize,
+) -> anyhow::Result<()> {
+    let connection =
+        broker::connect(&ctx.config.amqp_url, &format!("{}-{worker}", spec.service)).await?;
+    let channel = broker::confirm_channel(&connection).await?;
+    broker::declare_topology(&channel, &ctx.config, &ctx.topology).await?;
+    let queue = broker::declare_queue(&channel, &ctx.topology, spec).await?;
+    channel
+        .basic_qos(ctx.config.prefetch, BasicQosOptions::default())
+        .await?;
+    let tag = format!(
+        "{}-{}-{worker}",
+        spec.service,
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut deliveries = channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    ctx.readiness.set_consumer(true);
+    tracing::info!(queue, worker, "consuming");
+    loop {
+        let next = tokio::select! {
+            next = deliveries.next() => next,
+            _ = ctx.shutdown.wait() => {
+                // Stop taking work; what was prefetched but not started goes back to the queue.
+                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                let _ = connection.close(200, "shutting down".into()).await;
+                return Ok(());
+            }
+        };
+        let delivery = match next {
+            Some(delivery) => delivery?,
+            None => anyhow::bail!("the broker ended the consumer"),
+        };
+        process(ctx, &channel, &queue, kind, handler.as_ref(), delivery).await?;
+    }
+}
+
+/// Handles one delivery to the end: acked, dead-lettered, or (on shutdown) requeued. An error
+/// here means the channel is unusable; the message is redelivered after reconnecting.
+async fn process<H: Handler>(
+    ctx: &ServiceContext,
+    channel: &Channel,
+    queue: &str,
+    kind: MessageKind,
+    handler: &H,
+    delivery: Delivery,
+) -> anyhow::Result<()> {
+    let headers = text_headers(&delivery.properties);
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "process",
+        otel.name = format!("process {queue}"),
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "process",
+        messaging.destination.name = queue,
+        messaging.rabbitmq.destination.routing_key = delivery.routing_key.as_str(),
+        messaging.message.id = message_id,
+        landfall.dataset = tracing::field::Empty,
+        landfall.batch = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, &headers);
+    async {
+        let mut incoming = Incoming {
+            body: delivery.data.clone(),
+            routing_key: delivery.routing_key.to_string(),
+            headers,
+            redelivered: delivery.redelivered,
+            event: None,
+        };
+        if kind == MessageKind::Events {
+            match Envelope::decode(&incoming.body) {
+                Ok(event) => {
+                    if let Some(batch) = &event.batch {
+                        tracing::Span::current().record("landfall.dataset", batch.dataset.as_str());
+                        tracing::Span::current()
+                            .record("landfall.batch", batch.ingestion_date.to_string());
+                    }
+                    incoming.event = Some(event);
+                }
+                Err(error) => {
+                    let failure = Failure::permanent(error);
+                    return dead_letter(ctx, channel, queue, &delivery, &failure).await;
+                }
+            }
+        }
+        let attempt = || apply(ctx, handler, &incoming);
+        let result = attempt
+            .retry(ctx.retry_policy().backoff())
+            .when(|failure: &Failure| failure.is_transient() && !ctx.shutdown.is_triggered())
+            .notify(|failure: &Failure, delay| {
+                tracing::warn!(
+                    reason = failure.reason(),
+                    ?delay,
+                    "transient failure; retrying"
+                );
+            })
+            .await;
+        match result {
+            Ok(Outcome::Applied { published }) => {
+                if published > 0 {
+                    ctx.outbox_wake.notify_waiters();
+                }
+                delivery.ack(BasicAckOptions::default()).await?;
+                Ok(())
+            }
+            Ok(Outcome::Duplicate) => {
+                tracing::info!("event already processed; dropping the duplicate");
+                delivery.ack(BasicAckOptions::default()).await?;
+                Ok(())
+            }
+            Err(failure) if failure.is_transient() && ctx.shutdown.is_triggered() => {
+                // Not this process's to give up on: another replica (or the restart) retries.
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok(())
+            }
+            Err(failure) => dead_letter(ctx, channel, queue, &delivery, &failure).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// One attempt: a transaction holding the idempotency record, the effect and the outbox rows.
+async fn apply<H: Handler>(
+    ctx: &ServiceContext,
+    handler: &H,
+    incoming: &Incoming,
+) -> Result<Outcome, Failure> {
+    let mut client = ctx.pool.get().await?;
+    let tx = client.transaction().await?;
+    if let Some(event) = &incoming.event {
+        // The row lock taken here also makes a concurrent duplicate wait for this commit.
+        let inserted = tx
+            .execute(
+                "INSERT INTO ops.processed_events (consumer, event_id, event_type) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&ctx.config.service_name, &event.event_id, &event.event_type],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(Outcome::Duplicate);
+        }
+    }
+    let events = handler.handle(incoming, &tx).await?;
+    for event in &events {
+        crate::outbox::enqueue(&tx, &ctx.config.service_name, event).await?;
+    }
+    tx.commit().await?;
+    Ok(Outcome::Applied {
+        published: events.len(),
+    })
+}
+
+/// Publishes the message to the dead-letter exchange with the reason, then acks the original.
+async fn dead_letter(
+    ctx: &ServiceContext,
+    channel: &Channel,
+    queue: &str,
+    delivery: &Delivery,
+    failure: &Failure,
+) -> anyhow::Result<()> {
+    tracing::error!(
+        reason = failure.reason(),
+        kind = failure.kind(),
+        "dead-lettering message"
+    );
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    for (name, value) in [
+        (broker::REASON_HEADER, failure.reason()),
+        (broker::ERROR_KIND_HEADER, failure.kind().to_owned()),
+        (broker::SERVICE_HEADER, ctx.config.service_name.clone()),
+        (
+            broker::ORIGINAL_ROUTING_KEY_HEADER,
+            delivery.routing_key.to_string(),
+        ),
+        (
+            broker::ORIGINAL_EXCHANGE_HEADER,
+            delivery.exchange.to_string(),
+        ),
+    ] {
+        headers.insert(name.into(), broker::long_string(&value));
+    }
+    let properties = delivery.properties.clone().with_headers(headers);
+    broker::publish_confirmed(
+        channel,
+        &ctx.topology.dead_letter_exchange(),
+        queue,
+        &delivery.data,
+        properties,
+    )
+    .await?;
+    delivery.ack(BasicAckOptions::default()).await?;
+    Ok(())
+}
+
+/// Text-valued AMQP headers (trace context and landfall's own).
+fn text_headers(properties: &BasicProperties) -> BTreeMap<String, String> {
+    let Some(table) = properties.headers() else {
+        return BTreeMap::new();
+    };
+    table
+        .inner()
+        .iter()
+        .filter_map(|(name, value)| match value {
+            AMQPValue::LongString(text) => Some((name.to_string(), text.to_string())),
+            AMQPValue::ShortString(text) => Some((name.to_string(), text.to_string())),
+            _ => None,
+        })
+        .collect()
+}

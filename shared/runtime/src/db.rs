@@ -1,0 +1,117 @@
+//! The PostgreSQL pool and the migration runner.
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::config::Secret;
+use crate::datasets::Datasets;
+
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// Held while migrating, so services starting together migrate one at a time.
+const MIGRATION_LOCK_KEY: i64 = 0x6c61_6e64_6661_6c6c; // "landfall"
+
+/// A pool of connections; connections are made lazily, so a service starts while the
+/// database is still coming up and reports not-ready until it can reach it.
+pub fn pool(url: &Secret, size: usize) -> anyhow::Result<Pool> {
+    let pg_config: tokio_postgres::Config = url
+        .expose()
+        .parse()
+        .context("LANDFALL_DATABASE_URL is not a valid PostgreSQL URL")?;
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(std::time::Duration::from_secs(10)))
+        .wait_timeout(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// Applies every embedded migration not yet applied, then makes sure every dataset's staging
+/// tables exist. Safe when several processes run it at once: they queue on an advisory lock.
+/// A migration that was changed after it was applied is an error, not a silent skip.
+pub async fn migrate(
+    client: &mut tokio_postgres::Client,
+    datasets: &Datasets,
+) -> anyhow::Result<usize> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .context("taking the migration lock")?;
+    let result = apply_migrations(client, datasets).await;
+    // Unlock even when migrating failed; a lost connection releases it anyway.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    result
+}
+
+async fn apply_migrations(
+    client: &mut tokio_postgres::Client,
+    datasets: &Datasets,
+) -> anyhow::Result<usize> {
+    client
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS ops;
+             CREATE TABLE IF NOT EXISTS ops.schema_migrations (
+                 name       text        PRIMARY KEY,
+                 checksum   text        NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );",
+        )
+        .await
+        .context("creating ops.schema_migrations")?;
+    let mut applied = 0;
+    for (name, sql) in MIGRATIONS {
+        let checksum = checksum(sql);
+        let row = client
+            .query_opt(
+                "SELECT checksum FROM ops.schema_migrations WHERE name = $1",
+                &[name],
+            )
+            .await?;
+        if let Some(row) = row {
+            let recorded: String = row.get(0);
+            anyhow::ensure!(
+                recorded == checksum,
+                "migration {name} was changed after it was applied (checksum {recorded} in the database, {checksum} in this build); add a new migration instead"
+            );
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("applying migration {name}"))?;
+        tx.execute(
+            "INSERT INTO ops.schema_migrations (name, checksum) VALUES ($1, $2)",
+            &[name, &checksum],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(migration = name, "applied migration");
+        applied += 1;
+    }
+    crate::datasets::ensure_staging_tables(client, datasets).await?;
+    Ok(applied)
+}
+
+/// FNV-1a over the SQL text: stable across builds and Rust versions.
+fn checksum(sql: &str) -> String {
+    let hash = sql.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// Quotes an identifier for SQL. Identifiers from configuration are validated before this.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

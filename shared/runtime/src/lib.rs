@@ -1,0 +1,21 @@
+//! What every landfall service does the same way: configuration, telemetry, the broker, the
+//! database and migrations, the consumer loop, the outbox relay, health and shutdown, retries.
+
+pub mod broker;
+pub mod config;
+pub mod consumer;
+pub mod datasets;
+pub mod db;
+pub mod failure;
+pub mod health;
+pub mod outbox;
+pub mod s3;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{CommonConfig, ConfigError, Env, Secret};
+pub use consumer::{Handler, Incoming, MessageKind};
+pub use failure::{Failure, RetryPolicy};
+pub use service::ServiceContext;
+pub use shutdown::Shutdown;

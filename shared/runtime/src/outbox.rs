@@ -1,0 +1,176 @@
+//! The transactional outbox: a consumer writes the events its effect causes in the same
+//! transaction as the effect; the relay publishes them with publisher confirms and marks them
+//! sent. A crash between publish and mark re-publishes the same event id, which consumers drop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use contract::{Envelope, Event};
+use deadpool_postgres::Pool;
+use lapin::options::BasicPublishOptions;
+use tokio::sync::Notify;
+
+use crate::broker::{self, Topology};
+use crate::config::Secret;
+use crate::failure::RetryPolicy;
+use crate::health::Readiness;
+use crate::shutdown::Shutdown;
+
+/// Rows published per round; confirms are awaited for the whole round at once.
+const RELAY_BATCH: i64 = 500;
+
+/// Writes `envelope` to the outbox inside `tx`, with the current trace context as headers.
+pub async fn enqueue(
+    tx: &tokio_postgres::Transaction<'_>,
+    service: &str,
+    envelope: &Envelope<Event>,
+) -> Result<(), tokio_postgres::Error> {
+    let headers = serde_json::to_value(crate::telemetry::current_trace_headers())
+        .expect("string map serializes");
+    let (dataset, ingestion_date) = match &envelope.batch {
+        Some(batch) => (Some(batch.dataset.as_str()), Some(batch.ingestion_date)),
+        None => (None, None),
+    };
+    tx.execute(
+        "INSERT INTO ops.outbox (event_id, event_type, routing_key, dataset, ingestion_date, payload, headers, created_by)
+         VALUES ($1, $2, $2, $3, $4, $5, $6, $7)",
+        &[
+            &envelope.event_id,
+            &envelope.event_type,
+            &dataset,
+            &ingestion_date,
+            &envelope.encode(),
+            &headers,
+            &service,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Publishes unsent outbox rows. Every replica of every service runs one; `FOR UPDATE SKIP
+/// LOCKED` lets them share the work without publishing a row twice in the normal case.
+#[derive(Clone)]
+pub struct OutboxRelay {
+    pub pool: Pool,
+    pub amqp_url: Secret,
+    pub topology: Topology,
+    pub config: std::sync::Arc<crate::CommonConfig>,
+    pub service: String,
+    pub poll: std::time::Duration,
+    pub retry: RetryPolicy,
+    /// Woken by local commits so an event leaves at once rather than at the next poll.
+    pub wake: Arc<Notify>,
+    pub readiness: Readiness,
+}
+
+impl OutboxRelay {
+    /// Runs until shutdown, reconnecting to the broker and database as needed, then flushes
+    /// what is left once more.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut backoff = self.retry.forever();
+        while !shutdown.is_triggered() {
+            match self.connect_and_relay(&shutdown).await {
+                Ok(()) => return,
+                Err(error) => {
+                    self.readiness.set_relay(false);
+                    let delay = backoff.next().unwrap_or(self.retry.max_delay);
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        ?delay,
+                        "outbox relay lost its connection; retrying"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect_and_relay(&self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let connection =
+            broker::connect(&self.amqp_url, &format!("{}-relay", self.service)).await?;
+        let channel = broker::confirm_channel(&connection).await?;
+        broker::declare_topology(&channel, &self.config, &self.topology).await?;
+        self.readiness.set_relay(true);
+        loop {
+            // Ask to be woken before looking, so a commit between the look and the wait
+            // is not missed.
+            let woken = self.wake.notified();
+            let published = self.publish_round(&channel).await?;
+            if published as i64 == RELAY_BATCH {
+                continue;
+            }
+            if shutdown.is_triggered() {
+                let _ = connection.close(200, "shutting down".into()).await;
+                return Ok(());
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+    }
+
+    /// Publishes one round of unsent rows and marks them sent; returns how many.
+    async fn publish_round(&self, channel: &lapin::Channel) -> anyhow::Result<usize> {
+        let mut client = self.pool.get().await.context("outbox relay: database")?;
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT id, event_id, event_type, routing_key, payload, headers
+                   FROM ops.outbox WHERE sent_at IS NULL
+                  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                &[&RELAY_BATCH],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let exchange = self.topology.events_exchange();
+        let mut confirms = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.get(0);
+            let event_id: uuid::Uuid = row.get(1);
+            let event_type: &str = row.get(2);
+            let routing_key: &str = row.get(3);
+            let payload: &[u8] = row.get(4);
+            let headers: serde_json::Value = row.get(5);
+            let headers: BTreeMap<String, String> =
+                serde_json::from_value(headers).unwrap_or_default();
+            let properties = broker::event_properties(
+                &event_id.to_string(),
+                event_type,
+                broker::header_table(&headers),
+            );
+            let confirm = channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    properties,
+                )
+                .await?;
+            confirms.push(confirm);
+            ids.push(id);
+        }
+        for confirm in confirms {
+            let confirmation = confirm.await?;
+            anyhow::ensure!(confirmation.is_ack(), "the broker refused an outbox event");
+        }
+        tx.execute(
+            "UPDATE ops.outbox SET sent_at = clock_timestamp() WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::debug!(published = ids.len(), "outbox events published");
+        Ok(ids.len())
+    }
+}
