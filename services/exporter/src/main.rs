@@ -1,0 +1,6 @@
+//! The exporter binary: configuration from the environment, then [`exporter::run`].
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    runtime::service::main::<runtime::CommonConfig, _, _>(exporter::run).await
+}

@@ -1,0 +1,134 @@
+//! The ingester: turns S3 bucket notifications into ledger rows and `FileLanded` events, and
+//! reconciles the landing prefix against the ledger so a lost notification loses no file.
+
+pub mod ledger;
+pub mod notification;
+pub mod reconcile;
+
+use std::time::Duration;
+
+use contract::{Envelope, Event};
+use runtime::{
+    CommonConfig, ConfigError, Env, Failure, Handler, Incoming, MessageKind, ServiceContext,
+    Shutdown,
+};
+
+use crate::ledger::{DiscoveredBy, Recorded};
+
+pub const SERVICE: &str = "ingester";
+
+/// The ingester's configuration.
+#[derive(Debug, Clone)]
+pub struct IngesterConfig {
+    pub common: CommonConfig,
+    /// How often reconcile lists the landing prefix (`LANDFALL_RECONCILE_INTERVAL_S`, 0 = only at start).
+    pub reconcile_interval: Duration,
+    /// Whether to reconcile when the service starts (`LANDFALL_RECONCILE_ON_START`).
+    pub reconcile_on_start: bool,
+}
+
+impl runtime::service::ServiceConfig for IngesterConfig {
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(IngesterConfig {
+            common: CommonConfig::from_env(env, SERVICE)?,
+            reconcile_interval: Duration::from_secs(env.number(
+                "LANDFALL_RECONCILE_INTERVAL_S",
+                300,
+                0,
+                86_400,
+            )?),
+            reconcile_on_start: env.boolean("LANDFALL_RECONCILE_ON_START", true)?,
+        })
+    }
+}
+
+/// Records every created object a notification announces.
+pub struct NotificationHandler {
+    ctx: ServiceContext,
+}
+
+impl Handler for NotificationHandler {
+    async fn handle(
+        &self,
+        message: &Incoming,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<Vec<Envelope<Event>>, Failure> {
+        let objects = notification::parse(&message.body).map_err(Failure::permanent)?;
+        let mut events = Vec::new();
+        for object in &objects {
+            let recorded = ledger::record(
+                tx,
+                &self.ctx.datasets,
+                &self.ctx.config.s3.landing_prefix,
+                object,
+                DiscoveredBy::Notification,
+            )
+            .await?;
+            match recorded {
+                Recorded::Landed(event) => events.push(*event),
+                Recorded::Duplicate => tracing::info!(
+                    key = object.key,
+                    "duplicate notification; already in the ledger"
+                ),
+                Recorded::Outside => {
+                    tracing::debug!(key = object.key, "key outside the landing prefix; skipped")
+                }
+                Recorded::Unmapped(_) => {}
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// Runs the ingester until `shutdown`.
+pub async fn run(config: IngesterConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
+    tokio::spawn(reconcile_periodically(
+        ctx.clone(),
+        config.reconcile_on_start,
+        config.reconcile_interval,
+    ));
+    let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    let handler = NotificationHandler { ctx: ctx.clone() };
+    ctx.serve(spec, MessageKind::Raw, handler).await
+}
+
+async fn reconcile_periodically(ctx: ServiceContext, on_start: bool, interval: Duration) {
+    if !on_start && interval.is_zero() {
+        return;
+    }
+    let mut first = on_start;
+    loop {
+        if !first {
+            if interval.is_zero() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = ctx.shutdown.wait() => return,
+            }
+        }
+        first = false;
+        let result = reconcile::reconcile(
+            &ctx.pool,
+            &ctx.s3,
+            &ctx.config.s3,
+            &ctx.datasets,
+            SERVICE,
+            None,
+        )
+        .await;
+        match result {
+            Ok(report) if report.landed > 0 => ctx.outbox_wake.notify_waiters(),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "reconcile failed; trying again at the next interval"
+            ),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Reconcile: list the landing prefix and land every object the ledger does not have, so a
+//! file whose notification was lost is still loaded. Runs on start, on a timer, and on
+//! `landfall reconcile`.
+
+use anyhow::Context as _;
+use deadpool_postgres::Pool;
+use runtime::config::S3Config;
+use runtime::datasets::Datasets;
+
+use crate::ledger::{self, DiscoveredBy, Recorded};
+use crate::notification::ObjectCreated;
+
+/// What a reconcile pass found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub listed: u64,
+    /// New files recorded (each gets a `FileLanded`).
+    pub landed: u64,
+    /// New keys that map to no dataset source.
+    pub unmapped: u64,
+}
+
+/// Lists `s3.bucket` under the landing prefix (optionally narrowed to `sub_prefix`) and records
+/// what the ledger lacks, one transaction per listing page, events through the outbox.
+pub async fn reconcile(
+    pool: &Pool,
+    s3: &aws_sdk_s3::Client,
+    s3_config: &S3Config,
+    datasets: &Datasets,
+    service: &str,
+    sub_prefix: Option<&str>,
+) -> anyhow::Result<ReconcileReport> {
+    let prefix = format!("{}{}", s3_config.landing_prefix, sub_prefix.unwrap_or(""));
+    let mut report = ReconcileReport::default();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(&s3_config.bucket)
+        .prefix(&prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.with_context(|| format!("listing s3://{}/{prefix}", s3_config.bucket))?;
+        let objects: Vec<ObjectCreated> = page
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                Some(ObjectCreated {
+                    bucket: s3_config.bucket.clone(),
+                    key: object.key()?.to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: object.e_tag()?.trim_matches('"').to_owned(),
+                    version_id: None,
+                })
+            })
+            .collect();
+        report.listed += objects.len() as u64;
+        let mut client = pool.get().await.context("reconcile: database")?;
+        let tx = client.transaction().await?;
+        for object in &objects {
+            match ledger::record(
+                &tx,
+                datasets,
+                &s3_config.landing_prefix,
+                object,
+                DiscoveredBy::Reconcile,
+            )
+            .await?
+            {
+                Recorded::Landed(event) => {
+                    runtime::outbox::enqueue(&tx, service, &event).await?;
+                    report.landed += 1;
+                }
+                Recorded::Unmapped(_) => report.unmapped += 1,
+                Recorded::Duplicate | Recorded::Outside => {}
+            }
+        }
+        tx.commit().await?;
+    }
+    if report.landed > 0 {
+        tracing::info!(
+            listed = report.listed,
+            landed = report.landed,
+            "reconcile landed files whose notification never came"
+        );
+    }
+    Ok(report)
+}

@@ -1,0 +1,346 @@
+//! Streams one file's rows through validation into its staging table with COPY.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::SinkExt as _;
+use runtime::Failure;
+use runtime::datasets::Source;
+use runtime::db::quote_ident;
+use tokio::io::AsyncRead;
+
+use crate::csv_stream::{ReadError, RecordReader};
+use crate::encode::encode_field;
+
+/// Rows are sent to COPY in chunks of about this many bytes.
+const COPY_CHUNK: usize = 1024 * 1024;
+/// Longest value kept in a reject row.
+const MAX_REJECT_VALUE_CHARS: usize = 200;
+
+/// A refused row: where and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedRow {
+    pub line: i64,
+    pub column: Option<String>,
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for RejectedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.column {
+            Some(column) => write!(f, "line {}, column {column}: {}", self.line, self.reason),
+            None => write!(f, "line {}: {}", self.line, self.reason),
+        }
+    }
+}
+
+/// Rejected rows: every one counted, the first `limit` kept in full.
+#[derive(Debug, Default)]
+pub struct Rejects {
+    pub count: u64,
+    pub kept: Vec<RejectedRow>,
+    pub limit: usize,
+}
+
+impl Rejects {
+    pub fn add(&mut self, row: RejectedRow) {
+        self.count += 1;
+        if self.kept.len() < self.limit {
+            self.kept.push(row);
+        }
+    }
+}
+
+/// What loading a file did (inside the caller's transaction).
+#[derive(Debug)]
+pub struct LoadReport {
+    /// Data rows in the file (the header excluded).
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rejects: Rejects,
+}
+
+/// Why a load stopped.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file as a whole is unusable; the reason is for a person.
+    File(String),
+    /// The database or S3 failed.
+    Failed(Failure),
+}
+
+impl From<tokio_postgres::Error> for LoadError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        LoadError::Failed(error.into())
+    }
+}
+
+/// Marks an I/O error that came from the S3 download, not from decoding the file.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the object from S3: {0}")]
+pub struct SourceError(pub String);
+
+/// Loads every valid row of `reader` into `source`'s staging table; rows of an earlier
+/// attempt at the same file are removed first.
+pub async fn load_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: &Source,
+    file_id: i64,
+    batch_date: chrono::NaiveDate,
+    reader: &mut RecordReader<Pin<Box<dyn AsyncRead + Send>>>,
+    max_rejects_kept: usize,
+) -> Result<LoadReport, LoadError> {
+    let table = source.qualified_table();
+    tx.execute(
+        &format!("DELETE FROM {table} WHERE _file_id = $1"),
+        &[&file_id],
+    )
+    .await?;
+    let header_map = {
+        let header = reader
+            .next_record()
+            .await
+            .map_err(read_error)?
+            .ok_or_else(|| {
+                LoadError::File(format!(
+                    "the file is empty: expected a header row naming {}",
+                    expected_columns(source)
+                ))
+            })?;
+        match_header(source, header.fields())?
+    };
+    let column_list: Vec<String> = source
+        .columns
+        .iter()
+        .map(|column| quote_ident(&column.name))
+        .collect();
+    let copy = format!(
+        "COPY {table} (_file_id, _line, _batch, {}) FROM STDIN",
+        column_list.join(", ")
+    );
+    let sink = tx.copy_in::<_, Bytes>(&copy).await?;
+    let mut sink = std::pin::pin!(sink);
+    let lineage_suffix = format!("\t{batch_date}");
+    let mut report = LoadReport {
+        rows_read: 0,
+        rows_loaded: 0,
+        rejects: Rejects {
+            limit: max_rejects_kept,
+            ..Rejects::default()
+        },
+    };
+    let mut chunk = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
+    let mut row = Vec::with_capacity(1024);
+    while let Some(record) = reader.next_record().await.map_err(read_error)? {
+        report.rows_read += 1;
+        let line = record.line as i64;
+        if record.len() != header_map.header_fields {
+            report.rejects.add(RejectedRow {
+                line,
+                column: None,
+                value: None,
+                reason: format!(
+                    "has {} fields, the header has {}",
+                    record.len(),
+                    header_map.header_fields
+                ),
+            });
+            continue;
+        }
+        row.clear();
+        row.extend_from_slice(file_id.to_string().as_bytes());
+        row.push(b'\t');
+        row.extend_from_slice(line.to_string().as_bytes());
+        row.extend_from_slice(lineage_suffix.as_bytes());
+        let mut rejected = None;
+        for (column, &position) in source.columns.iter().zip(&header_map.positions) {
+            row.push(b'\t');
+            let raw = record.field(position);
+            if let Err(reason) = encode_field(column, raw, &mut row) {
+                rejected = Some(RejectedRow {
+                    line,
+                    column: Some(column.name.clone()),
+                    value: Some(
+                        String::from_utf8_lossy(raw)
+                            .chars()
+                            .take(MAX_REJECT_VALUE_CHARS)
+                            .collect(),
+                    ),
+                    reason,
+                });
+                break;
+            }
+        }
+        if let Some(rejected) = rejected {
+            report.rejects.add(rejected);
+            continue;
+        }
+        row.push(b'\n');
+        chunk.extend_from_slice(&row);
+        report.rows_loaded += 1;
+        if chunk.len() >= COPY_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK + 64 * 1024));
+            sink.send(Bytes::from(full)).await?;
+        }
+    }
+    if !chunk.is_empty() {
+        sink.send(Bytes::from(chunk)).await?;
+    }
+    let copied = sink.as_mut().finish().await?;
+    debug_assert_eq!(copied, report.rows_loaded);
+    Ok(report)
+}
+
+/// For each definition column, the position of its field in the file.
+struct HeaderMap {
+    positions: Vec<usize>,
+    header_fields: usize,
+}
+
+fn match_header<'a>(
+    source: &Source,
+    header: impl Iterator<Item = &'a [u8]>,
+) -> Result<HeaderMap, LoadError> {
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut header_fields = 0;
+    for (position, raw) in header.enumerate() {
+        header_fields += 1;
+        let raw = if position == 0 {
+            raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw)
+        } else {
+            raw
+        };
+        let name = std::str::from_utf8(raw)
+            .map_err(|_| {
+                LoadError::File(format!("header field {} is not valid UTF-8", position + 1))
+            })?
+            .trim()
+            .to_ascii_lowercase();
+        let column = source.columns.iter().find(|column| {
+            column.name == name
+                || column
+                    .aliases
+                    .iter()
+                    .any(|alias| alias.to_ascii_lowercase() == name)
+        });
+        let Some(column) = column else {
+            return Err(LoadError::File(format!(
+                "unknown column '{name}' in the header (expected {})",
+                expected_columns(source)
+            )));
+        };
+        if by_name.insert(column.name.clone(), position).is_some() {
+            return Err(LoadError::File(format!(
+                "column '{}' appears twice in the header",
+                column.name
+            )));
+        }
+    }
+    let mut positions = Vec::with_capacity(source.columns.len());
+    for column in &source.columns {
+        match by_name.get(&column.name) {
+            Some(&position) => positions.push(position),
+            None => {
+                return Err(LoadError::File(format!(
+                    "missing column '{}' in the header (expected {})",
+                    column.name,
+                    expected_columns(source)
+                )));
+            }
+        }
+    }
+    Ok(HeaderMap {
+        positions,
+        header_fields,
+    })
+}
+
+fn expected_columns(source: &Source) -> String {
+    let names: Vec<&str> = source
+        .columns
+        .iter()
+        .map(|column| column.name.as_str())
+        .collect();
+    names.join(",")
+}
+
+fn read_error(error: ReadError) -> LoadError {
+    match error {
+        ReadError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<SourceError>()) => {
+            LoadError::Failed(Failure::transient(io))
+        }
+        ReadError::Io(io) => LoadError::File(format!("the file cannot be decoded: {io}")),
+        too_long @ ReadError::RecordTooLong { .. } => LoadError::File(too_long.to_string()),
+    }
+}
+
+/// Moves rows whose natural key repeats an earlier line of the same file to the rejects.
+pub async fn reject_duplicate_keys(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: &Source,
+    file_id: i64,
+) -> Result<Vec<RejectedRow>, tokio_postgres::Error> {
+    if source.natural_key.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = source.qualified_table();
+    let same_key: Vec<String> = source
+        .natural_key
+        .iter()
+        .map(|key| format!("earlier.{0} = later.{0}", quote_ident(key)))
+        .collect();
+    let key_text: Vec<String> = source
+        .natural_key
+        .iter()
+        .map(|key| format!("later.{}::text", quote_ident(key)))
+        .collect();
+    let sql = format!(
+        "DELETE FROM {table} AS later USING {table} AS earlier
+          WHERE later._file_id = $1 AND earlier._file_id = $1 AND earlier._line < later._line AND {}
+         RETURNING later._line, concat_ws(',', {})",
+        same_key.join(" AND "),
+        key_text.join(", ")
+    );
+    let rows = tx.query(&sql, &[&file_id]).await?;
+    let key_names = source.natural_key.join(",");
+    let mut rejected: Vec<RejectedRow> = rows
+        .iter()
+        .map(|row| {
+            let value: String = row.get(1);
+            RejectedRow {
+                line: row.get(0),
+                column: Some(key_names.clone()),
+                reason: format!(
+                    "duplicate {key_names} {value}: an earlier line of the file has it"
+                ),
+                value: Some(value),
+            }
+        })
+        .collect();
+    rejected.sort_by_key(|row| row.line);
+    Ok(rejected)
+}
+
+/// Stores rejected rows (bulk insert).
+pub async fn store_rejects(
+    tx: &tokio_postgres::Transaction<'_>,
+    file_id: i64,
+    rows: &[RejectedRow],
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<i64> = rows.iter().map(|row| row.line).collect();
+    let columns: Vec<Option<&str>> = rows.iter().map(|row| row.column.as_deref()).collect();
+    let values: Vec<Option<&str>> = rows.iter().map(|row| row.value.as_deref()).collect();
+    let reasons: Vec<&str> = rows.iter().map(|row| row.reason.as_str()).collect();
+    tx.execute(
+        "INSERT INTO ops.rejected_rows (file_id, line, column_name, value, reason)
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[])",
+        &[&file_id, &lines, &columns, &values, &reasons],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! Staging one file: in the consumer's transaction, stream the object into its staging table,
+//! keep the rejects, and swap the batch's source over from any older version of the file.
+
+use std::pin::Pin;
+
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use contract::{BatchKey, Envelope, Event, FileLanded, FileRejected, StagingLoaded};
+use runtime::datasets::Source;
+use runtime::{Failure, ServiceContext};
+use tokio::io::AsyncRead;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::csv_stream::RecordReader;
+use crate::load::{self, LoadError, RejectedRow, SourceError};
+
+/// Stages files; one per `FileLanded`.
+pub struct Stager {
+    pub ctx: ServiceContext,
+    /// Rejected rows stored in full per file; the rest are counted.
+    pub max_rejects_kept: usize,
+}
+
+/// The file being staged and where it goes.
+struct Job<'a> {
+    event_id: Uuid,
+    batch: BatchKey,
+    landed: &'a FileLanded,
+    source: &'a Source,
+}
+
+impl Stager {
+    /// Stages the file a `FileLanded` names and returns the event that says how it went.
+    pub async fn stage_file(
+        &self,
+        tx: &Transaction<'_>,
+        envelope: &Envelope<Event>,
+        landed: &FileLanded,
+    ) -> Result<Vec<Envelope<Event>>, Failure> {
+        let batch = envelope.batch.clone().ok_or_else(|| {
+            Failure::permanent(anyhow::anyhow!(
+                "file.landed for file {} has no batch",
+                landed.file_id
+            ))
+        })?;
+        let dataset = self.ctx.datasets.get(&batch.dataset).ok_or_else(|| {
+            Failure::permanent(anyhow::anyhow!(
+                "dataset '{}' is not defined in this stager's datasets",
+                batch.dataset
+            ))
+        })?;
+        let source = dataset.source(&landed.source).ok_or_else(|| {
+            Failure::permanent(anyhow::anyhow!(
+                "dataset '{}' has no source '{}'",
+                batch.dataset,
+                landed.source
+            ))
+        })?;
+        let job = Job {
+            event_id: envelope.event_id,
+            batch,
+            landed,
+            source,
+        };
+        let known = tx
+            .query_opt(
+                "SELECT 1 FROM ops.files WHERE file_id = $1 FOR UPDATE",
+                &[&landed.file_id],
+            )
+            .await?;
+        if known.is_none() {
+            return Err(Failure::permanent(anyhow::anyhow!(
+                "file {} is not in the ledger",
+                landed.file_id
+            )));
+        }
+        // One load per batch source at a time, so versions of a file replace each other in order.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&format!(
+                "slot:{}/{}/{}",
+                job.batch.dataset, job.batch.ingestion_date, source.name
+            )],
+        )
+        .await?;
+        let object = match self
+            .ctx
+            .s3
+            .get_object()
+            .bucket(&landed.bucket)
+            .key(&landed.key)
+            .send()
+            .await
+        {
+            Ok(object) => object,
+            Err(error)
+                if matches!(error.as_service_error(), Some(GetObjectError::NoSuchKey(_))) =>
+            {
+                let reason =
+                    "the object no longer exists in S3 (deleted before it could be staged)"
+                        .to_owned();
+                return self
+                    .finish_rejected(tx, &job, "missing", reason, &[], 0)
+                    .await;
+            }
+            Err(error) if runtime::s3::is_transient(&error) => {
+                return Err(Failure::transient(error));
+            }
+            Err(error) => return Err(Failure::permanent(error)),
+        };
+        let current_etag = object.e_tag().unwrap_or_default().trim_matches('"');
+        if current_etag != landed.etag {
+            tx.execute(
+                "UPDATE ops.files SET state = 'superseded', finished_at = clock_timestamp(),
+                        reason = 'a newer version of the object replaced it before it was staged'
+                  WHERE file_id = $1",
+                &[&landed.file_id],
+            )
+            .await?;
+            tracing::info!(
+                file_id = landed.file_id,
+                "object was overwritten before staging; its newer version stages instead"
+            );
+            return Ok(Vec::new());
+        }
+        tx.execute(
+            "UPDATE ops.files SET staging_started_at = clock_timestamp() WHERE file_id = $1",
+            &[&landed.file_id],
+        )
+        .await?;
+        let mut reader = RecordReader::new(decoded_body(object.body, &landed.key));
+        tx.batch_execute("SAVEPOINT load").await?;
+        let loaded = load::load_rows(
+            tx,
+            source,
+            landed.file_id,
+            job.batch.ingestion_date,
+            &mut reader,
+            self.max_rejects_kept,
+        )
+        .await;
+        let mut report = match loaded {
+            Ok(report) => report,
+            Err(LoadError::Failed(failure)) => return Err(failure),
+            Err(LoadError::File(reason)) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT load").await?;
+                return self
+                    .finish_rejected(tx, &job, "rejected", reason, &[], 0)
+                    .await;
+            }
+        };
+        for duplicate in load::reject_duplicate_keys(tx, source, landed.file_id).await? {
+            report.rows_loaded -= 1;
+            report.rejects.add(duplicate);
+        }
+        report.rejects.kept.sort_by_key(|row| row.line);
+        let rejected = report.rejects.count;
+        if report.rows_read > 0
+            && rejected as f64 / report.rows_read as f64 > dataset.reject_threshold
+        {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT load").await?;
+            let first = report
+                .rejects
+                .kept
+                .first()
+                .map(|row| format!("; first: {row}"))
+                .unwrap_or_default();
+            let reason = format!(
+                "{rejected} of {} rows rejected ({:.1}%), over the dataset's {}% threshold{first}",
+                report.rows_read,
+                100.0 * rejected as f64 / report.rows_read as f64,
+                100.0 * dataset.reject_threshold,
+            );
+            return self
+                .finish_rejected(tx, &job, "rejected", reason, &report.rejects.kept, rejected)
+                .await;
+        }
+        load::store_rejects(tx, landed.file_id, &report.rejects.kept).await?;
+        let replaced_file_id = replace_previous_version(tx, &job).await?;
+        tx.execute(
+            "INSERT INTO ops.staged_sources (dataset, ingestion_date, source, file_id, rows_loaded)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (dataset, ingestion_date, source)
+             DO UPDATE SET file_id = EXCLUDED.file_id, rows_loaded = EXCLUDED.rows_loaded, staged_at = clock_timestamp()",
+            &[&job.batch.dataset, &job.batch.ingestion_date, &source.name, &landed.file_id, &(report.rows_loaded as i64)],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE ops.files SET state = 'staged', reason = NULL, rows_loaded = $2, rows_rejected = $3,
+                    finished_at = clock_timestamp()
+              WHERE file_id = $1",
+            &[&landed.file_id, &(report.rows_loaded as i64), &(rejected as i64)],
+        )
+        .await?;
+        tracing::info!(
+            file_id = landed.file_id,
+            rows_loaded = report.rows_loaded,
+            rows_rejected = rejected,
+            table = source.qualified_table(),
+            "file staged"
+        );
+        let event = Envelope::new(
+            Some(job.batch.clone()),
+            Some(job.event_id),
+            StagingLoaded {
+                file_id: landed.file_id,
+                bucket: landed.bucket.clone(),
+                key: landed.key.clone(),
+                version: landed.version.clone(),
+                source: source.name.clone(),
+                table: format!("staging.{}", source.table_name()),
+                rows_loaded: report.rows_loaded,
+                rows_rejected: rejected,
+                replaced_file_id,
+            },
+        );
+        Ok(vec![event.into_event()])
+    }
+
+    /// Records the file as rejected (or missing) with the reason, keeps its reject rows, and
+    /// announces it. Rows of an older version of the file stay staged.
+    async fn finish_rejected(
+        &self,
+        tx: &Transaction<'_>,
+        job: &Job<'_>,
+        state: &str,
+        reason: String,
+        rejects: &[RejectedRow],
+        rows_rejected: u64,
+    ) -> Result<Vec<Envelope<Event>>, Failure> {
+        load::store_rejects(tx, job.landed.file_id, rejects).await?;
+        tx.execute(
+            "UPDATE ops.files SET state = $2, reason = $3, rows_loaded = 0, rows_rejected = $4,
+                    finished_at = clock_timestamp()
+              WHERE file_id = $1",
+            &[
+                &job.landed.file_id,
+                &state,
+                &reason,
+                &(rows_rejected as i64),
+            ],
+        )
+        .await?;
+        tracing::warn!(
+            file_id = job.landed.file_id,
+            key = job.landed.key,
+            reason,
+            "file rejected"
+        );
+        let event = Envelope::new(
+            Some(job.batch.clone()),
+            Some(job.event_id),
+            FileRejected {
+                file_id: job.landed.file_id,
+                bucket: job.landed.bucket.clone(),
+                key: job.landed.key.clone(),
+                source: job.source.name.clone(),
+                reason,
+                rows_rejected,
+            },
+        );
+        Ok(vec![event.into_event()])
+    }
+}
+
+/// Removes the staged rows of the file version this one replaces; returns its id.
+async fn replace_previous_version(
+    tx: &Transaction<'_>,
+    job: &Job<'_>,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let previous = tx
+        .query_opt(
+            "SELECT file_id FROM ops.staged_sources WHERE dataset = $1 AND ingestion_date = $2 AND source = $3",
+            &[&job.batch.dataset, &job.batch.ingestion_date, &job.source.name],
+        )
+        .await?
+        .map(|row| row.get::<_, i64>(0))
+        .filter(|&previous| previous != job.landed.file_id);
+    if let Some(previous) = previous {
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE _file_id = $1",
+                job.source.qualified_table()
+            ),
+            &[&previous],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE ops.files SET state = 'superseded', reason = format('replaced by file %s', $2::bigint)
+              WHERE file_id = $1",
+            &[&previous, &job.landed.file_id],
+        )
+        .await?;
+        tracing::info!(
+            previous,
+            file_id = job.landed.file_id,
+            "replaced the rows of the older version"
+        );
+    }
+    Ok(previous)
+}
+
+/// The object's bytes as a reader: gunzipped for `.gz` keys. Download errors are tagged as
+/// [`SourceError`] so they are retried, while decoding errors reject the file.
+fn decoded_body(
+    body: aws_sdk_s3::primitives::ByteStream,
+    key: &str,
+) -> Pin<Box<dyn AsyncRead + Send>> {
+    let chunks = futures::stream::unfold(body, |mut body| async move {
+        let chunk = body.next().await?;
+        Some((
+            chunk.map_err(|error| std::io::Error::other(SourceError(error.to_string()))),
+            body,
+        ))
+    });
+    let reader = tokio_util::io::StreamReader::new(Box::pin(chunks));
+    if key.ends_with(".gz") {
+        let mut decoder = async_compression::tokio::bufread::GzipDecoder::new(reader);
+        decoder.multiple_members(true);
+        Box::pin(decoder)
+    } else {
+        Box::pin(reader)
+    }
+}
