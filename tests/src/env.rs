@@ -1,0 +1,432 @@
+//! One test's private world: database, broker names, S3 server, and services to run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use lapin::BasicProperties;
+use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use runtime::{CommonConfig, Env, Shutdown};
+use s3dev::{NotifyConfig, S3DevConfig, S3DevServer};
+use tokio::task::JoinHandle;
+
+use crate::spy::EventSpy;
+
+const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const ACCESS_KEY: &str = "landfall-test";
+const SECRET_KEY: &str = "landfall-test-secret";
+pub const BUCKET: &str = "lake";
+const SERVICES: &[&str] = &[
+    "ingester",
+    "stager",
+    "transformer",
+    "quality-checker",
+    "exporter",
+];
+
+/// A service running inside the test process.
+pub struct ServiceHandle {
+    trigger: runtime::shutdown::ShutdownTrigger,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ServiceHandle {
+    /// Triggers a graceful shutdown and waits for the drain.
+    pub async fn stop(self) {
+        self.trigger.trigger();
+        let result = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+        result
+            .expect("service drained in time")
+            .expect("service task")
+            .expect("service ran cleanly");
+    }
+}
+
+/// A service binary running as its own process (so it can be killed).
+pub struct ChildService {
+    pub child: tokio::process::Child,
+}
+
+impl ChildService {
+    /// SIGKILL: no drain, no cleanup, like a node dying.
+    pub async fn kill(mut self) {
+        self.child
+            .kill()
+            .await
+            .expect("killing the service process");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running child has a pid");
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill -TERM");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("service exited after SIGTERM")
+            .expect("waiting for the service")
+    }
+}
+
+/// The test's own database, exchange/queue prefix and S3 server.
+pub struct TestEnv {
+    pub suffix: String,
+    pub database: String,
+    pub database_url: String,
+    pub amqp_url: String,
+    pub prefix: String,
+    pub s3_server: Option<S3DevServer>,
+    pub s3: aws_sdk_s3::Client,
+    s3_root: PathBuf,
+    pub db: tokio_postgres::Client,
+    cleaned: bool,
+}
+
+impl TestEnv {
+    /// Creates the database, starts the S3 server and creates the bucket.
+    pub async fn new() -> TestEnv {
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        let database = format!("landfall_test_{suffix}");
+        let (admin, connection) =
+            tokio_postgres::connect(POSTGRES_ADMIN_URL, tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)");
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await
+            .expect("creating the test database");
+        let database_url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+        let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+            .await
+            .expect("test database");
+        tokio::spawn(connection);
+        let prefix = format!("lft-{suffix}");
+        let s3_root = std::env::temp_dir().join(format!("landfall-s3-{suffix}"));
+        let server = S3DevServer::start(S3DevConfig {
+            root: s3_root.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            region: "us-east-1".into(),
+            notify: Some(NotifyConfig {
+                amqp_url: AMQP_URL.into(),
+                exchange: format!("{prefix}.s3"),
+                routing_key: format!("{BUCKET}.created"),
+            }),
+        })
+        .await
+        .expect("starting the embedded S3 server");
+        let s3 = s3_client(&server.endpoint_url());
+        s3.create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("creating the bucket");
+        TestEnv {
+            suffix,
+            database,
+            database_url,
+            amqp_url: AMQP_URL.into(),
+            prefix,
+            s3_server: Some(server),
+            s3,
+            s3_root,
+            db,
+            cleaned: false,
+        }
+    }
+
+    /// The environment variables a service of this test runs with.
+    pub fn vars(&self) -> HashMap<String, String> {
+        let endpoint = self
+            .s3_server
+            .as_ref()
+            .expect("S3 server running")
+            .endpoint_url();
+        [
+            ("LANDFALL_DATABASE_URL", self.database_url.clone()),
+            ("LANDFALL_DATABASE_POOL_SIZE", "4".into()),
+            ("LANDFALL_AMQP_URL", self.amqp_url.clone()),
+            ("LANDFALL_AMQP_PREFIX", self.prefix.clone()),
+            ("LANDFALL_S3_ENDPOINT", endpoint),
+            ("LANDFALL_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("LANDFALL_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("LANDFALL_BUCKET", BUCKET.into()),
+            (
+                "LANDFALL_DATASETS_DIR",
+                datasets_dir().display().to_string(),
+            ),
+            ("LANDFALL_HEALTH_ADDR", "127.0.0.1:0".into()),
+            ("LANDFALL_RETRY_MIN_DELAY_MS", "20".into()),
+            ("LANDFALL_RETRY_MAX_DELAY_MS", "500".into()),
+            ("LANDFALL_RETRY_ATTEMPTS", "4".into()),
+            ("LANDFALL_OUTBOX_POLL_MS", "200".into()),
+            ("LANDFALL_SHUTDOWN_GRACE_MS", "20000".into()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+    }
+
+    fn env_with<'a>(&self, overrides: &'a [(&'a str, &'a str)]) -> HashMap<String, String> {
+        let mut vars = self.vars();
+        for (name, value) in overrides {
+            vars.insert((*name).to_owned(), (*value).to_owned());
+        }
+        vars
+    }
+
+    pub fn common_config(&self, service: &str) -> CommonConfig {
+        let vars = self.vars();
+        CommonConfig::from_env(&Env::from_fn(|name| vars.get(name).cloned()), service)
+            .expect("valid test configuration")
+    }
+
+    /// Starts the ingester in-process.
+    pub fn start_ingester(&self, overrides: &[(&str, &str)]) -> ServiceHandle {
+        let vars = self.env_with(overrides);
+        let config = <ingester::IngesterConfig as runtime::service::ServiceConfig>::from_env(
+            &Env::from_fn(|name| vars.get(name).cloned()),
+        )
+        .expect("valid ingester configuration");
+        spawn_service(move |shutdown| ingester::run(config, shutdown))
+    }
+
+    /// Starts the stager in-process.
+    pub fn start_stager(&self, overrides: &[(&str, &str)]) -> ServiceHandle {
+        let vars = self.env_with(overrides);
+        let config = <stager::StagerConfig as runtime::service::ServiceConfig>::from_env(
+            &Env::from_fn(|name| vars.get(name).cloned()),
+        )
+        .expect("valid stager configuration");
+        spawn_service(move |shutdown| stager::run(config, shutdown))
+    }
+
+    /// Runs a service binary (built by the same `cargo test`) as a child process.
+    pub fn spawn_binary(&self, name: &str, overrides: &[(&str, &str)]) -> ChildService {
+        let binary = binary_path(name);
+        let child = tokio::process::Command::new(&binary)
+            .env_clear()
+            .envs(self.env_with(overrides))
+            .env("RUST_LOG", "warn")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
+        ChildService { child }
+    }
+
+    /// Puts an object; its notification is in RabbitMQ when this returns.
+    pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) -> String {
+        let output = self
+            .s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(body.into()))
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("putting {key}: {error:?}"));
+        output
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned()
+    }
+
+    /// `landing/ecommerce/ingestion_date=<date>/<file>`.
+    pub fn landing_key(date: &str, file: &str) -> String {
+        format!("landing/ecommerce/ingestion_date={date}/{file}")
+    }
+
+    pub fn set_notifications(&self, enabled: bool) {
+        self.s3_server
+            .as_ref()
+            .expect("S3 server running")
+            .set_notifications_enabled(enabled);
+    }
+
+    /// Publishes raw bytes to an exchange of this test (`events`, `s3`, …).
+    pub async fn publish_raw(
+        &self,
+        exchange_suffix: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
+        let connection =
+            lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
+                .await
+                .unwrap();
+        let channel = runtime::broker::confirm_channel(&connection).await.unwrap();
+        let exchange = format!("{}.{exchange_suffix}", self.prefix);
+        channel
+            .basic_publish(
+                exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        connection.close(200, "done".into()).await.ok();
+    }
+
+    pub async fn spy(&self) -> EventSpy {
+        EventSpy::new(&self.amqp_url, &format!("{}.events", self.prefix))
+            .await
+            .expect("event spy")
+    }
+
+    /// Runs a query returning one i64.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .get(0)
+    }
+
+    /// Takes one message off a queue of this test (e.g. `stager.dlq`), acking it.
+    pub async fn take_message(
+        &self,
+        queue_suffix: &str,
+    ) -> Option<lapin::message::BasicGetMessage> {
+        let connection =
+            lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
+                .await
+                .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let queue = format!("{}.{queue_suffix}", self.prefix);
+        let message = channel
+            .basic_get(
+                queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        connection.close(200, "done".into()).await.ok();
+        message
+    }
+
+    /// Drops the database, the queues and exchanges, and the S3 files.
+    pub async fn cleanup(mut self) {
+        self.cleaned = true;
+        if let Some(server) = self.s3_server.take() {
+            server.shutdown().await;
+        }
+        cleanup_resources(&self.database, &self.prefix, &self.s3_root).await;
+    }
+}
+
+impl Drop for TestEnv {
+    /// A failed test still leaves nothing behind.
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let (database, prefix, root) = (
+            self.database.clone(),
+            self.prefix.clone(),
+            self.s3_root.clone(),
+        );
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(cleanup_resources(&database, &prefix, &root));
+        })
+        .join();
+    }
+}
+
+async fn cleanup_resources(database: &str, prefix: &str, s3_root: &Path) {
+    if let Ok((admin, connection)) =
+        tokio_postgres::connect(POSTGRES_ADMIN_URL, tokio_postgres::NoTls).await
+    {
+        tokio::spawn(connection);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await;
+    }
+    if let Ok(connection) =
+        lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
+    {
+        if let Ok(channel) = connection.create_channel().await {
+            for service in SERVICES {
+                for queue in [
+                    format!("{prefix}.{service}"),
+                    format!("{prefix}.{service}.dlq"),
+                ] {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+            for exchange in ["events", "dlx", "s3"] {
+                let name = format!("{prefix}.{exchange}");
+                let _ = channel
+                    .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+        }
+        let _ = connection.close(200, "cleanup".into()).await;
+    }
+    let _ = std::fs::remove_dir_all(s3_root);
+}
+
+fn spawn_service<F, Fut>(run: F) -> ServiceHandle
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    runtime::telemetry::init("landfall-tests", false);
+    let (trigger, shutdown) = runtime::shutdown::channel();
+    let task = tokio::spawn(run(shutdown));
+    ServiceHandle { trigger, task }
+}
+
+pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+fn datasets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets")
+        .canonicalize()
+        .expect("datasets folder")
+}
+
+/// `target/<profile>/<name>`, next to the test binary's `deps` folder.
+fn binary_path(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the service binaries are built",
+        binary.display()
+    );
+    binary
+}

@@ -1,0 +1,11 @@
+//! The integration-test harness: each test gets its own PostgreSQL database, its own RabbitMQ
+//! exchange and queue names, and its own embedded S3 server (a real HTTP S3 endpoint that
+//! publishes MinIO-style notifications), and leaves nothing behind.
+
+pub mod data;
+mod env;
+pub mod spy;
+pub mod wait;
+
+pub use env::{ChildService, ServiceHandle, TestEnv};
+pub use wait::wait_until;

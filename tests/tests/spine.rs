@@ -1,0 +1,556 @@
+//! The spine against real PostgreSQL, RabbitMQ and the embedded S3 server: notifications to
+//! ledger to staging, duplicates, new versions, rejects, dead letters, reconcile, and a stager
+//! killed in the middle of a COPY.
+
+use std::time::Duration;
+
+use contract::{Event, StagingLoaded};
+use landfall_tests::{TestEnv, data, wait_until};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const DATE: &str = "2026-03-01";
+
+fn key(file: &str) -> String {
+    TestEnv::landing_key(DATE, file)
+}
+
+/// Rows of a staging table as text, in file order.
+async fn staged(env: &TestEnv, sql: &str) -> Vec<Vec<String>> {
+    env.db
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|index| row.get::<_, String>(index))
+                .collect()
+        })
+        .collect()
+}
+
+async fn file_state(env: &TestEnv, key: &str) -> Option<(String, Option<String>)> {
+    env.db
+        .query_opt(
+            "SELECT state, reason FROM ops.files WHERE key = $1 ORDER BY file_id DESC LIMIT 1",
+            &[&key],
+        )
+        .await
+        .unwrap()
+        .map(|row| (row.get(0), row.get(1)))
+}
+
+async fn wait_for_state(env: &TestEnv, key: &str, state: &str) -> Option<String> {
+    wait_until(&format!("{key} to be {state}"), DEADLINE, || async {
+        Ok(file_state(env, key)
+            .await
+            .filter(|(found, _)| found == state)
+            .map(|(_, reason)| reason))
+    })
+    .await
+}
+
+fn staging_loaded(event: &contract::Envelope<Event>) -> Option<&StagingLoaded> {
+    match &event.payload {
+        Event::StagingLoaded(loaded) => Some(loaded),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_files_land_and_stage_exactly_as_written() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    let orders = data::orders_csv(1, 50);
+    let reviews = data::reviews_csv(40);
+    let shipments = data::shipments_csv(50);
+    env.put(&key("orders.csv"), orders.clone()).await;
+    env.put(&key("reviews.csv"), reviews.clone()).await;
+    env.put(&key("shipment_deliveries.csv"), shipments.clone())
+        .await;
+
+    spy.until("three staging.loaded events", DEADLINE, |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 3
+    })
+    .await;
+    let loaded: Vec<&StagingLoaded> = spy.seen.iter().filter_map(staging_loaded).collect();
+    let mut sources: Vec<&str> = loaded.iter().map(|event| event.source.as_str()).collect();
+    sources.sort();
+    assert_eq!(sources, ["orders", "reviews", "shipment_deliveries"]);
+    assert!(loaded.iter().all(|event| event.rows_rejected == 0));
+    assert_eq!(spy.of_type("file.landed").len(), 3);
+
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.files WHERE state = 'staged'")
+            .await,
+        3
+    );
+    assert_eq!(
+        staged(&env, "SELECT order_id::text, customer_id::text, order_date::text, product_id::text, unit_price::text, quantity::text, total_price::text FROM staging.orders ORDER BY _line").await,
+        data::rows(&orders)
+    );
+    assert_eq!(
+        staged(&env, "SELECT coalesce(review::text, ''), product_id::text FROM staging.reviews ORDER BY _line").await,
+        data::rows(&reviews)
+    );
+    assert_eq!(
+        staged(&env, "SELECT shipment_id::text, order_id::text, coalesce(shipment_date::text, ''), coalesce(delivery_date::text, '') FROM staging.shipment_deliveries ORDER BY _line").await,
+        data::rows(&shipments)
+    );
+    // Lineage: the file, the line (the header is line 1) and the batch.
+    assert_eq!(
+        env.count(&format!("SELECT count(*) FROM staging.orders o JOIN ops.files f ON f.file_id = o._file_id WHERE f.key = '{}' AND o._line = o.order_id + 1 AND o._batch = '{DATE}'", key("orders.csv"))).await,
+        50
+    );
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_notification_three_times_loads_once() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    // One consumer taking one message at a time: notifications are handled in order.
+    let ingester = env.start_ingester(&[("LANDFALL_CONCURRENCY", "1"), ("LANDFALL_PREFETCH", "1")]);
+    let stager = env.start_stager(&[]);
+    env.set_notifications(false);
+    let orders_key = key("orders.csv");
+    let etag = env.put(&orders_key, data::orders_csv(1, 30)).await;
+    let notification = serde_json::json!({
+        "EventName": "s3:ObjectCreated:Put",
+        "Key": format!("lake/{orders_key}"),
+        "Records": [{
+            "eventVersion": "2.0", "eventSource": "minio:s3", "eventName": "s3:ObjectCreated:Put",
+            "s3": {"bucket": {"name": "lake"}, "object": {"key": orders_key.replace('/', "%2F"), "size": 10, "eTag": etag}}
+        }]
+    })
+    .to_string();
+    for _ in 0..3 {
+        env.publish_raw(
+            "s3",
+            "lake.created",
+            notification.as_bytes(),
+            lapin::BasicProperties::default(),
+        )
+        .await;
+    }
+    // A later file: once it is staged, the three duplicates before it have been handled.
+    env.set_notifications(true);
+    env.put(&key("reviews.csv"), data::reviews_csv(5)).await;
+    spy.until("both files staged", DEADLINE, |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 2
+    })
+    .await;
+
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.files WHERE key = '{orders_key}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 30);
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'")
+            .await,
+        2
+    );
+    let orders_loaded = spy
+        .seen
+        .iter()
+        .filter_map(staging_loaded)
+        .filter(|event| event.source == "orders")
+        .count();
+    assert_eq!(orders_loaded, 1);
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_of_a_file_replaces_the_old_rows() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    let orders_key = key("orders.csv");
+    env.put(&orders_key, data::orders_csv(1, 20)).await;
+    spy.until("the first version staged", DEADLINE, |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 1
+    })
+    .await;
+    let first_id = spy.seen.iter().find_map(staging_loaded).unwrap().file_id;
+
+    let second = data::orders_csv(500, 35);
+    env.put(&orders_key, second.clone()).await;
+    spy.until("the second version staged", DEADLINE, |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 2
+    })
+    .await;
+    let replacing = spy.seen.iter().filter_map(staging_loaded).nth(1).unwrap();
+    assert_eq!(replacing.replaced_file_id, Some(first_id));
+
+    assert_eq!(
+        staged(&env, "SELECT order_id::text, customer_id::text, order_date::text, product_id::text, unit_price::text, quantity::text, total_price::text FROM staging.orders ORDER BY _line").await,
+        data::rows(&second)
+    );
+    let states = staged(&env, "SELECT state FROM ops.files ORDER BY file_id").await;
+    assert_eq!(
+        states,
+        [vec!["superseded".to_owned()], vec!["staged".to_owned()]]
+    );
+    assert_eq!(env.count(&format!("SELECT file_id FROM ops.staged_sources WHERE source = 'orders' AND ingestion_date = '{DATE}'")).await, replacing.file_id);
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_are_rejected_with_line_and_column_and_the_rest_load() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    let mut orders: Vec<String> = data::orders_csv(1, 100)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    orders[3] = "3,7,2026-02-30,4,1.00,1,1.00".into(); // line 4: no such date
+    orders[10] = "10,7,2026-01-11,4,1.00,ten,10.00".into(); // line 11: not an integer
+    orders[20] = ",7,2026-01-21,4,1.00,1,1.00".into(); // line 21: NULL key
+    orders[30] = "5,7,2026-01-21,4,1.00,1,1.00".into(); // line 31: repeats order 5 of line 6
+    let mut reviews: Vec<String> = data::reviews_csv(40).lines().map(str::to_owned).collect();
+    reviews[7] = "7,3".into(); // line 8: a review of 7
+    env.put(&key("orders.csv"), orders.join("\n") + "\n").await;
+    env.put(&key("reviews.csv"), reviews.join("\r\n") + "\r\n")
+        .await;
+    spy.until("both files staged", DEADLINE, |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 2
+    })
+    .await;
+
+    let rejects = staged(&env, "SELECT f.source, r.line::text, coalesce(r.column_name, ''), coalesce(r.value, ''), r.reason FROM ops.rejected_rows r JOIN ops.files f USING (file_id) ORDER BY f.source, r.line").await;
+    let expected: Vec<Vec<String>> = [
+        [
+            "orders",
+            "4",
+            "order_date",
+            "2026-02-30",
+            "'2026-02-30' is not a date (YYYY-MM-DD)",
+        ],
+        ["orders", "11", "quantity", "ten", "'ten' is not an integer"],
+        [
+            "orders",
+            "21",
+            "order_id",
+            "",
+            "is empty, but the column may not be NULL",
+        ],
+        [
+            "orders",
+            "31",
+            "order_id",
+            "5",
+            "duplicate order_id 5: an earlier line of the file has it",
+        ],
+        ["reviews", "8", "review", "7", "7 is above the maximum 5"],
+    ]
+    .iter()
+    .map(|row| row.iter().map(|field| field.to_string()).collect())
+    .collect();
+    assert_eq!(rejects, expected);
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 96);
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging.orders WHERE order_id = 5")
+            .await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM staging.reviews").await, 39);
+    assert_eq!(
+        staged(
+            &env,
+            "SELECT source, rows_loaded::text, rows_rejected::text FROM ops.files ORDER BY source"
+        )
+        .await,
+        [
+            vec!["orders".to_owned(), "96".into(), "4".into()],
+            vec!["reviews".to_owned(), "39".into(), "1".into()]
+        ]
+    );
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_files_are_rejected_with_a_reason_a_person_understands() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    let wrong_header = data::orders_csv(1, 5).replacen("order_id", "order_no", 1);
+    env.put(&key("orders.csv"), wrong_header).await;
+    env.put(&key("shipment_deliveries.csv"), Vec::new()).await;
+    env.put(
+        &key("reviews.csv.gz"),
+        b"\x1f\x8b\x08\x00this is not deflate data".to_vec(),
+    )
+    .await;
+    let mostly_bad = data::reviews_csv(10)
+        .replace("\n3,", "\n9,")
+        .replace("\n4,", "\n0,");
+    env.put(
+        &TestEnv::landing_key("2026-03-02", "reviews.csv"),
+        mostly_bad,
+    )
+    .await;
+    spy.until("four files rejected", DEADLINE, |seen| {
+        seen.iter()
+            .filter(|e| e.event_type == "file.rejected")
+            .count()
+            == 4
+    })
+    .await;
+
+    let env_ref = &env;
+    let reason = |file: &str| {
+        let key = key(file);
+        async move {
+            file_state(env_ref, &key)
+                .await
+                .and_then(|(_, reason)| reason)
+                .unwrap_or_default()
+        }
+    };
+    let header = reason("orders.csv").await;
+    assert!(
+        header.contains("unknown column 'order_no' in the header"),
+        "{header}"
+    );
+    let empty = reason("shipment_deliveries.csv").await;
+    assert!(
+        empty.starts_with("the file is empty: expected a header row"),
+        "{empty}"
+    );
+    let gzip = reason("reviews.csv.gz").await;
+    assert!(gzip.starts_with("the file cannot be decoded"), "{gzip}");
+    let threshold = file_state(&env, &TestEnv::landing_key("2026-03-02", "reviews.csv"))
+        .await
+        .unwrap()
+        .1
+        .unwrap();
+    assert!(threshold.starts_with("4 of 10 rows rejected (40.0%), over the dataset's 5% threshold; first: line 4, column review"), "{threshold}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.files WHERE state = 'rejected'")
+            .await,
+        4
+    );
+    // Nothing of a rejected file is staged; its bad rows are kept for the operator.
+    assert_eq!(env.count("SELECT count(*) FROM staging.reviews").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM ops.rejected_rows").await, 4);
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_messages_are_dead_lettered_with_the_reason() {
+    let env = TestEnv::new().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    // Wait until both services consume from their queues.
+    let ready = |service: &'static str| {
+        let env = &env;
+        async move {
+            wait_until(&format!("{service} consuming"), DEADLINE, || async {
+                let connection = lapin::Connection::connect(
+                    &env.amqp_url,
+                    lapin::ConnectionProperties::default(),
+                )
+                .await?;
+                let channel = connection.create_channel().await?;
+                let options = lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                let queue = channel
+                    .queue_declare(
+                        format!("{}.{service}", env.prefix).as_str().into(),
+                        options,
+                        Default::default(),
+                    )
+                    .await;
+                connection.close(200, "done".into()).await.ok();
+                Ok(queue
+                    .ok()
+                    .filter(|queue| queue.consumer_count() > 0)
+                    .map(|_| ()))
+            })
+            .await
+        }
+    };
+    ready("stager").await;
+    ready("ingester").await;
+
+    env.publish_raw(
+        "events",
+        "file.landed",
+        b"this is not MessagePack",
+        lapin::BasicProperties::default(),
+    )
+    .await;
+    let mut unknown = contract::Envelope::new(
+        None,
+        None,
+        contract::FileRejected {
+            file_id: 1,
+            bucket: "b".into(),
+            key: "k".into(),
+            source: "s".into(),
+            reason: "r".into(),
+            rows_rejected: 0,
+        },
+    );
+    unknown.event_type = "file.teleported".into();
+    env.publish_raw(
+        "events",
+        "file.landed",
+        &unknown.encode(),
+        lapin::BasicProperties::default(),
+    )
+    .await;
+    env.publish_raw(
+        "s3",
+        "lake.created",
+        b"<xml>not a notification</xml>",
+        lapin::BasicProperties::default(),
+    )
+    .await;
+
+    let mut reasons = Vec::new();
+    for queue in ["stager.dlq", "stager.dlq", "ingester.dlq"] {
+        let message = wait_until(&format!("a message in {queue}"), DEADLINE, || async {
+            Ok(env.take_message(queue).await)
+        })
+        .await;
+        let properties = &message.delivery.properties;
+        let reason = runtime::broker::header_text(properties, runtime::broker::REASON_HEADER)
+            .expect("reason header");
+        assert_eq!(
+            runtime::broker::header_text(properties, runtime::broker::ERROR_KIND_HEADER).as_deref(),
+            Some("permanent")
+        );
+        reasons.push(reason);
+    }
+    reasons.sort();
+    assert!(
+        reasons[0].contains("message is not a MessagePack landfall envelope"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("not an S3 event notification"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("unknown event type 'file.teleported'"),
+        "{reasons:?}"
+    );
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_lands_a_file_whose_notification_was_lost() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    // The ingester is down and the notification is lost.
+    env.set_notifications(false);
+    env.put(&key("orders.csv"), data::orders_csv(1, 12)).await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    spy.until("the file staged", DEADLINE, |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 1
+    })
+    .await;
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM ops.files WHERE discovered_by = 'reconcile' AND state = 'staged'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 12);
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stager_killed_mid_copy_loads_the_file_exactly_once_after_restart() {
+    const ROWS: i64 = 300_000;
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.spawn_binary("stager", &[]);
+    let orders_key = key("orders.csv");
+    env.put(&orders_key, data::orders_csv(1, ROWS)).await;
+
+    // The COPY is under way: PostgreSQL reports its progress.
+    wait_until("the stager's COPY to be under way", DEADLINE, || async {
+        let copied = env
+            .db
+            .query_opt(
+                "SELECT tuples_processed FROM pg_stat_progress_copy WHERE datname = current_database() AND relid = 'staging.orders'::regclass",
+                &[],
+            )
+            .await?
+            .map(|row| row.get::<_, i64>(0));
+        Ok(copied.filter(|&copied| copied > 0))
+    })
+    .await;
+    stager.kill().await;
+    wait_until("the killed COPY to be rolled back", DEADLINE, || async {
+        let active = env
+            .count("SELECT count(*) FROM pg_stat_progress_copy WHERE datname = current_database()")
+            .await;
+        Ok((active == 0).then_some(()))
+    })
+    .await;
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 0);
+    assert_eq!(file_state(&env, &orders_key).await.unwrap().0, "landed");
+
+    let restarted = env.spawn_binary("stager", &[]);
+    wait_for_state(&env, &orders_key, "staged").await;
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, ROWS);
+    assert_eq!(
+        env.count("SELECT count(DISTINCT order_id) FROM staging.orders")
+            .await,
+        ROWS
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'staging.loaded'")
+            .await,
+        1
+    );
+    spy.until("staging.loaded published", DEADLINE, |seen| {
+        seen.iter().any(|event| staging_loaded(event).is_some())
+    })
+    .await;
+    let ids: std::collections::HashSet<uuid::Uuid> = spy
+        .seen
+        .iter()
+        .filter(|event| event.event_type == "staging.loaded")
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(ids.len(), 1, "one StagingLoaded event id");
+
+    // SIGTERM drains and exits cleanly.
+    let status = restarted.terminate().await;
+    assert!(status.success(), "stager exited with {status}");
+    ingester.stop().await;
+    env.cleanup().await;
+}
