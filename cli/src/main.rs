@@ -1,1 +1,182 @@
-fn main() {}
+//! `landfall`: the operator command. Runs the demo, migrates the database, reconciles the
+//! landing prefix with the ledger, shows files and batches, and serves the embedded S3 server.
+
+mod demo;
+mod sample;
+mod status;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use runtime::datasets::Datasets;
+use runtime::{CommonConfig, Env};
+
+#[derive(Parser)]
+#[command(
+    name = "landfall",
+    version,
+    about = "Event-driven ELT for e-commerce files: operator command"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole pipeline on sample data (embedded S3 server, services in this process).
+    Demo(demo::DemoArgs),
+    /// Apply pending migrations and create the datasets' staging tables (LANDFALL_DATABASE_URL).
+    Migrate {
+        #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
+        datasets_dir: PathBuf,
+    },
+    /// List the landing prefix and land every object the ledger lacks (the service configuration
+    /// variables apply: LANDFALL_DATABASE_URL, LANDFALL_BUCKET, LANDFALL_S3_*, LANDFALL_AMQP_*).
+    Reconcile {
+        /// Only keys under this part of the landing prefix, e.g. `ecommerce/ingestion_date=2026-11-`.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Files and batches with their state, rows and timings (LANDFALL_DATABASE_URL).
+    Status(status::StatusFilter),
+    /// Serve the embedded S3 server (file-system backed, MinIO-style notifications to RabbitMQ).
+    S3Server {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        #[arg(long, default_value = ".landfall/s3")]
+        root: PathBuf,
+        #[arg(long, env = "LANDFALL_S3_ACCESS_KEY_ID", default_value = "landfall")]
+        access_key: String,
+        #[arg(
+            long,
+            env = "LANDFALL_S3_SECRET_ACCESS_KEY",
+            default_value = "landfall-secret",
+            hide_env_values = true
+        )]
+        secret_key: String,
+        /// RabbitMQ to publish bucket notifications to (none when empty).
+        #[arg(
+            long,
+            env = "LANDFALL_AMQP_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+            hide_env_values = true
+        )]
+        amqp_url: String,
+        #[arg(long, env = "LANDFALL_NOTIFY_EXCHANGE", default_value = "landfall.s3")]
+        exchange: String,
+        #[arg(long, default_value = "s3.created")]
+        routing_key: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    runtime::telemetry::init("landfall", false);
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Migrate { datasets_dir } => migrate(&datasets_dir).await,
+        Command::Reconcile { prefix } => reconcile(prefix.as_deref()).await,
+        Command::Status(filter) => {
+            let client = connect().await?;
+            print!("{}", status::render(&client, &filter).await?);
+            Ok(())
+        }
+        Command::S3Server {
+            listen,
+            root,
+            access_key,
+            secret_key,
+            amqp_url,
+            exchange,
+            routing_key,
+        } => {
+            let notify = (!amqp_url.is_empty()).then_some(s3dev::NotifyConfig {
+                amqp_url,
+                exchange,
+                routing_key,
+            });
+            let server = s3dev::S3DevServer::start(s3dev::S3DevConfig {
+                root,
+                listen,
+                access_key,
+                secret_key,
+                region: "us-east-1".into(),
+                notify,
+            })
+            .await?;
+            println!("S3 endpoint {} — Ctrl-C stops it", server.endpoint_url());
+            tokio::signal::ctrl_c().await?;
+            server.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+async fn connect() -> anyhow::Result<tokio_postgres::Client> {
+    let url = Env::process().required(
+        "LANDFALL_DATABASE_URL",
+        "a PostgreSQL URL such as postgres://user@host:5432/landfall",
+    )?;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to LANDFALL_DATABASE_URL")?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn migrate(datasets_dir: &std::path::Path) -> anyhow::Result<()> {
+    let datasets = Datasets::load(datasets_dir)?;
+    let mut client = connect().await?;
+    let applied = runtime::db::migrate(&mut client, &datasets).await?;
+    println!(
+        "{applied} migration(s) applied; staging tables of {} dataset(s) in place",
+        datasets.iter().count()
+    );
+    Ok(())
+}
+
+async fn reconcile(prefix: Option<&str>) -> anyhow::Result<()> {
+    let config = CommonConfig::from_env(&Env::process(), "landfall-reconcile")?;
+    let datasets = Datasets::load(&config.datasets_dir)?;
+    let pool = runtime::db::pool(&config.database_url, 2)?;
+    let s3 = runtime::s3::client(&config.s3);
+    let report = ingester::reconcile::reconcile(
+        &pool,
+        &s3,
+        &config.s3,
+        &datasets,
+        "landfall-reconcile",
+        prefix,
+    )
+    .await?;
+    let relay = runtime::outbox::OutboxRelay {
+        pool: pool.clone(),
+        amqp_url: config.amqp_url.clone(),
+        topology: runtime::broker::Topology {
+            prefix: config.amqp_prefix.clone(),
+            notify_exchange: config.notify_exchange.clone(),
+        },
+        service: "landfall-reconcile".into(),
+        poll: config.outbox_poll,
+        retry: runtime::RetryPolicy {
+            attempts: 1,
+            min_delay: config.retry_min_delay,
+            max_delay: config.retry_max_delay,
+        },
+        wake: Arc::default(),
+        readiness: runtime::health::Readiness::default(),
+        config: Arc::new(config),
+    };
+    let published = relay.publish_pending().await?;
+    println!(
+        "listed {} object(s): {} new file(s) landed, {} key(s) matching no dataset; {published} event(s) published",
+        report.listed, report.landed, report.unmapped
+    );
+    Ok(())
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use lapin::BasicProperties;
-use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::BasicPublishOptions;
 use runtime::{CommonConfig, Env, Shutdown};
 use s3dev::{NotifyConfig, S3DevConfig, S3DevServer};
 use tokio::task::JoinHandle;
@@ -19,13 +19,6 @@ const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const ACCESS_KEY: &str = "landfall-test";
 const SECRET_KEY: &str = "landfall-test-secret";
 pub const BUCKET: &str = "lake";
-const SERVICES: &[&str] = &[
-    "ingester",
-    "stager",
-    "transformer",
-    "quality-checker",
-    "exporter",
-];
 
 /// A service running inside the test process.
 pub struct ServiceHandle {
@@ -363,23 +356,12 @@ async fn cleanup_resources(database: &str, prefix: &str, s3_root: &Path) {
     if let Ok(connection) =
         lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
     {
+        let topology = runtime::broker::Topology {
+            prefix: prefix.to_owned(),
+            notify_exchange: format!("{prefix}.s3"),
+        };
         if let Ok(channel) = connection.create_channel().await {
-            for service in SERVICES {
-                for queue in [
-                    format!("{prefix}.{service}"),
-                    format!("{prefix}.{service}.dlq"),
-                ] {
-                    let _ = channel
-                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                        .await;
-                }
-            }
-            for exchange in ["events", "dlx", "s3"] {
-                let name = format!("{prefix}.{exchange}");
-                let _ = channel
-                    .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
-                    .await;
-            }
+            let _ = runtime::broker::delete_topology(&channel, &topology).await;
         }
         let _ = connection.close(200, "cleanup".into()).await;
     }

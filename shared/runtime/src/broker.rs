@@ -99,6 +99,28 @@ pub async fn declare_topology(
     Ok(())
 }
 
+/// Deletes every queue and exchange of `topology` (tests and the demo start from nothing).
+pub async fn delete_topology(channel: &Channel, topology: &Topology) -> anyhow::Result<()> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    for (service, _) in PIPELINE {
+        for queue in [topology.queue(service), topology.dead_letter_queue(service)] {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+    }
+    for exchange in [
+        topology.events_exchange(),
+        topology.dead_letter_exchange(),
+        topology.notify_exchange.clone(),
+    ] {
+        channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await?;
+    }
+    Ok(())
+}
+
 /// A service's queue: which exchange and routing keys feed it.
 #[derive(Debug, Clone)]
 pub struct QueueSpec {

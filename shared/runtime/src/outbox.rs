@@ -116,6 +116,25 @@ impl OutboxRelay {
         }
     }
 
+    /// Publishes every unsent row once and returns how many, for one-shot commands (e.g.
+    /// `landfall reconcile`) that write events when no service may be running.
+    pub async fn publish_pending(&self) -> anyhow::Result<usize> {
+        let connection =
+            broker::connect(&self.amqp_url, &format!("{}-relay", self.service)).await?;
+        let channel = broker::confirm_channel(&connection).await?;
+        broker::declare_topology(&channel, &self.config, &self.topology).await?;
+        let mut total = 0;
+        loop {
+            let published = self.publish_round(&channel).await?;
+            total += published;
+            if (published as i64) < RELAY_BATCH {
+                break;
+            }
+        }
+        let _ = connection.close(200, "done".into()).await;
+        Ok(total)
+    }
+
     /// Publishes one round of unsent rows and marks them sent; returns how many.
     async fn publish_round(&self, channel: &lapin::Channel) -> anyhow::Result<usize> {
         let mut client = self.pool.get().await.context("outbox relay: database")?;

@@ -1,0 +1,136 @@
+//! `landfall status`: files and batches with their state, rows and timings.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::table::{Table, truncate};
+
+/// Which rows to show.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StatusFilter {
+    /// Only this dataset.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Only this ingestion date (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: Option<NaiveDate>,
+    /// Only files in this state (landed, staged, rejected, superseded, missing, ignored).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many files, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}
+
+/// Renders the batches and files tables.
+pub async fn render(
+    client: &tokio_postgres::Client,
+    filter: &StatusFilter,
+) -> anyhow::Result<String> {
+    let mut out = String::new();
+    out.push_str(&batches(client, filter).await?);
+    out.push('\n');
+    out.push_str(&files(client, filter).await?);
+    Ok(out)
+}
+
+async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow::Result<String> {
+    let rows = client
+        .query(
+            "SELECT b.dataset, b.ingestion_date, b.state, array_to_string(b.sources_staged, ', '),
+                    array_to_string(b.sources_missing, ', '), b.first_staged_at, b.ready_at
+               FROM ops.batches b
+              WHERE ($1::text IS NULL OR b.dataset = $1) AND ($2::date IS NULL OR b.ingestion_date = $2)
+              ORDER BY b.dataset, b.ingestion_date DESC",
+            &[&filter.dataset, &filter.date],
+        )
+        .await?;
+    let mut table = Table::new(&[
+        "dataset",
+        "batch",
+        "state",
+        "sources staged",
+        "missing",
+        "ready after",
+    ]);
+    for row in &rows {
+        let first: DateTime<Utc> = row.get(5);
+        let ready: Option<DateTime<Utc>> = row.get(6);
+        table.row(vec![
+            row.get(0),
+            row.get::<_, NaiveDate>(1).to_string(),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            ready
+                .map(|ready| seconds(ready - first))
+                .unwrap_or_default(),
+        ]);
+    }
+    Ok(if table.is_empty() {
+        "Batches: none yet\n".into()
+    } else {
+        format!("Batches\n{}", table.render())
+    })
+}
+
+async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow::Result<String> {
+    let rows = client
+        .query(
+            "SELECT f.file_id, coalesce(f.dataset, '-'), coalesce(f.ingestion_date::text, '-'), coalesce(f.source, '-'),
+                    f.state, f.rows_loaded, f.rows_rejected, f.landed_at, f.finished_at, f.discovered_by,
+                    coalesce(f.reason, ''), f.key
+               FROM ops.files f
+              WHERE ($1::text IS NULL OR f.dataset = $1) AND ($2::date IS NULL OR f.ingestion_date = $2)
+                AND ($3::text IS NULL OR f.state = $3)
+              ORDER BY f.file_id DESC LIMIT $4",
+            &[&filter.dataset, &filter.date, &filter.state, &filter.limit],
+        )
+        .await?;
+    let mut table = Table::new(&[
+        "file",
+        "dataset",
+        "batch",
+        "source",
+        "state",
+        "rows",
+        "rejected",
+        "landed at",
+        "took",
+        "found by",
+        "reason / key",
+    ]);
+    for row in &rows {
+        let landed: DateTime<Utc> = row.get(7);
+        let finished: Option<DateTime<Utc>> = row.get(8);
+        let reason: String = row.get(10);
+        let key: String = row.get(11);
+        table.row(vec![
+            row.get::<_, i64>(0).to_string(),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get::<_, Option<i64>>(5)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            row.get::<_, Option<i64>>(6)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            landed.format("%Y-%m-%d %H:%M:%S").to_string(),
+            finished
+                .map(|finished| seconds(finished - landed))
+                .unwrap_or_default(),
+            row.get(9),
+            truncate(if reason.is_empty() { &key } else { &reason }, 90),
+        ]);
+    }
+    Ok(if table.is_empty() {
+        "Files: none match\n".into()
+    } else {
+        format!("Files (newest first)\n{}", table.render())
+    })
+}
+
+fn seconds(duration: chrono::TimeDelta) -> String {
+    format!("{:.2}s", duration.num_milliseconds() as f64 / 1000.0)
+}
