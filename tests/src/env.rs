@@ -202,6 +202,18 @@ impl TestEnv {
         spawn_service(move |shutdown| stager::run(config, shutdown))
     }
 
+    /// Runs the `landfall` command with this test's configuration; returns its output.
+    pub async fn landfall(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(binary_path("landfall"))
+            .args(args)
+            .env_clear()
+            .envs(self.vars())
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .expect("running landfall")
+    }
+
     /// Runs a service binary (built by the same `cargo test`) as a child process.
     pub fn spawn_binary(&self, name: &str, overrides: &[(&str, &str)]) -> ChildService {
         let binary = binary_path(name);
@@ -290,26 +302,30 @@ impl TestEnv {
             .get(0)
     }
 
-    /// Takes one message off a queue of this test (e.g. `stager.dlq`), acking it.
+    /// A count for a wait condition: an error (e.g. the table is not there yet) is not a failure.
+    pub async fn try_count(&self, sql: &str) -> anyhow::Result<i64> {
+        Ok(self.db.query_one(sql, &[]).await?.get(0))
+    }
+
+    /// Takes one message off a queue of this test (e.g. `stager.dlq`), acking it; an error
+    /// while the queue does not exist yet.
     pub async fn take_message(
         &self,
         queue_suffix: &str,
-    ) -> Option<lapin::message::BasicGetMessage> {
+    ) -> anyhow::Result<Option<lapin::message::BasicGetMessage>> {
         let connection =
             lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
-                .await
-                .unwrap();
-        let channel = connection.create_channel().await.unwrap();
+                .await?;
+        let channel = connection.create_channel().await?;
         let queue = format!("{}.{queue_suffix}", self.prefix);
         let message = channel
             .basic_get(
                 queue.as_str().into(),
                 lapin::options::BasicGetOptions { no_ack: true },
             )
-            .await
-            .unwrap();
+            .await;
         connection.close(200, "done".into()).await.ok();
-        message
+        Ok(message?)
     }
 
     /// Drops the database, the queues and exchanges, and the S3 files.
@@ -398,7 +414,7 @@ fn datasets_dir() -> PathBuf {
 }
 
 /// `target/<profile>/<name>`, next to the test binary's `deps` folder.
-fn binary_path(name: &str) -> PathBuf {
+pub fn binary_path(name: &str) -> PathBuf {
     let test_binary = std::env::current_exe().expect("test binary path");
     let profile_dir = test_binary
         .parent()

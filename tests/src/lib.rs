@@ -7,5 +7,5 @@ mod env;
 pub mod spy;
 pub mod wait;
 
-pub use env::{ChildService, ServiceHandle, TestEnv};
+pub use env::{ChildService, ServiceHandle, TestEnv, binary_path};
 pub use wait::wait_until;

@@ -12,6 +12,8 @@ pub struct EventSpy {
     consumer: lapin::Consumer,
     _connection: lapin::Connection,
     pub seen: Vec<Envelope<Event>>,
+    /// The AMQP text headers of each seen event, in the same order.
+    pub headers: Vec<std::collections::BTreeMap<String, String>>,
 }
 
 impl EventSpy {
@@ -60,6 +62,7 @@ impl EventSpy {
             consumer,
             _connection: connection,
             seen: Vec::new(),
+            headers: Vec::new(),
         })
     }
 
@@ -84,6 +87,25 @@ impl EventSpy {
                     .expect("spy ack");
                 let event = Envelope::decode(&delivery.data).expect("published events decode");
                 self.seen.push(event);
+                let headers = delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .map(|table| {
+                        table
+                            .inner()
+                            .keys()
+                            .filter_map(|name| {
+                                let value = runtime::broker::header_text(
+                                    &delivery.properties,
+                                    name.as_str(),
+                                )?;
+                                Some((name.to_string(), value))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.headers.push(headers);
             }
         })
         .await;

@@ -433,7 +433,7 @@ async fn undecodable_messages_are_dead_lettered_with_the_reason() {
     let mut reasons = Vec::new();
     for queue in ["stager.dlq", "stager.dlq", "ingester.dlq"] {
         let message = wait_until(&format!("a message in {queue}"), DEADLINE, || async {
-            Ok(env.take_message(queue).await)
+            env.take_message(queue).await
         })
         .await;
         let properties = &message.delivery.properties;

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use runtime::config::S3Config;
 use runtime::datasets::Datasets;
+use tracing::Instrument as _;
 
 use crate::ledger::{self, DiscoveredBy, Recorded};
 use crate::notification::ObjectCreated;
@@ -57,19 +58,26 @@ pub async fn reconcile(
         let mut client = pool.get().await.context("reconcile: database")?;
         let tx = client.transaction().await?;
         for object in &objects {
-            match ledger::record(
-                &tx,
-                datasets,
-                &s3_config.landing_prefix,
-                object,
-                DiscoveredBy::Reconcile,
-            )
-            .await?
-            {
-                Recorded::Landed(event) => {
-                    runtime::outbox::enqueue(&tx, service, &event).await?;
-                    report.landed += 1;
+            // Each file found here starts its own trace, as a notification would.
+            let span = tracing::info_span!(parent: None, "reconcile object", landfall.key = object.key.as_str());
+            let recorded = async {
+                let recorded = ledger::record(
+                    &tx,
+                    datasets,
+                    &s3_config.landing_prefix,
+                    object,
+                    DiscoveredBy::Reconcile,
+                )
+                .await?;
+                if let Recorded::Landed(event) = &recorded {
+                    runtime::outbox::enqueue(&tx, service, event).await?;
                 }
+                Ok::<_, tokio_postgres::Error>(recorded)
+            }
+            .instrument(span)
+            .await?;
+            match recorded {
+                Recorded::Landed(_) => report.landed += 1,
                 Recorded::Unmapped(_) => report.unmapped += 1,
                 Recorded::Duplicate | Recorded::Outside => {}
             }

@@ -103,10 +103,16 @@ impl Stager {
                     .finish_rejected(tx, &job, "missing", reason, &[], 0)
                     .await;
             }
-            Err(error) if runtime::s3::is_transient(&error) => {
-                return Err(Failure::transient(error));
+            Err(error) => {
+                let transient = runtime::s3::is_transient(&error);
+                let error = anyhow::Error::new(error)
+                    .context(format!("fetching s3://{}/{}", landed.bucket, landed.key));
+                return Err(if transient {
+                    Failure::Transient(error)
+                } else {
+                    Failure::Permanent(error)
+                });
             }
-            Err(error) => return Err(Failure::permanent(error)),
         };
         let current_etag = object.e_tag().unwrap_or_default().trim_matches('"');
         if current_etag != landed.etag {
