@@ -202,6 +202,12 @@ impl TestEnv {
         spawn_service(move |shutdown| stager::run(config, shutdown))
     }
 
+    /// Starts the transformer in-process.
+    pub fn start_transformer(&self) -> ServiceHandle {
+        let config = self.common_config("transformer");
+        spawn_service(move |shutdown| transformer::run(config, shutdown))
+    }
+
     /// Runs the `landfall` command with this test's configuration; returns its output.
     pub async fn landfall(&self, args: &[&str]) -> std::process::Output {
         tokio::process::Command::new(binary_path("landfall"))

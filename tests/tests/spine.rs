@@ -554,3 +554,50 @@ async fn a_stager_killed_mid_copy_loads_the_file_exactly_once_after_restart() {
     ingester.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_ready_once_every_required_source_is_staged() {
+    let env = TestEnv::new().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    let transformer = env.start_transformer();
+    env.put(&key("orders.csv"), data::orders_csv(1, 10)).await;
+    env.put(
+        &key("customers.csv"),
+        "customer_id,customer_name,postal_code\n1,Ada,10115\n".to_owned(),
+    )
+    .await;
+    let batch = |state: &'static str| {
+        let env = &env;
+        async move {
+            wait_until(&format!("batch {DATE} to be {state} with two sources"), DEADLINE, || async {
+                let row = env
+                    .db
+                    .query_opt(
+                        "SELECT state, array_to_string(sources_staged, ','), array_to_string(sources_missing, ',')
+                           FROM ops.batches WHERE dataset = 'ecommerce' AND ingestion_date = $1::text::date",
+                        &[&DATE],
+                    )
+                    .await?;
+                Ok(row
+                    .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2)))
+                    .filter(|(found, staged, _)| found == state && staged.split(',').count() >= 2))
+            })
+            .await
+        }
+    };
+    let (_, staged, missing) = batch("staging").await;
+    assert_eq!(staged, "customers,orders");
+    assert_eq!(missing, "reviews,shipment_deliveries");
+
+    env.put(&key("reviews.csv"), data::reviews_csv(5)).await;
+    env.put(&key("shipment_deliveries.csv"), data::shipments_csv(10))
+        .await;
+    let (_, staged, missing) = batch("ready").await;
+    assert_eq!(staged, "customers,orders,reviews,shipment_deliveries");
+    assert_eq!(missing, "");
+    transformer.stop().await;
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}

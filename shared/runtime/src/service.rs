@@ -126,10 +126,15 @@ impl ServiceContext {
                 self.shutdown.clone(),
             ));
         }
-        tasks.spawn(self.relay().run(self.shutdown.clone()));
         tasks.spawn(watch_database(self.clone()));
+        // The relay stops only after the consumers have drained, so the events their last
+        // messages caused are published before the process exits.
+        let (stop_relay, relay_shutdown) = crate::shutdown::channel();
+        let relay = tokio::spawn(self.relay().run(relay_shutdown));
+        let relay_abort = relay.abort_handle();
+        let mut consumers = JoinSet::new();
         for worker in 0..self.config.concurrency {
-            tasks.spawn(consumer::run(
+            consumers.spawn(consumer::run(
                 self.clone(),
                 spec.clone(),
                 kind,
@@ -140,11 +145,16 @@ impl ServiceContext {
         self.shutdown.wait().await;
         self.readiness.set_draining();
         let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            while consumers.join_next().await.is_some() {}
+            stop_relay.trigger();
+            let _ = relay.await;
             while tasks.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             tracing::warn!(grace = ?self.config.shutdown_grace, "in-flight work did not finish within the grace period");
+            consumers.abort_all();
+            relay_abort.abort();
             tasks.abort_all();
         }
         tracing::info!("stopped");
