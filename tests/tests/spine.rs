@@ -601,3 +601,51 @@ async fn a_batch_is_ready_once_every_required_source_is_staged() {
     stager.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landfall_migrate_and_reconcile_land_files_while_no_ingester_runs() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let migrated = env.landfall(&["migrate"]).await;
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("migration(s) applied"));
+    env.set_notifications(false);
+    env.put(&key("orders.csv"), data::orders_csv(1, 3)).await;
+    env.put(&key("notes.txt"), "not a landing file".to_owned())
+        .await;
+    env.put("elsewhere/orders.csv", data::orders_csv(1, 3))
+        .await;
+
+    let output = env.landfall(&["reconcile"]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("listed 2 object(s): 1 new file(s) landed, 1 key(s) matching no dataset; 1 event(s) published"), "{stdout}");
+    spy.until("file.landed from reconcile", DEADLINE, |seen| {
+        seen.iter().any(|event| event.event_type == "file.landed")
+    })
+    .await;
+    let ignored = file_state(&env, &key("notes.txt")).await.unwrap();
+    assert_eq!(ignored.0, "ignored");
+    assert!(
+        ignored
+            .1
+            .unwrap()
+            .contains("'notes.txt' is not a .csv or .csv.gz file")
+    );
+
+    // A second pass finds nothing new.
+    let again = env.landfall(&["reconcile"]).await;
+    assert!(
+        String::from_utf8_lossy(&again.stdout)
+            .contains("0 new file(s) landed, 0 key(s) matching no dataset; 0 event(s) published")
+    );
+    env.cleanup().await;
+}
