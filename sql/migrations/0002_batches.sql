@@ -2,13 +2,17 @@
 CREATE TABLE ops.batches (
     dataset         text        NOT NULL,
     ingestion_date  date        NOT NULL,
-    -- 'staging': waiting for required sources; 'ready': every required source is staged.
+    -- 'staging': waiting for required sources; 'ready': every required source is staged;
+    -- then each stage's outcome.
     state           text        NOT NULL DEFAULT 'staging'
-        CHECK (state IN ('staging', 'ready', 'transforming', 'transformed', 'quality_failed', 'exported')),
+        CHECK (state IN ('staging', 'ready', 'transformed', 'quality_passed', 'quality_failed', 'exported')),
     sources_staged  text[]      NOT NULL DEFAULT '{}',
     sources_missing text[]      NOT NULL DEFAULT '{}',
     first_staged_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     ready_at        timestamptz,
+    transformed_at  timestamptz,
+    quality_at      timestamptz,
+    exported_at     timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (dataset, ingestion_date)
 );

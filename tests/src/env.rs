@@ -156,6 +156,10 @@ impl TestEnv {
                 "LANDFALL_DATASETS_DIR",
                 datasets_dir().display().to_string(),
             ),
+            (
+                "LANDFALL_MODELS_DIR",
+                repo_dir().join("sql/models").display().to_string(),
+            ),
             ("LANDFALL_HEALTH_ADDR", "127.0.0.1:0".into()),
             ("LANDFALL_RETRY_MIN_DELAY_MS", "20".into()),
             ("LANDFALL_RETRY_MAX_DELAY_MS", "500".into()),
@@ -410,6 +414,13 @@ pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(config)
+}
+
+fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository folder")
 }
 
 fn datasets_dir() -> PathBuf {

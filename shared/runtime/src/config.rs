@@ -197,6 +197,8 @@ pub struct CommonConfig {
     pub health_addr: SocketAddr,
     pub migrate_on_start: bool,
     pub datasets_dir: PathBuf,
+    /// SQL models, quality checks and exports: `<models_dir>/<dataset>/`.
+    pub models_dir: PathBuf,
     pub shutdown_grace: Duration,
     pub log_json: bool,
     pub s3: S3Config,
@@ -254,6 +256,7 @@ impl CommonConfig {
             )?,
             migrate_on_start: env.boolean("LANDFALL_MIGRATE_ON_START", true)?,
             datasets_dir: PathBuf::from(env.string("LANDFALL_DATASETS_DIR", "datasets")),
+            models_dir: PathBuf::from(env.string("LANDFALL_MODELS_DIR", "sql/models")),
             shutdown_grace: env.millis("LANDFALL_SHUTDOWN_GRACE_MS", 25_000, 0, 3_600_000)?,
             log_json: env.string("LANDFALL_LOG_FORMAT", "text") == "json",
             s3: S3Config::from_env(env)?,
