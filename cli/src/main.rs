@@ -42,6 +42,18 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// Run a batch's SQL models now (all, or the named ones with their upstream models) and
+    /// publish TransformCompleted so quality checks and export follow.
+    Transform {
+        #[arg(long)]
+        dataset: String,
+        /// The batch's ingestion date (YYYY-MM-DD).
+        #[arg(long)]
+        date: chrono::NaiveDate,
+        /// Only these models (and everything they depend on).
+        #[arg(long, num_args = 1..)]
+        models: Vec<String>,
+    },
     /// Files and batches with their state, rows and timings (LANDFALL_DATABASE_URL).
     Status(status::StatusFilter),
     /// Serve the embedded S3 server (file-system backed, MinIO-style notifications to RabbitMQ).
@@ -82,6 +94,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Migrate { datasets_dir } => migrate(&datasets_dir).await,
         Command::Reconcile { prefix } => reconcile(prefix.as_deref()).await,
+        Command::Transform {
+            dataset,
+            date,
+            models,
+        } => transform(&dataset, date, &models).await,
         Command::Status(filter) => {
             let client = connect().await?;
             print!("{}", status::render(&client, &filter).await?);
@@ -155,14 +172,89 @@ async fn reconcile(prefix: Option<&str>) -> anyhow::Result<()> {
         prefix,
     )
     .await?;
-    let relay = runtime::outbox::OutboxRelay {
-        pool: pool.clone(),
+    let relay = relay(&config, pool.clone());
+    let published = relay.publish_pending().await?;
+    println!(
+        "listed {} object(s): {} new file(s) landed, {} key(s) matching no dataset; {published} event(s) published",
+        report.listed, report.landed, report.unmapped
+    );
+    Ok(())
+}
+
+/// Runs a batch's models (all, or the named ones with everything upstream of them) and
+/// publishes `TransformCompleted`, so the checks and the export follow as usual.
+async fn transform(
+    dataset: &str,
+    date: chrono::NaiveDate,
+    selected: &[String],
+) -> anyhow::Result<()> {
+    let config = CommonConfig::from_env(&Env::process(), "landfall-transform")?;
+    let datasets = Datasets::load(&config.datasets_dir)?;
+    anyhow::ensure!(
+        datasets.get(dataset).is_some(),
+        "no dataset named '{dataset}' in {}",
+        config.datasets_dir.display()
+    );
+    let models = transformer::Models::load(&config, &datasets)?;
+    let model_set = models.for_dataset(dataset).cloned().unwrap_or_default();
+    let to_run = if selected.is_empty() {
+        model_set.models().iter().collect()
+    } else {
+        model_set.with_upstream(selected)?
+    };
+    let pool = runtime::db::pool(&config.database_url, 2)?;
+    let mut client = pool
+        .get()
+        .await
+        .context("connecting to LANDFALL_DATABASE_URL")?;
+    let tx = client.transaction().await?;
+    let staged = tx
+        .query(
+            "SELECT file_id FROM ops.staged_sources WHERE dataset = $1 AND ingestion_date = $2 ORDER BY file_id",
+            &[&dataset, &date],
+        )
+        .await?;
+    anyhow::ensure!(
+        !staged.is_empty(),
+        "batch {dataset}/{date} has no staged files"
+    );
+    let file_ids: Vec<i64> = staged.iter().map(|row| row.get(0)).collect();
+    let batch = contract::BatchKey {
+        dataset: dataset.to_owned(),
+        ingestion_date: date,
+    };
+    let event =
+        transformer::transform_batch(&tx, &batch, &to_run, file_ids, "landfall-transform", None)
+            .await
+            .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
+    runtime::outbox::enqueue(&tx, "landfall-transform", &event).await?;
+    tx.commit().await?;
+    if let contract::Event::TransformCompleted(completed) = &event.payload {
+        let mut table = table::Table::new(&["model", "rows", "ms"]);
+        for run in &completed.models {
+            table.row(vec![
+                run.model.clone(),
+                run.rows.to_string(),
+                run.duration_ms.to_string(),
+            ]);
+        }
+        print!("{}", table.render());
+    }
+    let published = relay(&config, pool).publish_pending().await?;
+    println!("batch {batch} transformed; {published} event(s) published");
+    Ok(())
+}
+
+/// A one-shot outbox relay for commands that write events.
+fn relay(config: &CommonConfig, pool: deadpool_postgres::Pool) -> runtime::outbox::OutboxRelay {
+    runtime::outbox::OutboxRelay {
+        pool,
         amqp_url: config.amqp_url.clone(),
         topology: runtime::broker::Topology {
             prefix: config.amqp_prefix.clone(),
             notify_exchange: config.notify_exchange.clone(),
         },
-        service: "landfall-reconcile".into(),
+        service: config.service_name.clone(),
         poll: config.outbox_poll,
         retry: runtime::RetryPolicy {
             attempts: 1,
@@ -171,12 +263,6 @@ async fn reconcile(prefix: Option<&str>) -> anyhow::Result<()> {
         },
         wake: Arc::default(),
         readiness: runtime::health::Readiness::default(),
-        config: Arc::new(config),
-    };
-    let published = relay.publish_pending().await?;
-    println!(
-        "listed {} object(s): {} new file(s) landed, {} key(s) matching no dataset; {published} event(s) published",
-        report.listed, report.landed, report.unmapped
-    );
-    Ok(())
+        config: Arc::new(config.clone()),
+    }
 }

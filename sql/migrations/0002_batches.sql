@@ -11,6 +11,8 @@ CREATE TABLE ops.batches (
     first_staged_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     ready_at        timestamptz,
     transformed_at  timestamptz,
+    -- The staged files the last transform was built from: the same set is not transformed twice.
+    transformed_files bigint[],
     quality_at      timestamptz,
     exported_at     timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT clock_timestamp(),

@@ -80,12 +80,14 @@ CREATE TABLE warehouse.fact_shipments (
 CREATE INDEX fact_shipments_batch_idx ON warehouse.fact_shipments (last_batch);
 
 -- One row per review; in snapshot mode the newest batch's set replaces the previous set.
+-- Reviews have no natural key: a review is identified by its batch and its line in the file.
 CREATE TABLE warehouse.fact_reviews (
-    review_id   bigserial PRIMARY KEY,
-    product_key bigint    NOT NULL REFERENCES warehouse.dim_product (product_key),
-    product_id  integer   NOT NULL,
+    last_batch  date     NOT NULL,
+    source_line bigint   NOT NULL,
+    product_key bigint   NOT NULL REFERENCES warehouse.dim_product (product_key),
+    product_id  integer  NOT NULL,
     review      smallint,
-    last_batch  date      NOT NULL
+    PRIMARY KEY (last_batch, source_line)
 );
 CREATE INDEX fact_reviews_batch_idx ON warehouse.fact_reviews (last_batch);
 

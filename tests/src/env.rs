@@ -440,7 +440,7 @@ pub fn binary_path(name: &str) -> PathBuf {
     let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the service binaries are built",
+        "{} is missing: run the tests with scripts/test, which builds the binaries first",
         binary.display()
     );
     binary

@@ -593,7 +593,7 @@ async fn a_batch_is_ready_once_every_required_source_is_staged() {
     env.put(&key("reviews.csv"), data::reviews_csv(5)).await;
     env.put(&key("shipment_deliveries.csv"), data::shipments_csv(10))
         .await;
-    let (_, staged, missing) = batch("ready").await;
+    let (_, staged, missing) = batch("transformed").await;
     assert_eq!(staged, "customers,orders,reviews,shipment_deliveries");
     assert_eq!(missing, "");
     transformer.stop().await;

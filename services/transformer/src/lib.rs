@@ -1,21 +1,59 @@
-//! The transformer: tracks each batch's staged sources and marks a batch ready once every
-//! required source is staged. (Running the batch's SQL models on a ready batch comes next.)
+//! The transformer: tracks each batch's staged sources and, once every required source is
+//! staged, runs the dataset's SQL models for that batch in dependency order, in one transaction,
+//! and publishes `TransformCompleted`. A batch is re-run whenever one of its files changes.
 
-use contract::{Envelope, Event};
+pub mod models;
+pub mod run;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use contract::{BatchKey, Envelope, Event, TransformCompleted};
 use runtime::{CommonConfig, Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown};
+use tokio_postgres::Transaction;
+
+use crate::models::ModelSet;
 
 pub const SERVICE: &str = "transformer";
 
-/// Keeps `ops.batches` up to date from `StagingLoaded` events.
-pub struct BatchTracker {
-    ctx: ServiceContext,
+/// Every dataset's models, loaded and ordered at start.
+#[derive(Debug, Clone, Default)]
+pub struct Models {
+    by_dataset: BTreeMap<String, ModelSet>,
 }
 
-impl Handler for BatchTracker {
+impl Models {
+    /// Loads `<models_dir>/<dataset>/*.sql` for every dataset; any problem stops the start.
+    pub fn load(
+        config: &CommonConfig,
+        datasets: &runtime::datasets::Datasets,
+    ) -> anyhow::Result<Models> {
+        let mut by_dataset = BTreeMap::new();
+        for dataset in datasets.iter() {
+            let dir = config.models_dir.join(&dataset.name);
+            by_dataset.insert(dataset.name.clone(), ModelSet::load(&dir)?);
+        }
+        Ok(Models { by_dataset })
+    }
+
+    pub fn for_dataset(&self, dataset: &str) -> Option<&ModelSet> {
+        self.by_dataset.get(dataset)
+    }
+}
+
+/// Handles `staging.loaded`: batch bookkeeping, then the transform when the batch is complete.
+pub struct Transformer {
+    pub ctx: ServiceContext,
+    pub models: Arc<Models>,
+}
+
+impl Handler for Transformer {
     async fn handle(
         &self,
         message: &Incoming,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
         let Some(envelope) = &message.event else {
             return Err(Failure::permanent(anyhow::anyhow!(
@@ -28,66 +66,136 @@ impl Handler for BatchTracker {
                 envelope.event_type
             )));
         };
+        let Some(file_ids) = self.track_batch(tx, batch).await? else {
+            return Ok(Vec::new());
+        };
+        let models = self
+            .models
+            .for_dataset(&batch.dataset)
+            .cloned()
+            .unwrap_or_default();
+        let all: Vec<&models::Model> = models.models().iter().collect();
+        let event = transform_batch(
+            tx,
+            batch,
+            &all,
+            file_ids,
+            &self.ctx.config.service_name,
+            Some(envelope.event_id),
+        )
+        .await?;
+        Ok(vec![event])
+    }
+}
+
+impl Transformer {
+    /// Records which sources the batch has; returns the staged file ids when the batch is
+    /// complete and was not yet transformed from exactly these files.
+    async fn track_batch(
+        &self,
+        tx: &Transaction<'_>,
+        batch: &BatchKey,
+    ) -> Result<Option<Vec<i64>>, Failure> {
         let dataset = self.ctx.datasets.get(&batch.dataset).ok_or_else(|| {
             Failure::permanent(anyhow::anyhow!(
                 "dataset '{}' is not defined in this transformer's datasets",
                 batch.dataset
             ))
         })?;
-        // The row lock serialises concurrent events of one batch: one of them marks it ready.
+        // The row lock serialises the events of one batch: concurrent ones lead to one run.
         tx.execute(
             "INSERT INTO ops.batches (dataset, ingestion_date) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             &[&batch.dataset, &batch.ingestion_date],
         )
         .await?;
-        let state: String = tx
+        let row = tx
             .query_one(
-                "SELECT state FROM ops.batches WHERE dataset = $1 AND ingestion_date = $2 FOR UPDATE",
+                "SELECT transformed_files FROM ops.batches WHERE dataset = $1 AND ingestion_date = $2 FOR UPDATE",
                 &[&batch.dataset, &batch.ingestion_date],
             )
-            .await?
-            .get(0);
-        let staged: Vec<String> = tx
+            .await?;
+        let transformed_files: Option<Vec<i64>> = row.get(0);
+        let staged = tx
             .query(
-                "SELECT source FROM ops.staged_sources WHERE dataset = $1 AND ingestion_date = $2 ORDER BY source",
+                "SELECT source, file_id FROM ops.staged_sources WHERE dataset = $1 AND ingestion_date = $2 ORDER BY source",
                 &[&batch.dataset, &batch.ingestion_date],
             )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+            .await?;
+        let sources: Vec<String> = staged.iter().map(|row| row.get(0)).collect();
+        let mut file_ids: Vec<i64> = staged.iter().map(|row| row.get(1)).collect();
+        file_ids.sort_unstable();
         let missing: Vec<String> = dataset
             .required_sources()
             .map(|source| source.name.clone())
-            .filter(|name| !staged.contains(name))
+            .filter(|name| !sources.contains(name))
             .collect();
-        let becomes_ready = missing.is_empty() && state == "staging";
         tx.execute(
             "UPDATE ops.batches
                 SET sources_staged = $3, sources_missing = $4, updated_at = clock_timestamp(),
-                    state = CASE WHEN $5 THEN 'ready' ELSE state END,
-                    ready_at = CASE WHEN $5 THEN clock_timestamp() ELSE ready_at END
+                    state = CASE WHEN cardinality($4::text[]) = 0 AND state = 'staging' THEN 'ready' ELSE state END,
+                    ready_at = CASE WHEN cardinality($4::text[]) = 0 AND ready_at IS NULL THEN clock_timestamp() ELSE ready_at END
               WHERE dataset = $1 AND ingestion_date = $2",
-            &[
-                &batch.dataset,
-                &batch.ingestion_date,
-                &staged,
-                &missing,
-                &becomes_ready,
-            ],
+            &[&batch.dataset, &batch.ingestion_date, &sources, &missing],
         )
         .await?;
-        if becomes_ready {
-            tracing::info!(batch = %batch, "every required source is staged; batch ready");
+        if !missing.is_empty() {
+            tracing::info!(batch = %batch, missing = missing.join(","), "batch waits for sources");
+            return Ok(None);
         }
-        Ok(Vec::new())
+        if transformed_files.as_ref() == Some(&file_ids) {
+            tracing::info!(batch = %batch, "batch already transformed from these files");
+            return Ok(None);
+        }
+        Ok(Some(file_ids))
     }
+}
+
+/// Runs `models` for `batch` in `tx`, records the run and marks the batch transformed; the
+/// returned `TransformCompleted` is for the caller to write to the outbox.
+pub async fn transform_batch(
+    tx: &Transaction<'_>,
+    batch: &BatchKey,
+    models: &[&models::Model],
+    file_ids: Vec<i64>,
+    service: &str,
+    causation_id: Option<uuid::Uuid>,
+) -> Result<Envelope<Event>, Failure> {
+    let started_at = chrono::Utc::now();
+    let started = Instant::now();
+    let runs = run::run_models(tx, models, batch.ingestion_date).await?;
+    let runs_json = serde_json::to_value(&runs).map_err(Failure::permanent)?;
+    tx.execute(
+        "INSERT INTO ops.transform_runs (dataset, ingestion_date, file_ids, models, started_at) VALUES ($1, $2, $3, $4, $5)",
+        &[&batch.dataset, &batch.ingestion_date, &file_ids, &runs_json, &started_at],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE ops.batches SET state = 'transformed', transformed_at = clock_timestamp(), transformed_files = $3,
+                updated_at = clock_timestamp()
+          WHERE dataset = $1 AND ingestion_date = $2",
+        &[&batch.dataset, &batch.ingestion_date, &file_ids],
+    )
+    .await?;
+    tracing::info!(batch = %batch, models = runs.len(), elapsed_ms = started.elapsed().as_millis() as u64, service, "batch transformed");
+    let event = Envelope::new(
+        Some(batch.clone()),
+        causation_id,
+        TransformCompleted {
+            file_ids,
+            models: runs,
+        },
+    );
+    Ok(event.into_event())
 }
 
 /// Runs the transformer until `shutdown`.
 pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = ServiceContext::start(config, shutdown).await?;
+    let models = Models::load(&ctx.config, &ctx.datasets).context("loading the SQL models")?;
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
-    let tracker = BatchTracker { ctx: ctx.clone() };
-    ctx.serve(spec, MessageKind::Events, tracker).await
+    let transformer = Transformer {
+        ctx: ctx.clone(),
+        models: Arc::new(models),
+    };
+    ctx.serve(spec, MessageKind::Events, transformer).await
 }

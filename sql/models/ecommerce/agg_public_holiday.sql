@@ -1,0 +1,30 @@
+-- model: agg_public_holiday
+-- depends_on: dim_date
+-- Per month, the batch's orders placed on a public holiday within the year before the batch
+-- date: D − 1 year < order_date ≤ D (not every year of history pooled). One row per batch,
+-- replaced when the batch re-runs; other batches' rows are kept.
+INSERT INTO analytics.agg_public_holiday AS a (
+    ingestion_date,
+    tt_order_hol_jan, tt_order_hol_feb, tt_order_hol_mar, tt_order_hol_apr,
+    tt_order_hol_may, tt_order_hol_jun, tt_order_hol_jul, tt_order_hol_aug,
+    tt_order_hol_sep, tt_order_hol_oct, tt_order_hol_nov, tt_order_hol_dec)
+SELECT ops.batch_date(),
+       count(*) FILTER (WHERE d.month = 1),  count(*) FILTER (WHERE d.month = 2),
+       count(*) FILTER (WHERE d.month = 3),  count(*) FILTER (WHERE d.month = 4),
+       count(*) FILTER (WHERE d.month = 5),  count(*) FILTER (WHERE d.month = 6),
+       count(*) FILTER (WHERE d.month = 7),  count(*) FILTER (WHERE d.month = 8),
+       count(*) FILTER (WHERE d.month = 9),  count(*) FILTER (WHERE d.month = 10),
+       count(*) FILTER (WHERE d.month = 11), count(*) FILTER (WHERE d.month = 12)
+  FROM staging.orders o
+  JOIN warehouse.dim_date d ON d.calendar_date = o.order_date
+ WHERE o._batch = ops.batch_date()
+   AND d.is_public_holiday
+   AND o.order_date > (ops.batch_date() - interval '1 year')::date
+   AND o.order_date <= ops.batch_date()
+ON CONFLICT (ingestion_date) DO UPDATE
+   SET tt_order_hol_jan = EXCLUDED.tt_order_hol_jan, tt_order_hol_feb = EXCLUDED.tt_order_hol_feb,
+       tt_order_hol_mar = EXCLUDED.tt_order_hol_mar, tt_order_hol_apr = EXCLUDED.tt_order_hol_apr,
+       tt_order_hol_may = EXCLUDED.tt_order_hol_may, tt_order_hol_jun = EXCLUDED.tt_order_hol_jun,
+       tt_order_hol_jul = EXCLUDED.tt_order_hol_jul, tt_order_hol_aug = EXCLUDED.tt_order_hol_aug,
+       tt_order_hol_sep = EXCLUDED.tt_order_hol_sep, tt_order_hol_oct = EXCLUDED.tt_order_hol_oct,
+       tt_order_hol_nov = EXCLUDED.tt_order_hol_nov, tt_order_hol_dec = EXCLUDED.tt_order_hol_dec;

@@ -1,0 +1,75 @@
+-- model: best_performing_product
+-- depends_on: dim_date, dim_product, fact_reviews, fact_orders
+-- The product with the most (non-empty) reviews in the batch; ties → more review points, then
+-- the lower product_id. Its most ordered day (ties → larger quantity, then the earlier date)
+-- and whether that is a public holiday; its star shares; the share of its shipments that are
+-- late (shipped ≥ 6 days after the order and not delivered) and the rest early. Reviews,
+-- orders and shipments are counted separately, never joined to each other (no fan-out).
+-- Without any review the row is still written, with NULLs.
+WITH per_product AS (
+    SELECT product_id,
+           count(*) AS reviews,
+           sum(review) AS points,
+           count(*) FILTER (WHERE review = 1) AS one_star,
+           count(*) FILTER (WHERE review = 2) AS two_star,
+           count(*) FILTER (WHERE review = 3) AS three_star,
+           count(*) FILTER (WHERE review = 4) AS four_star,
+           count(*) FILTER (WHERE review = 5) AS five_star
+      FROM staging.reviews
+     WHERE _batch = ops.batch_date() AND review IS NOT NULL
+     GROUP BY product_id
+),
+best AS (
+    SELECT * FROM per_product ORDER BY reviews DESC, points DESC, product_id ASC LIMIT 1
+),
+best_orders AS (
+    SELECT o.order_id, o.order_date, o.quantity
+      FROM staging.orders o JOIN best ON best.product_id = o.product_id
+     WHERE o._batch = ops.batch_date()
+),
+busiest_day AS (
+    SELECT order_date FROM best_orders
+     GROUP BY order_date
+     ORDER BY count(*) DESC, sum(quantity) DESC, order_date ASC
+     LIMIT 1
+),
+shipments AS (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE s.shipment_date >= o.order_date + 6 AND s.delivery_date IS NULL) AS late
+      FROM staging.shipment_deliveries s
+      JOIN best_orders o ON o.order_id = s.order_id
+     WHERE s._batch = ops.batch_date()
+)
+INSERT INTO analytics.best_performing_product AS b (
+    ingestion_date, product_name, most_ordered_day, is_public_holiday, tt_review_points,
+    pct_one_star_review, pct_two_star_review, pct_three_star_review, pct_four_star_review, pct_five_star_review,
+    pct_early_shipments, pct_late_shipments)
+SELECT ops.batch_date(),
+       p.product_name,
+       busiest_day.order_date,
+       d.is_public_holiday,
+       best.points,
+       round(100.0 * best.one_star / best.reviews, 2),
+       round(100.0 * best.two_star / best.reviews, 2),
+       round(100.0 * best.three_star / best.reviews, 2),
+       round(100.0 * best.four_star / best.reviews, 2),
+       round(100.0 * best.five_star / best.reviews, 2),
+       CASE WHEN best.product_id IS NULL THEN NULL
+            WHEN shipments.total = 0 THEN 0
+            ELSE 100 - round(100.0 * shipments.late / shipments.total, 2) END,
+       CASE WHEN best.product_id IS NULL THEN NULL
+            WHEN shipments.total = 0 THEN 0
+            ELSE round(100.0 * shipments.late / shipments.total, 2) END
+  FROM (SELECT 1) AS one_row
+  LEFT JOIN best ON true
+  LEFT JOIN busiest_day ON true
+  CROSS JOIN shipments
+  LEFT JOIN warehouse.dim_date d ON d.calendar_date = busiest_day.order_date
+  LEFT JOIN warehouse.dim_product p ON p.product_id = best.product_id AND p.is_current AND p.product_key <> -1
+ON CONFLICT (ingestion_date) DO UPDATE
+   SET product_name = EXCLUDED.product_name, most_ordered_day = EXCLUDED.most_ordered_day,
+       is_public_holiday = EXCLUDED.is_public_holiday, tt_review_points = EXCLUDED.tt_review_points,
+       pct_one_star_review = EXCLUDED.pct_one_star_review, pct_two_star_review = EXCLUDED.pct_two_star_review,
+       pct_three_star_review = EXCLUDED.pct_three_star_review, pct_four_star_review = EXCLUDED.pct_four_star_review,
+       pct_five_star_review = EXCLUDED.pct_five_star_review,
+       pct_early_shipments = EXCLUDED.pct_early_shipments, pct_late_shipments = EXCLUDED.pct_late_shipments;

@@ -1,0 +1,49 @@
+-- model: dim_date
+-- depends_on:
+-- One row per day covering every date the data refers to: the whole years of the earliest and
+-- latest order, shipment, delivery and holiday (and the batch date). The newest holiday calendar
+-- staged replaces earlier ones. A public holiday is a weekday listed in the calendar.
+WITH calendar AS (
+    SELECT holiday_date, name
+      FROM staging.holidays
+     WHERE _batch = (SELECT max(_batch) FROM staging.holidays)
+),
+referenced AS (
+    SELECT order_date AS day FROM staging.orders
+    UNION ALL SELECT shipment_date FROM staging.shipment_deliveries
+    UNION ALL SELECT delivery_date FROM staging.shipment_deliveries
+    UNION ALL SELECT holiday_date FROM calendar
+    UNION ALL SELECT ops.batch_date()
+),
+bounds AS (
+    SELECT make_date(extract(year FROM min(day))::int, 1, 1) AS first_day,
+           make_date(extract(year FROM max(day))::int, 12, 31) AS last_day
+      FROM referenced
+),
+days AS (
+    SELECT g.day::date AS day
+      FROM bounds, generate_series(bounds.first_day, bounds.last_day, interval '1 day') AS g (day)
+)
+INSERT INTO warehouse.dim_date AS d (date_key, calendar_date, year, quarter, month, day_of_month,
+                                     iso_day_of_week, is_weekend, is_public_holiday, holiday_name, working_day)
+SELECT to_char(days.day, 'YYYYMMDD')::int,
+       days.day,
+       extract(year FROM days.day)::int,
+       extract(quarter FROM days.day)::int,
+       extract(month FROM days.day)::int,
+       extract(day FROM days.day)::int,
+       extract(isodow FROM days.day)::int,
+       extract(isodow FROM days.day) >= 6,
+       extract(isodow FROM days.day) <= 5 AND calendar.holiday_date IS NOT NULL,
+       calendar.name,
+       extract(isodow FROM days.day) <= 5 AND calendar.holiday_date IS NULL
+  FROM days
+  LEFT JOIN calendar ON calendar.holiday_date = days.day
+ON CONFLICT (date_key) DO UPDATE
+   SET is_public_holiday = EXCLUDED.is_public_holiday,
+       holiday_name = EXCLUDED.holiday_name,
+       working_day = EXCLUDED.working_day
+ WHERE (d.is_public_holiday, d.holiday_name, d.working_day)
+       IS DISTINCT FROM (EXCLUDED.is_public_holiday, EXCLUDED.holiday_name, EXCLUDED.working_day)
+   -- Without a staged calendar the flags already known are kept.
+   AND EXISTS (SELECT 1 FROM staging.holidays);
