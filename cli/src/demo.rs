@@ -1,334 +1,523 @@
 //! `landfall demo`: the whole pipeline on sample data, on this machine, with nothing to install
-//! beyond PostgreSQL and RabbitMQ: an embedded S3 server publishes bucket notifications to
-//! RabbitMQ, the five services run in this process, sample files land day by day.
+//! beyond PostgreSQL and RabbitMQ. It generates the files (or takes `--input`), starts an
+//! embedded S3 server that publishes bucket notifications to RabbitMQ and the five services as
+//! separate processes (the real binaries), uploads the files, waits until every batch is
+//! exported, prints what happened, and stops what it started.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use aws_sdk_s3::primitives::ByteStream;
-use chrono::{Duration as Days, NaiveDate};
-use runtime::Env;
-use runtime::service::ServiceConfig;
+use chrono::{DateTime, NaiveDate, Utc};
 use s3dev::{NotifyConfig, S3DevConfig, S3DevServer};
 
-use crate::sample;
+use crate::sample::GenArgs;
 
 const ACCESS_KEY: &str = "landfall-demo";
 const SECRET_KEY: &str = "landfall-demo-secret";
 const BUCKET: &str = "landfall-demo";
-const PREFIX: &str = "landfall-demo";
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// PostgreSQL server (without a database name); the demo (re)creates its own database.
+    /// The database (created if missing; a second run on it is idempotent).
     #[arg(
         long,
-        env = "LANDFALL_DEMO_POSTGRES",
-        default_value = "postgres://postgres@127.0.0.1:5432"
+        env = "LANDFALL_DEMO_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/landfall_demo"
     )]
-    pub postgres: String,
-    /// The demo's database; dropped and created anew.
-    #[arg(long, default_value = "landfall_demo")]
-    pub database: String,
-    /// RabbitMQ.
+    pub database_url: String,
     #[arg(
         long,
         env = "LANDFALL_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
     )]
     pub amqp_url: String,
-    /// Ingestion dates to land, ending with --last-date.
-    #[arg(long, default_value_t = 3)]
-    pub days: i64,
-    #[arg(long, default_value = "2026-11-25")]
-    pub last_date: NaiveDate,
-    #[arg(long, default_value_t = 1000)]
-    pub orders_per_day: i64,
-    /// Where the embedded S3 server keeps its files.
+    /// Prefix of the demo's exchanges and queues.
+    #[arg(long, default_value = "landfall-demo")]
+    pub amqp_prefix: String,
+    /// Land these files instead of generated ones: one sub-folder per ingestion date
+    /// (YYYY-MM-DD) holding `<source>.csv` files.
     #[arg(long)]
-    pub s3_root: Option<PathBuf>,
-    /// Keep the services and the S3 server running after the demo (Ctrl-C stops them).
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub sample: GenArgs,
+    /// Where the demo keeps the S3 server's files, the generated data and the service logs.
+    #[arg(long, default_value = ".landfall/demo")]
+    pub work_dir: PathBuf,
+    /// Keep the services and the S3 server running afterwards (Ctrl-C stops them).
     #[arg(long)]
     pub keep_running: bool,
     /// The datasets folder.
     #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
     pub datasets_dir: PathBuf,
+    /// The SQL models folder.
+    #[arg(long, env = "LANDFALL_MODELS_DIR", default_value = "sql/models")]
+    pub models_dir: PathBuf,
+    /// How long to wait for every batch to be exported.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
+}
+
+/// One ingestion date's files to land.
+struct Batch {
+    date: NaiveDate,
+    files: Vec<PathBuf>,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let database_url = reset_database(&args).await?;
-    reset_broker(&args.amqp_url).await?;
-    let s3_root = args
-        .s3_root
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("landfall-demo-s3"));
-    let _ = std::fs::remove_dir_all(&s3_root);
+    let work_dir = absolute(&args.work_dir)?;
+    let batches = input_batches(&args, &work_dir)?;
+    create_database_if_missing(&args.database_url).await?;
     let server = S3DevServer::start(S3DevConfig {
-        root: s3_root.clone(),
+        root: work_dir.join("s3"),
         listen: "127.0.0.1:0".parse()?,
         access_key: ACCESS_KEY.into(),
         secret_key: SECRET_KEY.into(),
         region: "us-east-1".into(),
         notify: Some(NotifyConfig {
             amqp_url: args.amqp_url.clone(),
-            exchange: format!("{PREFIX}.s3"),
+            exchange: format!("{}.s3", args.amqp_prefix),
             routing_key: format!("{BUCKET}.created"),
         }),
     })
-    .await?;
+    .await
+    .context("starting the embedded S3 server (is RabbitMQ running? see README)")?;
     println!(
-        "S3 endpoint  {} (bucket {BUCKET}, files in {})",
+        "S3 endpoint   {} (files in {})",
         server.endpoint_url(),
-        s3_root.display()
+        work_dir.join("s3").display()
     );
-    let vars = service_vars(&args, &database_url, &server.endpoint_url());
-    let env = Env::from_fn(|name| vars.get(name).cloned());
-    let common = runtime::CommonConfig::from_env(&env, "landfall-demo")?;
-    let s3 = runtime::s3::client(&common.s3);
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .context("creating the demo bucket")?;
+    let vars = service_vars(&args, &server.endpoint_url())?;
+    let mut services = Services::start(&vars, &work_dir.join("logs")).await?;
+    let outcome = land_and_wait(&args, &vars, &batches, &mut services).await;
+    if outcome.is_ok() && args.keep_running {
+        println!("\nServices and S3 keep running; Ctrl-C stops them.");
+        tokio::signal::ctrl_c().await?;
+    }
+    services.stop().await;
+    server.shutdown().await;
+    outcome
+}
 
-    let (trigger, shutdown) = runtime::shutdown::channel();
-    let mut services = tokio::task::JoinSet::new();
-    let config = |service: &str| runtime::CommonConfig::from_env(&env, service);
-    services.spawn(ingester::run(
-        ingester::IngesterConfig::from_env(&env)?,
-        shutdown.clone(),
-    ));
-    services.spawn(stager::run(
-        stager::StagerConfig::from_env(&env)?,
-        shutdown.clone(),
-    ));
-    services.spawn(transformer::run(config("transformer")?, shutdown.clone()));
-    services.spawn(quality_checker::run(
-        config("quality-checker")?,
-        shutdown.clone(),
-    ));
-    services.spawn(exporter::run(config("exporter")?, shutdown.clone()));
-    wait_for_consumers(&args.amqp_url, &common).await?;
-    println!(
-        "Services     ingester, stager, transformer, quality-checker, exporter consuming (in this process)"
-    );
-
-    let mut expected_files = 0;
-    for day in 0..args.days {
-        let date = args.last_date - Days::days(args.days - 1 - day);
-        for file in sample::batch_files(date, day, args.orders_per_day) {
-            let key = format!(
-                "landing/ecommerce/ingestion_date={date}/{}.csv",
-                file.source
-            );
+async fn land_and_wait(
+    args: &DemoArgs,
+    vars: &HashMap<String, String>,
+    batches: &[Batch],
+    services: &mut Services,
+) -> anyhow::Result<()> {
+    let config = runtime::CommonConfig::from_env(
+        &runtime::Env::from_fn(|name| vars.get(name).cloned()),
+        "landfall-demo",
+    )?;
+    let s3 = runtime::s3::client(&config.s3);
+    if let Err(error) = s3.create_bucket().bucket(BUCKET).send().await {
+        let owned = error
+            .as_service_error()
+            .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
+        anyhow::ensure!(owned, "creating the demo bucket: {error:?}");
+    }
+    let (client, connection) =
+        tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let mut uploaded_at = Vec::new();
+    for batch in batches {
+        for file in &batch.files {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let key = format!("landing/ecommerce/ingestion_date={}/{name}", batch.date);
             s3.put_object()
                 .bucket(BUCKET)
                 .key(&key)
                 .content_type("text/csv")
-                .body(ByteStream::from(file.body.into_bytes()))
+                .body(ByteStream::from(
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
+                ))
                 .send()
                 .await
-                .with_context(|| format!("putting {key}"))?;
-            expected_files += 1;
+                .with_context(|| format!("uploading {key}"))?;
         }
-        println!(
-            "Landed       {date}: orders, reviews, shipment_deliveries, customers, products, holidays"
-        );
+        uploaded_at.push(Utc::now());
+        println!("Uploaded      {}: {} files", batch.date, batch.files.len());
     }
-    let (client, connection) =
-        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    wait_for_pipeline(&client, expected_files, args.days).await?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
+    for (batch, uploaded) in batches.iter().zip(&uploaded_at) {
+        wait_for_export(&client, batch.date, deadline, services).await?;
+        print_batch(&client, batch.date, *uploaded).await?;
+    }
     println!(
-        "\nAll {expected_files} files handled and {} batches ready in {:.1}s.\n",
-        args.days,
-        started.elapsed().as_secs_f64()
+        "\nExports       s3://{BUCKET}/analytics_export/ecommerce/… = {}",
+        args.work_dir
+            .join("s3")
+            .join(BUCKET)
+            .join("analytics_export")
+            .display()
     );
-    print!(
-        "{}",
-        crate::status::render(
-            &client,
-            &crate::status::StatusFilter {
-                limit: 100,
-                ..Default::default()
-            }
-        )
-        .await?
+    println!(
+        "Database      {} (try `LANDFALL_DATABASE_URL={} landfall status`)",
+        args.database_url, args.database_url
     );
-    let rejects = client
-        .query("SELECT f.source, r.line, r.column_name, r.value, r.reason, f.ingestion_date::text FROM ops.rejected_rows r JOIN ops.files f USING (file_id) ORDER BY r.file_id, r.line LIMIT 10", &[])
-        .await?;
-    if !rejects.is_empty() {
-        println!("\nRejected rows (ops.rejected_rows; the rest of each file loaded)");
-        for row in rejects {
-            let column: Option<String> = row.get(2);
-            let value: Option<String> = row.get(3);
-            println!(
-                "  {} {}.csv line {}, column {}: '{}' — {}",
-                row.get::<_, String>(5),
-                row.get::<_, String>(0),
-                row.get::<_, i64>(1),
-                column.unwrap_or_default(),
-                value.unwrap_or_default(),
-                row.get::<_, String>(4)
+    println!("Service logs  {}", args.work_dir.join("logs").display());
+    Ok(())
+}
+
+/// Waits until the batch is exported from its current files; says which stage failed and why.
+async fn wait_for_export(
+    client: &tokio_postgres::Client,
+    date: NaiveDate,
+    deadline: Instant,
+    services: &mut Services,
+) -> anyhow::Result<()> {
+    loop {
+        services.check_alive()?;
+        let row = client
+            .query_opt(
+                "SELECT b.state, b.transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
+                                                        WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)
+                   FROM ops.batches b WHERE b.dataset = 'ecommerce' AND b.ingestion_date = $1",
+                &[&date],
+            )
+            .await?;
+        let (state, current) = row
+            .map(|row| {
+                (
+                    row.get::<_, String>(0),
+                    row.get::<_, Option<bool>>(1).unwrap_or(false),
+                )
+            })
+            .unwrap_or_default();
+        if state == "exported" && current {
+            return Ok(());
+        }
+        if state == "quality_failed" && current {
+            let failed = client
+                .query(
+                    "SELECT check_name || ' (' || failing_rows || ' rows)' FROM ops.quality_results
+                      WHERE dataset = 'ecommerce' AND ingestion_date = $1 AND status <> 'passed' AND severity = 'error'",
+                    &[&date],
+                )
+                .await?;
+            let names: Vec<String> = failed.iter().map(|row| row.get(0)).collect();
+            bail!(
+                "quality-checker: batch {date} failed its error-severity checks: {}; nothing was exported",
+                names.join(", ")
             );
         }
+        if Instant::now() > deadline {
+            let rejected = client
+                .query("SELECT key, reason FROM ops.files WHERE ingestion_date = $1 AND state = 'rejected'", &[&date])
+                .await?;
+            let files: Vec<String> = rejected
+                .iter()
+                .map(|row| format!("{}: {}", row.get::<_, String>(0), row.get::<_, String>(1)))
+                .collect();
+            let stage = match state.as_str() {
+                "" | "staging" => "stager (required files not staged)",
+                "ready" => "transformer",
+                "transformed" => "quality-checker",
+                "quality_passed" => "exporter",
+                _ => "pipeline",
+            };
+            bail!(
+                "batch {date} stuck at state '{state}' waiting for the {stage}; rejected files: [{}]; see the service logs",
+                files.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!(
-        "\nThe demo database is {database_url}; run `LANDFALL_DATABASE_URL={database_url} landfall status` to look again."
-    );
-    if args.keep_running {
-        println!("Services keep running; Ctrl-C stops them.");
-        trigger.on_signals();
+}
+
+async fn print_batch(
+    client: &tokio_postgres::Client,
+    date: NaiveDate,
+    uploaded: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let row = client
+        .query_one(
+            "SELECT b.exported_at,
+                    (SELECT coalesce(sum(rows_loaded), 0)::bigint FROM ops.files f WHERE f.ingestion_date = b.ingestion_date AND f.state = 'staged'),
+                    (SELECT coalesce(sum(rows_rejected), 0)::bigint FROM ops.files f WHERE f.ingestion_date = b.ingestion_date AND f.state = 'staged')
+               FROM ops.batches b WHERE b.dataset = 'ecommerce' AND b.ingestion_date = $1",
+            &[&date],
+        )
+        .await?;
+    let exported: DateTime<Utc> = row.get(0);
+    let timing = if exported >= uploaded {
+        format!(
+            "{:.2}s from the last upload to the export",
+            (exported - uploaded).num_milliseconds() as f64 / 1000.0
+        )
     } else {
-        trigger.trigger();
-    }
-    while let Some(result) = services.join_next().await {
-        result??;
-    }
-    server.shutdown().await;
-    Ok(())
-}
-
-async fn reset_database(args: &DemoArgs) -> anyhow::Result<String> {
-    let server = args.postgres.trim_end_matches('/');
-    let (admin, connection) =
-        tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
-            .await
-            .with_context(|| {
-                format!("connecting to PostgreSQL at {server} (is it running? see README)")
-            })?;
-    tokio::spawn(connection);
-    anyhow::ensure!(
-        args.database
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-        "--database must be lower-case letters, digits and '_'"
-    );
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            args.database
-        ))
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {}", args.database))
-        .await?;
-    Ok(format!("{server}/{}", args.database))
-}
-
-async fn reset_broker(amqp_url: &str) -> anyhow::Result<()> {
-    let connection = lapin_connect(amqp_url).await?;
-    let channel = connection.create_channel().await?;
-    let topology = runtime::broker::Topology {
-        prefix: PREFIX.into(),
-        notify_exchange: format!("{PREFIX}.s3"),
+        "already exported from these same files by an earlier run".to_owned()
     };
-    runtime::broker::delete_topology(&channel, &topology).await?;
-    channel.close(200, "reset".into()).await?;
-    connection.close(200, "reset".into()).await?;
+    println!(
+        "\nBatch {date}: {} rows staged, {} rejected; {timing}",
+        row.get::<_, i64>(1),
+        row.get::<_, i64>(2)
+    );
+    for (report, sql) in [
+        (
+            "agg_public_holiday",
+            "SELECT t::text FROM analytics.agg_public_holiday t WHERE ingestion_date = $1",
+        ),
+        (
+            "agg_shipments",
+            "SELECT t::text FROM analytics.agg_shipments t WHERE ingestion_date = $1",
+        ),
+        (
+            "best_performing_product",
+            "SELECT t::text FROM analytics.best_performing_product t WHERE ingestion_date = $1",
+        ),
+        (
+            "top_products_by_revenue",
+            "SELECT rank || '. ' || coalesce(product_name, '(unknown)') || ' ' || revenue FROM analytics.top_products_by_revenue WHERE ingestion_date = $1 AND rank <= 3 ORDER BY rank",
+        ),
+    ] {
+        let rows = client.query(sql, &[&date]).await?;
+        let text: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        println!("  {report:<24} {}", text.join("  "));
+    }
     Ok(())
 }
 
-async fn lapin_connect(amqp_url: &str) -> anyhow::Result<lapin::Connection> {
-    runtime::broker::connect(&runtime::Secret::new(amqp_url), "landfall-demo")
-        .await
-        .with_context(|| "is RabbitMQ running? see README".to_string())
+/// The five services as child processes, logging to files.
+struct Services {
+    children: Vec<(&'static str, tokio::process::Child, PathBuf)>,
 }
 
-fn service_vars(args: &DemoArgs, database_url: &str, s3_endpoint: &str) -> HashMap<String, String> {
-    [
-        ("LANDFALL_DATABASE_URL", database_url.to_owned()),
+impl Services {
+    async fn start(vars: &HashMap<String, String>, log_dir: &Path) -> anyhow::Result<Services> {
+        std::fs::create_dir_all(log_dir)?;
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut children = Vec::new();
+        let mut ports = Vec::new();
+        for service in services_names() {
+            let binary = bin_dir.join(service);
+            anyhow::ensure!(
+                binary.exists(),
+                "{} is missing: build the services first (cargo build --workspace --bins)",
+                binary.display()
+            );
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let log_path = log_dir.join(format!("{service}.log"));
+            let log = std::fs::File::create(&log_path)?;
+            let child = tokio::process::Command::new(&binary)
+                .envs(vars)
+                .env("LANDFALL_HEALTH_ADDR", format!("127.0.0.1:{port}"))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            children.push((service, child, log_path));
+            ports.push(port);
+        }
+        let mut services = Services { children };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (index, port) in ports.iter().enumerate() {
+            while !ready(*port).await {
+                services.check_alive()?;
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "{} did not become ready within a minute; see its log",
+                    services_names()[index]
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        println!(
+            "Services      {} (separate processes, ready)",
+            services_names().join(", ")
+        );
+        Ok(services)
+    }
+
+    /// An error naming the service that exited, with the end of its log.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        for (service, child, log) in &mut self.children {
+            if let Some(status) = child.try_wait()? {
+                let text = std::fs::read_to_string(&*log).unwrap_or_default();
+                let tail: Vec<&str> = text
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                bail!(
+                    "{service} exited ({status}); the end of {}:\n{}",
+                    log.display(),
+                    tail.join("\n")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to each, then wait for the drain.
+    async fn stop(mut self) {
+        for (_, child, _) in &self.children {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+        for (service, child, _) in &mut self.children {
+            if tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .is_err()
+            {
+                eprintln!("{service} did not stop within 30 s; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+async fn ready(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut response = String::new();
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .is_ok()
+        && stream.read_to_string(&mut response).await.is_ok()
+        && response.starts_with("HTTP/1.1 200")
+}
+
+fn service_vars(args: &DemoArgs, s3_endpoint: &str) -> anyhow::Result<HashMap<String, String>> {
+    Ok([
+        ("LANDFALL_DATABASE_URL", args.database_url.clone()),
         ("LANDFALL_AMQP_URL", args.amqp_url.clone()),
-        ("LANDFALL_AMQP_PREFIX", PREFIX.into()),
+        ("LANDFALL_AMQP_PREFIX", args.amqp_prefix.clone()),
         ("LANDFALL_S3_ENDPOINT", s3_endpoint.to_owned()),
         ("LANDFALL_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
         ("LANDFALL_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
         ("LANDFALL_BUCKET", BUCKET.into()),
         (
             "LANDFALL_DATASETS_DIR",
-            args.datasets_dir.display().to_string(),
+            absolute(&args.datasets_dir)?.display().to_string(),
         ),
-        ("LANDFALL_HEALTH_ADDR", "127.0.0.1:0".into()),
+        (
+            "LANDFALL_MODELS_DIR",
+            absolute(&args.models_dir)?.display().to_string(),
+        ),
         ("LANDFALL_OUTBOX_POLL_MS", "250".into()),
+        ("LANDFALL_RECONCILE_INTERVAL_S", "0".into()),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
-    .collect()
+    .collect())
 }
 
-/// Waits until every stage consumes from its queue, so the files land on a running pipeline.
-async fn wait_for_consumers(amqp_url: &str, config: &runtime::CommonConfig) -> anyhow::Result<()> {
-    let connection = lapin_connect(amqp_url).await?;
-    let topology = runtime::broker::Topology {
-        prefix: PREFIX.into(),
-        notify_exchange: format!("{PREFIX}.s3"),
-    };
-    let channel = connection.create_channel().await?;
-    runtime::broker::declare_topology(&channel, config, &topology).await?;
-    channel.close(200, "declared".into()).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for (service, _) in runtime::broker::PIPELINE {
-        let queue = format!("{PREFIX}.{service}");
-        loop {
-            let channel = connection.create_channel().await?;
-            let options = lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            let declared = channel
-                .queue_declare(queue.as_str().into(), options, Default::default())
-                .await;
-            let _ = channel.close(200, "checked".into()).await;
-            if declared.is_ok_and(|declared| declared.consumer_count() > 0) {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{service} did not start consuming within a minute; see the logs above"
+/// The batches to land: `--input`'s date folders, or freshly generated ones.
+fn input_batches(args: &DemoArgs, work_dir: &Path) -> anyhow::Result<Vec<Batch>> {
+    let input = match &args.input {
+        Some(input) => input.clone(),
+        None => {
+            let out = work_dir.join("data");
+            let _ = std::fs::remove_dir_all(&out);
+            let written = crate::sample::write(&args.sample, &out)?;
+            println!(
+                "Generated     {written} files for {} days in {}",
+                args.sample.days,
+                out.display()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            out
         }
+    };
+    let mut batches = Vec::new();
+    for entry in
+        std::fs::read_dir(&input).with_context(|| format!("reading {}", input.display()))?
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let Ok(date) = NaiveDate::parse_from_str(&name, "%Y-%m-%d") else {
+            bail!(
+                "{}: expected one folder per ingestion date named YYYY-MM-DD",
+                path.display()
+            );
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&path)?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|file| {
+                file.to_string_lossy().ends_with(".csv")
+                    || file.to_string_lossy().ends_with(".csv.gz")
+            })
+            .collect();
+        files.sort();
+        batches.push(Batch { date, files });
     }
-    let _ = connection.close(200, "ready".into()).await;
+    batches.sort_by_key(|batch| batch.date);
+    anyhow::ensure!(
+        !batches.is_empty(),
+        "no ingestion-date folders in {}",
+        input.display()
+    );
+    Ok(batches)
+}
+
+async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .context("--database-url is not a PostgreSQL URL")?;
+    let name = config.get_dbname().unwrap_or("postgres").to_owned();
+    if tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "database name '{name}' must be letters, digits and '_' to be created"
+    );
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL (is it running? see README)")?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    println!("Database      created {name}");
     Ok(())
 }
 
-/// Waits until every landed file reached a final state and every batch is ready.
-async fn wait_for_pipeline(
-    client: &tokio_postgres::Client,
-    files: i64,
-    batches: i64,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut last = String::new();
-    loop {
-        let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM ops.files WHERE state <> 'landed'),
-                        (SELECT count(*) FROM ops.files),
-                        (SELECT count(*) FROM ops.batches WHERE state = 'ready')",
-                &[],
-            )
-            .await?;
-        let (done, seen, ready): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        let progress = format!(
-            "Progress     {done}/{files} files staged or rejected, {ready}/{batches} batches ready"
-        );
-        if progress != last {
-            println!("{progress}");
-            last = progress;
-        }
-        if done >= files && seen >= files && ready >= batches {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the pipeline did not finish within 5 minutes; see the logs above"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+/// The stages, in pipeline order: one binary each.
+fn services_names() -> Vec<&'static str> {
+    runtime::broker::PIPELINE
+        .iter()
+        .map(|(service, _)| *service)
+        .collect()
 }

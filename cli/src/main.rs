@@ -28,8 +28,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole pipeline on sample data (embedded S3 server, services in this process).
+    /// Run the whole pipeline on sample data: embedded S3 server, the five services as processes.
     Demo(demo::DemoArgs),
+    /// Write sample landing files: <out>/<YYYY-MM-DD>/<source>.csv.
+    Gen {
+        #[command(flatten)]
+        args: sample::GenArgs,
+        #[arg(long, default_value = "sample-data")]
+        out: PathBuf,
+    },
     /// Apply pending migrations and create the datasets' staging tables (LANDFALL_DATABASE_URL).
     Migrate {
         #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
@@ -92,6 +99,11 @@ async fn main() -> anyhow::Result<()> {
     runtime::telemetry::init("landfall", false);
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Gen { args, out } => {
+            let written = sample::write(&args, &out)?;
+            println!("{written} files written under {}", out.display());
+            Ok(())
+        }
         Command::Migrate { datasets_dir } => migrate(&datasets_dir).await,
         Command::Reconcile { prefix } => reconcile(prefix.as_deref()).await,
         Command::Transform {

@@ -37,40 +37,89 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
     let rows = client
         .query(
             "SELECT b.dataset, b.ingestion_date, b.state, array_to_string(b.sources_staged, ', '),
-                    array_to_string(b.sources_missing, ', '), b.first_staged_at, b.ready_at
+                    array_to_string(b.sources_missing, ', '), b.first_staged_at, b.ready_at,
+                    b.transformed_at, b.quality_at, b.exported_at
                FROM ops.batches b
               WHERE ($1::text IS NULL OR b.dataset = $1) AND ($2::date IS NULL OR b.ingestion_date = $2)
               ORDER BY b.dataset, b.ingestion_date DESC",
             &[&filter.dataset, &filter.date],
         )
         .await?;
+    let quality = quality_summary(client).await?;
     let mut table = Table::new(&[
         "dataset",
         "batch",
         "state",
         "sources staged",
         "missing",
-        "ready after",
+        "ready",
+        "transform",
+        "quality",
+        "export",
+        "checks",
     ]);
     for row in &rows {
-        let first: DateTime<Utc> = row.get(5);
-        let ready: Option<DateTime<Utc>> = row.get(6);
+        let at = |index: usize| row.get::<_, Option<DateTime<Utc>>>(index);
+        let step = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| match (from, to) {
+            (Some(from), Some(to)) if to >= from => seconds(to - from),
+            (_, Some(_)) => "done".into(),
+            _ => String::new(),
+        };
+        let dataset: String = row.get(0);
+        let date: NaiveDate = row.get(1);
         table.row(vec![
-            row.get(0),
-            row.get::<_, NaiveDate>(1).to_string(),
+            dataset.clone(),
+            date.to_string(),
             row.get(2),
             row.get(3),
             row.get(4),
-            ready
-                .map(|ready| seconds(ready - first))
-                .unwrap_or_default(),
+            step(at(5), at(6)),
+            step(at(6), at(7)),
+            step(at(7), at(8)),
+            step(at(8), at(9)),
+            quality.get(&(dataset, date)).cloned().unwrap_or_default(),
         ]);
     }
     Ok(if table.is_empty() {
         "Batches: none yet\n".into()
     } else {
-        format!("Batches\n{}", table.render())
+        format!("Batches (each stage's duration)\n{}", table.render())
     })
+}
+
+/// "passed/failed/warned" per batch, from the quality results (when the table exists).
+async fn quality_summary(
+    client: &tokio_postgres::Client,
+) -> anyhow::Result<std::collections::HashMap<(String, NaiveDate), String>> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('ops.quality_results') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(Default::default());
+    }
+    let rows = client
+        .query(
+            "SELECT dataset, ingestion_date,
+                    count(*) FILTER (WHERE status = 'passed'),
+                    count(*) FILTER (WHERE status <> 'passed' AND severity = 'error'),
+                    count(*) FILTER (WHERE status <> 'passed' AND severity <> 'error')
+               FROM ops.quality_results GROUP BY dataset, ingestion_date",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let summary = format!(
+                "{} passed, {} failed, {} warned",
+                row.get::<_, i64>(2),
+                row.get::<_, i64>(3),
+                row.get::<_, i64>(4)
+            );
+            ((row.get(0), row.get(1)), summary)
+        })
+        .collect())
 }
 
 async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow::Result<String> {

@@ -445,3 +445,66 @@ pub fn binary_path(name: &str) -> PathBuf {
     );
     binary
 }
+
+impl TestEnv {
+    /// Starts the quality-checker in-process; `overrides` replace variables of [`TestEnv::vars`]
+    /// (e.g. `LANDFALL_MODELS_DIR` to run a test's own checks).
+    pub fn start_quality_checker(&self, overrides: &[(&str, &str)]) -> ServiceHandle {
+        let vars = self.env_with(overrides);
+        let config = CommonConfig::from_env(
+            &Env::from_fn(|name| vars.get(name).cloned()),
+            "quality-checker",
+        )
+        .expect("valid quality-checker configuration");
+        spawn_service(move |shutdown| quality_checker::run(config, shutdown))
+    }
+}
+
+/// The exporter's helpers.
+impl TestEnv {
+    /// Starts the exporter in-process; `overrides` set its own variables, e.g.
+    /// `LANDFALL_STAGING_RETENTION_BATCHES` or `LANDFALL_EXPORT_PART_SIZE_BYTES`.
+    pub fn start_exporter(&self, overrides: &[(&str, &str)]) -> ServiceHandle {
+        let vars = self.env_with(overrides);
+        let config = <exporter::ExporterConfig as runtime::service::ServiceConfig>::from_env(
+            &Env::from_fn(|name| vars.get(name).cloned()),
+        )
+        .expect("valid exporter configuration");
+        spawn_service(move |shutdown| exporter::run(config, shutdown))
+    }
+
+    /// Waits until the exporter consumes its queue: by then it has migrated the database
+    /// (staging tables included) and an event published to it is delivered.
+    pub async fn wait_for_exporter_consuming(&self, deadline: Duration) {
+        let queue = format!("{}.exporter", self.prefix);
+        crate::wait::wait_until("the exporter consuming its queue", deadline, || async {
+            let connection =
+                lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
+                    .await?;
+            let channel = connection.create_channel().await?;
+            let options = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let declared = channel
+                .queue_declare(queue.as_str().into(), options, Default::default())
+                .await;
+            connection.close(200, "done".into()).await.ok();
+            Ok((declared?.consumer_count() > 0).then_some(()))
+        })
+        .await
+    }
+
+    /// Files of multipart uploads the S3 server holds open (begun, neither completed nor
+    /// aborted): the embedded server keeps `.upload-<id>.json` and `.upload_id-<id>.part-<n>`
+    /// in its root until then.
+    pub fn open_multipart_upload_files(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.s3_root) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with(".upload-") || name.starts_with(".upload_id-"))
+            .collect()
+    }
+}

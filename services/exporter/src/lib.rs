@@ -1,37 +1,57 @@
-//! The exporter: writes a passed batch's reports to S3 with a manifest.
-//!
-//! This release runs the stage's plumbing (queue, health, drain, outbox) but not yet its work:
-//! a `QualityPassed` event it cannot act on is dead-lettered with that reason rather than acknowledged
-//! and lost, so `landfall dlq requeue` can replay it once the stage's work ships.
+//! The exporter: once a batch passes its quality checks, writes each of its dataset's reports
+//! to S3 as CSV with a `_manifest.json` beside it, records them in `ops.exports`, applies the
+//! staging retention policy and announces `export.completed`.
+
+pub mod catalog;
+pub mod classify;
+pub mod config;
+pub mod export;
+pub mod manifest;
+pub mod retention;
+pub mod tally;
+pub mod upload;
 
 use contract::{Envelope, Event};
-use runtime::{CommonConfig, Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown};
+use runtime::{Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown};
+
+pub use config::ExporterConfig;
+pub use export::{ExportSettings, Exporter};
 
 pub const SERVICE: &str = "exporter";
 
-/// Refuses work it cannot do yet, permanently and with the reason.
-pub struct PendingStage;
-
-impl Handler for PendingStage {
+impl Handler for Exporter {
     async fn handle(
         &self,
         message: &Incoming,
-        _tx: &tokio_postgres::Transaction<'_>,
+        tx: &tokio_postgres::Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let event_type = message
-            .event
-            .as_ref()
-            .map(|event| event.event_type.as_str())
-            .unwrap_or("unknown");
-        Err(Failure::permanent(anyhow::anyhow!(
-            "the exporter cannot act on '{event_type}' events in this release; requeue it from the dead-letter queue after upgrading"
-        )))
+        let envelope = message.event.as_ref().ok_or_else(|| {
+            Failure::permanent(anyhow::anyhow!("the exporter reads pipeline events only"))
+        })?;
+        match &envelope.payload {
+            Event::QualityPassed(_) => self.export_batch(tx, envelope).await,
+            other => Err(Failure::permanent(anyhow::anyhow!(
+                "the exporter does not handle '{}' events",
+                other.event_type()
+            ))),
+        }
     }
 }
 
-/// Runs the exporter until `shutdown`.
-pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
-    let ctx = ServiceContext::start(config, shutdown).await?;
+/// Runs the exporter until `shutdown`. A malformed exports file stops it at start.
+pub async fn run(config: ExporterConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
+    let catalog = catalog::ExportCatalog::load(&ctx.config.models_dir, &ctx.datasets)?;
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
-    ctx.serve(spec, MessageKind::Events, PendingStage).await
+    let exporter = Exporter {
+        ctx: ctx.clone(),
+        catalog,
+        settings: ExportSettings {
+            bucket: config.export_bucket,
+            prefix: config.export_prefix,
+            part_size: config.multipart_part_size,
+            staging_retention_batches: config.staging_retention_batches,
+        },
+    };
+    ctx.serve(spec, MessageKind::Events, exporter).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    runtime::service::main::<runtime::CommonConfig, _, _>(exporter::run).await
+    runtime::service::main(exporter::run).await
 }

@@ -1,37 +1,157 @@
-//! The quality-checker: runs a batch's declared quality checks and gates its export.
-//!
-//! This release runs the stage's plumbing (queue, health, drain, outbox) but not yet its work:
-//! a `TransformCompleted` event it cannot act on is dead-lettered with that reason rather than acknowledged
-//! and lost, so `landfall dlq requeue` can replay it once the stage's work ships.
+//! The quality-checker: on `transform.completed`, runs the checks declared for the batch's
+//! dataset in `<models_dir>/<dataset>/checks.toml`, stores one result per check in
+//! `ops.quality_results`, and publishes `quality.passed` (the batch may be exported) or
+//! `quality.failed` (an error-severity check failed or could not run).
 
-use contract::{Envelope, Event};
+pub mod checks;
+pub mod run;
+pub mod sql;
+
+use std::sync::Arc;
+
+use contract::{BatchKey, CheckOutcome, Envelope, Event, QualityFailed, QualityPassed};
 use runtime::{CommonConfig, Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown};
+use tokio_postgres::Transaction;
+
+use crate::checks::Catalog;
+use crate::run::CheckResult;
 
 pub const SERVICE: &str = "quality-checker";
 
-/// Refuses work it cannot do yet, permanently and with the reason.
-pub struct PendingStage;
+/// Runs a batch's checks and gates its export.
+pub struct QualityChecker {
+    /// Every dataset's checks, loaded and validated at start.
+    pub catalog: Arc<Catalog>,
+}
 
-impl Handler for PendingStage {
+impl Handler for QualityChecker {
     async fn handle(
         &self,
         message: &Incoming,
-        _tx: &tokio_postgres::Transaction<'_>,
+        tx: &Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let event_type = message
-            .event
-            .as_ref()
-            .map(|event| event.event_type.as_str())
-            .unwrap_or("unknown");
-        Err(Failure::permanent(anyhow::anyhow!(
-            "the quality-checker cannot act on '{event_type}' events in this release; requeue it from the dead-letter queue after upgrading"
-        )))
+        let Some(envelope) = &message.event else {
+            return Err(Failure::permanent(anyhow::anyhow!(
+                "the quality-checker reads pipeline events only"
+            )));
+        };
+        let (Event::TransformCompleted(_), Some(batch)) = (&envelope.payload, &envelope.batch)
+        else {
+            return Err(Failure::permanent(anyhow::anyhow!(
+                "the quality-checker handles transform.completed events with a batch, not '{}'",
+                envelope.event_type
+            )));
+        };
+        let checks = self.catalog.checks(&batch.dataset).ok_or_else(|| {
+            Failure::permanent(anyhow::anyhow!(
+                "dataset '{}' is not defined in this quality-checker's datasets",
+                batch.dataset
+            ))
+        })?;
+        let results = run::run_checks(tx, batch, checks, envelope.event_id).await?;
+        let event = verdict(batch, envelope.event_id, &results);
+        let state = match event.payload {
+            Event::QualityFailed(_) => "quality_failed",
+            _ => "quality_passed",
+        };
+        record_batch_state(tx, batch, state).await?;
+        tracing::info!(
+            batch = %batch,
+            checks_run = results.len(),
+            state,
+            "quality checks ran"
+        );
+        Ok(vec![event])
     }
+}
+
+/// `quality.failed` listing the error-severity checks that failed or could not run, else
+/// `quality.passed` listing the warn-severity ones.
+fn verdict(batch: &BatchKey, cause: uuid::Uuid, results: &[CheckResult]) -> Envelope<Event> {
+    let checks_run = u32::try_from(results.len()).unwrap_or(u32::MAX);
+    let outcome = |result: &CheckResult| CheckOutcome {
+        check: result.check.clone(),
+        severity: result.severity.as_str().to_owned(),
+        // A check that could not run has no count; its stored result holds the error.
+        failing_rows: result.failing_rows.map_or(0, |rows| rows.max(0) as u64),
+    };
+    let failed: Vec<CheckOutcome> = results
+        .iter()
+        .filter(|result| result.blocks_export())
+        .map(outcome)
+        .collect();
+    let batch = Some(batch.clone());
+    if !failed.is_empty() {
+        return Envelope::new(batch, Some(cause), QualityFailed { checks_run, failed })
+            .into_event();
+    }
+    let warnings = results
+        .iter()
+        .filter(|result| result.status != run::Status::Passed)
+        .map(outcome)
+        .collect();
+    Envelope::new(
+        batch,
+        Some(cause),
+        QualityPassed {
+            checks_run,
+            warnings,
+        },
+    )
+    .into_event()
+}
+
+/// Moves the batch to its quality state. The batch row belongs to the transformer; one that is
+/// missing is logged, not created, and the results stay in `ops.quality_results`.
+async fn record_batch_state(
+    tx: &Transaction<'_>,
+    batch: &BatchKey,
+    state: &str,
+) -> Result<(), Failure> {
+    let updated = tx
+        .execute(
+            "UPDATE ops.batches
+                SET state = $3, quality_at = clock_timestamp(), updated_at = clock_timestamp()
+              WHERE dataset = $1 AND ingestion_date = $2",
+            &[&batch.dataset, &batch.ingestion_date, &state],
+        )
+        .await?;
+    if updated == 0 {
+        tracing::warn!(batch = %batch, "the batch has no row in ops.batches; its state was not updated");
+    }
+    Ok(())
 }
 
 /// Runs the quality-checker until `shutdown`.
 pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    // Before waiting for the database: a malformed declaration stops the service at once,
+    // naming the file and the check.
+    let mut catalog = Catalog::load(&config.models_dir)?;
     let ctx = ServiceContext::start(config, shutdown).await?;
+    for dataset in ctx.datasets.iter() {
+        if catalog.checks(&dataset.name).is_none() {
+            tracing::warn!(
+                dataset = dataset.name,
+                models_dir = %ctx.config.models_dir.display(),
+                "no {} declared for the dataset; its batches pass with no checks run",
+                checks::CHECKS_FILE
+            );
+            catalog.insert_empty(&dataset.name);
+        }
+    }
+    for (dataset, count) in catalog.summary() {
+        if ctx.datasets.get(dataset).is_none() {
+            tracing::warn!(
+                dataset,
+                "checks are declared for a dataset that is not defined; they never run"
+            );
+        } else {
+            tracing::info!(dataset, checks = count, "quality checks loaded");
+        }
+    }
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
-    ctx.serve(spec, MessageKind::Events, PendingStage).await
+    let checker = QualityChecker {
+        catalog: Arc::new(catalog),
+    };
+    ctx.serve(spec, MessageKind::Events, checker).await
 }

@@ -1,0 +1,210 @@
+//! Running a batch's checks inside the consumer's transaction and storing one result per check.
+//! Each check runs under its own savepoint, so a broken check is recorded as an error and the
+//! others still run; the batch's previous results are replaced in the same transaction.
+
+use std::time::Instant;
+
+use contract::BatchKey;
+use runtime::Failure;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::checks::{Check, Severity};
+
+/// Failing rows kept per check, as JSON objects, to show what went wrong.
+pub const SAMPLE_ROWS: u32 = 20;
+
+/// How one check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    /// The check ran and found failing rows.
+    Failed,
+    /// The check's SQL could not run (the message is kept); counts as failed.
+    Error,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// One check's outcome, as stored in `ops.quality_results`.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub check: String,
+    pub kind: &'static str,
+    pub severity: Severity,
+    pub status: Status,
+    /// `None` when the check could not run.
+    pub failing_rows: Option<i64>,
+    /// Up to [`SAMPLE_ROWS`] failing rows, a JSON array of objects.
+    pub sample: serde_json::Value,
+    pub error: Option<String>,
+    /// The failing-rows query that was run.
+    pub sql: String,
+    pub duration_ms: i64,
+}
+
+impl CheckResult {
+    /// Whether this result stops the batch's export.
+    pub fn blocks_export(&self) -> bool {
+        self.severity == Severity::Error && self.status != Status::Passed
+    }
+}
+
+/// Runs every check of `batch` and stores the results, replacing those of an earlier run of
+/// the same batch. `cause` is the `transform.completed` event the run answers.
+pub async fn run_checks(
+    tx: &Transaction<'_>,
+    batch: &BatchKey,
+    checks: &[Check],
+    cause: Uuid,
+) -> Result<Vec<CheckResult>, Failure> {
+    // Two runs of one batch at once (a re-run racing the first) would interleave their
+    // delete and insert; the second waits for the first to commit instead.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("quality:{batch}")],
+    )
+    .await?;
+    // Transaction-local: `ops.batch_date()` means this batch's date in the checks' SQL.
+    tx.execute(
+        "SELECT set_config('landfall.batch_date', $1, true)",
+        &[&batch.ingestion_date.to_string()],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM ops.quality_results WHERE dataset = $1 AND ingestion_date = $2",
+        &[&batch.dataset, &batch.ingestion_date],
+    )
+    .await?;
+    let mut results = Vec::with_capacity(checks.len());
+    for check in checks {
+        let result = run_check(tx, check).await?;
+        store_result(tx, batch, cause, &result).await?;
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// Runs one check under a savepoint. A SQL error in the check becomes an `error` result; a
+/// lost connection (or another transient database error) fails the whole run so it is retried.
+async fn run_check(tx: &Transaction<'_>, check: &Check) -> Result<CheckResult, Failure> {
+    let failing_sql = crate::sql::failing_rows(check);
+    let measured_sql = crate::sql::measured(&failing_sql, SAMPLE_ROWS);
+    let started = Instant::now();
+    tx.batch_execute("SAVEPOINT quality_check").await?;
+    let outcome = tx.query(&measured_sql, &[]).await;
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let mut result = CheckResult {
+        check: check.name.clone(),
+        kind: check.kind.name(),
+        severity: check.severity,
+        status: Status::Passed,
+        failing_rows: Some(0),
+        sample: serde_json::Value::Array(Vec::new()),
+        error: None,
+        sql: failing_sql,
+        duration_ms,
+    };
+    match outcome {
+        Ok(rows) => {
+            tx.batch_execute("RELEASE SAVEPOINT quality_check").await?;
+            let failing_rows: i64 = rows.first().map_or(0, |row| row.get(0));
+            let sample = rows.iter().map(|row| row.get(1)).collect();
+            result.failing_rows = Some(failing_rows);
+            result.sample = serde_json::Value::Array(sample);
+            if failing_rows > 0 {
+                result.status = Status::Failed;
+            }
+        }
+        Err(error) if runtime::failure::is_transient_db_error(&error) => {
+            return Err(Failure::from(error));
+        }
+        Err(error) => {
+            tx.batch_execute(
+                "ROLLBACK TO SAVEPOINT quality_check; RELEASE SAVEPOINT quality_check",
+            )
+            .await?;
+            result.status = Status::Error;
+            result.failing_rows = None;
+            result.error = Some(describe(&error));
+        }
+    }
+    log_result(&result);
+    Ok(result)
+}
+
+fn log_result(result: &CheckResult) {
+    match result.status {
+        Status::Passed => tracing::debug!(
+            check = result.check,
+            duration_ms = result.duration_ms,
+            "check passed"
+        ),
+        Status::Failed => tracing::warn!(
+            check = result.check,
+            severity = result.severity.as_str(),
+            failing_rows = result.failing_rows,
+            "check failed"
+        ),
+        Status::Error => tracing::warn!(
+            check = result.check,
+            severity = result.severity.as_str(),
+            error = result.error,
+            "check could not run"
+        ),
+    }
+}
+
+/// The database's own words for why a check's SQL failed, with detail, hint and SQLSTATE.
+fn describe(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return error.to_string();
+    };
+    let mut text = db.message().to_owned();
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!("; detail: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!("; hint: {hint}"));
+    }
+    text.push_str(&format!(" (SQLSTATE {})", db.code().code()));
+    text
+}
+
+async fn store_result(
+    tx: &Transaction<'_>,
+    batch: &BatchKey,
+    cause: Uuid,
+    result: &CheckResult,
+) -> Result<(), Failure> {
+    tx.execute(
+        "INSERT INTO ops.quality_results
+                (dataset, ingestion_date, check_name, check_kind, severity, status, failing_rows,
+                 sample, error, sql, duration_ms, transform_event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &batch.dataset,
+            &batch.ingestion_date,
+            &result.check,
+            &result.kind,
+            &result.severity.as_str(),
+            &result.status.as_str(),
+            &result.failing_rows,
+            &result.sample,
+            &result.error,
+            &result.sql,
+            &result.duration_ms,
+            &cause,
+        ],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,521 @@
+//! The quality-checker against real PostgreSQL and RabbitMQ: the rows a batch's checks read
+//! are written here with SQL (no transformer involved), then a `transform.completed` is
+//! published and the verdict event and `ops.quality_results` are checked.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use contract::{BatchKey, CheckOutcome, Envelope, Event, TransformCompleted};
+use landfall_tests::TestEnv;
+use runtime::{CommonConfig, Env};
+use serde_json::json;
+use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const DAY: &str = "2026-03-01";
+const OTHER_DAY: &str = "2026-02-28";
+
+/// Rows of every table the bundled checks read, all of them passing, for `day`.
+const CLEAN_BATCH: &str = "
+INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date, product_id,
+                            unit_price, quantity, total_price)
+VALUES (1, 2, {day}, 1, 1, {day} - 2, 10, 5.00, 2, 10.00),
+       (1, 3, {day}, 2, 2, {day} - 1, 11, 3.50, 3, 10.50);
+INSERT INTO staging.shipment_deliveries (_file_id, _line, _batch, shipment_id, order_id,
+                                         shipment_date, delivery_date)
+VALUES (2, 2, {day}, 100, 1, {day} - 1, {day}),
+       (2, 3, {day}, 101, 2, {day}, NULL);
+INSERT INTO staging.reviews (_file_id, _line, _batch, review, product_id)
+VALUES (3, 2, {day}, 5, 10), (3, 3, {day}, NULL, 11), (3, 4, {day}, 3, 10);
+INSERT INTO staging.customers (_file_id, _line, _batch, customer_id, customer_name, postal_code)
+VALUES (4, 2, {day}, 1, 'Ada', '10115'), (4, 3, {day}, 2, 'Bob', '20095');
+INSERT INTO staging.products (_file_id, _line, _batch, product_id, product_category, product_name)
+VALUES (5, 2, {day}, 10, 'toys', 'Kite'), (5, 3, {day}, 11, 'books', 'Atlas');
+INSERT INTO analytics.agg_public_holiday (ingestion_date, tt_order_hol_jan, tt_order_hol_feb,
+    tt_order_hol_mar, tt_order_hol_apr, tt_order_hol_may, tt_order_hol_jun, tt_order_hol_jul,
+    tt_order_hol_aug, tt_order_hol_sep, tt_order_hol_oct, tt_order_hol_nov, tt_order_hol_dec)
+VALUES ({day}, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+INSERT INTO analytics.agg_shipments (ingestion_date, tt_late_shipments, tt_undelivered_shipments)
+VALUES ({day}, 0, 1);
+INSERT INTO analytics.best_performing_product (ingestion_date, product_name, most_ordered_day,
+    is_public_holiday, tt_review_points, pct_one_star_review, pct_two_star_review,
+    pct_three_star_review, pct_four_star_review, pct_five_star_review, pct_early_shipments,
+    pct_late_shipments)
+VALUES ({day}, 'Kite', {day} - 2, false, 8, 0, 0, 50, 0, 50, 100, 0);
+INSERT INTO ops.batches (dataset, ingestion_date, state) VALUES ('ecommerce', {day}, 'transformed');
+";
+
+/// `sql` with `{day}` as a date literal, run as one batch of statements.
+async fn execute(env: &TestEnv, sql: &str, day: &str) {
+    let sql = sql.replace("{day}", &format!("DATE '{day}'"));
+    env.db
+        .batch_execute(&sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// Migrates the test database as a service would at start, so rows can be written first.
+async fn migrate(env: &TestEnv) {
+    let vars = env.vars();
+    let datasets = runtime::datasets::Datasets::load(Path::new(&vars["LANDFALL_DATASETS_DIR"]))
+        .expect("bundled datasets");
+    let (mut client, connection) =
+        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+            .await
+            .expect("test database");
+    tokio::spawn(connection);
+    runtime::db::migrate(&mut client, &datasets)
+        .await
+        .expect("migrating the test database");
+}
+
+/// Declares the exchanges and queues, so an event published before the consumer is up waits
+/// in its queue.
+async fn declare_topology(env: &TestEnv) {
+    let config = env.common_config("quality-checker");
+    let connection =
+        lapin::Connection::connect(&env.amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    let topology = runtime::broker::Topology {
+        prefix: config.amqp_prefix.clone(),
+        notify_exchange: config.notify_exchange.clone(),
+    };
+    runtime::broker::declare_topology(&channel, &config, &topology)
+        .await
+        .expect("declaring the topology");
+    connection.close(200, "done".into()).await.ok();
+}
+
+/// Publishes a `transform.completed` for `day`'s ecommerce batch; returns its event id.
+async fn publish_transform_completed(env: &TestEnv, day: &str) -> Uuid {
+    let envelope = Envelope::new(
+        Some(BatchKey {
+            dataset: "ecommerce".into(),
+            ingestion_date: day.parse().expect("a date"),
+        }),
+        None,
+        TransformCompleted {
+            file_ids: vec![],
+            models: vec![],
+        },
+    );
+    let properties = runtime::broker::event_properties(
+        &envelope.event_id.to_string(),
+        &envelope.event_type,
+        Default::default(),
+    );
+    env.publish_raw(
+        "events",
+        "transform.completed",
+        &envelope.encode(),
+        properties,
+    )
+    .await;
+    envelope.event_id
+}
+
+/// Waits for the quality event caused by `cause` and returns its payload.
+async fn verdict(spy: &mut landfall_tests::spy::EventSpy, cause: Uuid) -> Event {
+    let caused = |event: &Envelope<Event>| {
+        event.causation_id == Some(cause) && event.event_type.starts_with("quality.")
+    };
+    spy.until("the quality verdict", DEADLINE, |seen| {
+        seen.iter().any(caused)
+    })
+    .await;
+    let event = spy.seen.iter().find(|event| caused(event)).expect("seen");
+    event.payload.clone()
+}
+
+/// One stored result: name, status, severity, failing rows, sample, error, cause.
+#[derive(Debug)]
+struct Stored {
+    check: String,
+    status: String,
+    severity: String,
+    failing_rows: Option<i64>,
+    sample: serde_json::Value,
+    error: Option<String>,
+    cause: Uuid,
+}
+
+async fn results(env: &TestEnv, day: &str) -> Vec<Stored> {
+    env.db
+        .query(
+            "SELECT check_name, status, severity, failing_rows, sample, error, transform_event_id
+               FROM ops.quality_results
+              WHERE dataset = 'ecommerce' AND ingestion_date = $1::text::date
+              ORDER BY check_name",
+            &[&day],
+        )
+        .await
+        .expect("ops.quality_results")
+        .iter()
+        .map(|row| Stored {
+            check: row.get(0),
+            status: row.get(1),
+            severity: row.get(2),
+            failing_rows: row.get(3),
+            sample: row.get(4),
+            error: row.get(5),
+            cause: row.get(6),
+        })
+        .collect()
+}
+
+fn result<'a>(results: &'a [Stored], check: &str) -> &'a Stored {
+    results
+        .iter()
+        .find(|result| result.check == check)
+        .unwrap_or_else(|| panic!("no result for {check} in {results:?}"))
+}
+
+async fn batch_state(env: &TestEnv, day: &str) -> (String, bool) {
+    let row = env
+        .db
+        .query_one(
+            "SELECT state, quality_at IS NOT NULL FROM ops.batches
+              WHERE dataset = 'ecommerce' AND ingestion_date = $1::text::date",
+            &[&day],
+        )
+        .await
+        .expect("the batch row");
+    (row.get(0), row.get(1))
+}
+
+/// A models directory of this test holding `ecommerce/checks.toml`.
+fn models_dir(env: &TestEnv, checks_toml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("landfall-models-{}", env.suffix));
+    std::fs::create_dir_all(dir.join("ecommerce")).expect("models directory");
+    std::fs::write(dir.join("ecommerce/checks.toml"), checks_toml).expect("checks.toml");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_batch_passes_every_bundled_check() {
+    let env = TestEnv::new().await;
+    migrate(&env).await;
+    execute(&env, CLEAN_BATCH, DAY).await;
+    // Another batch's rows break several checks; they must not count against this batch.
+    execute(
+        &env,
+        "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                     product_id, unit_price, quantity, total_price)
+         VALUES (9, 2, {day}, 1, 1, {day}, 10, 1.00, 1, 1.00),
+                (9, 3, {day}, 1, 1, {day}, 10, 1.00, 1, 7.00);
+         INSERT INTO analytics.agg_shipments VALUES ({day}, -1, 0);",
+        OTHER_DAY,
+    )
+    .await;
+    let checker = env.start_quality_checker(&[]);
+    declare_topology(&env).await;
+    let mut spy = env.spy().await;
+    let cause = publish_transform_completed(&env, DAY).await;
+
+    let Event::QualityPassed(passed) = verdict(&mut spy, cause).await else {
+        panic!("expected quality.passed: {:?}", results(&env, DAY).await);
+    };
+    assert_eq!(passed.warnings, vec![]);
+    let stored = results(&env, DAY).await;
+    assert_eq!(stored.len(), passed.checks_run as usize);
+    assert!(stored.len() >= 18, "every bundled check ran: {stored:?}");
+    for result in &stored {
+        assert_eq!(result.status, "passed", "{result:?}");
+        assert_eq!(result.failing_rows, Some(0), "{result:?}");
+        assert_eq!(result.sample, json!([]), "{result:?}");
+        assert_eq!(result.cause, cause);
+    }
+    assert_eq!(
+        batch_state(&env, DAY).await,
+        ("quality_passed".to_owned(), true)
+    );
+
+    checker.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_error_check_fails_the_batch_and_keeps_the_failing_rows() {
+    let env = TestEnv::new().await;
+    migrate(&env).await;
+    execute(&env, CLEAN_BATCH, DAY).await;
+    execute(
+        &env,
+        "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                     product_id, unit_price, quantity, total_price)
+         VALUES (1, 4, {day}, 2, 2, {day} - 1, 11, 3.50, 3, 10.50);
+         INSERT INTO staging.reviews (_file_id, _line, _batch, review, product_id)
+         VALUES (3, 5, {day}, 7, 11);",
+        DAY,
+    )
+    .await;
+    let checker = env.start_quality_checker(&[]);
+    declare_topology(&env).await;
+    let mut spy = env.spy().await;
+    let cause = publish_transform_completed(&env, DAY).await;
+
+    let Event::QualityFailed(failed) = verdict(&mut spy, cause).await else {
+        panic!("expected quality.failed: {:?}", results(&env, DAY).await);
+    };
+    let mut named = failed.failed.clone();
+    named.sort_by(|a, b| a.check.cmp(&b.check));
+    assert_eq!(
+        named,
+        vec![
+            CheckOutcome {
+                check: "orders_order_id_unique".into(),
+                severity: "error".into(),
+                failing_rows: 1,
+            },
+            CheckOutcome {
+                check: "reviews_review_in_range".into(),
+                severity: "error".into(),
+                failing_rows: 1,
+            },
+        ]
+    );
+    let stored = results(&env, DAY).await;
+    assert_eq!(stored.len(), failed.checks_run as usize);
+    let unique = result(&stored, "orders_order_id_unique");
+    assert_eq!(unique.status, "failed");
+    assert_eq!(unique.sample, json!([{"order_id": 2, "occurrences": 2}]));
+    let review = result(&stored, "reviews_review_in_range");
+    assert_eq!(
+        review.sample,
+        json!([{"_file_id": 3, "_line": 5, "_batch": DAY, "review": 7, "product_id": 11}])
+    );
+    assert_eq!(
+        batch_state(&env, DAY).await,
+        ("quality_failed".to_owned(), true)
+    );
+
+    checker.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_warn_check_passes_the_batch_with_a_warning() {
+    let env = TestEnv::new().await;
+    migrate(&env).await;
+    execute(&env, CLEAN_BATCH, DAY).await;
+    execute(
+        &env,
+        "UPDATE staging.orders SET total_price = 9.99 WHERE order_id = 2",
+        DAY,
+    )
+    .await;
+    let checker = env.start_quality_checker(&[]);
+    declare_topology(&env).await;
+    let mut spy = env.spy().await;
+    let cause = publish_transform_completed(&env, DAY).await;
+
+    let Event::QualityPassed(passed) = verdict(&mut spy, cause).await else {
+        panic!("expected quality.passed: {:?}", results(&env, DAY).await);
+    };
+    assert_eq!(
+        passed.warnings,
+        vec![CheckOutcome {
+            check: "orders_total_price_matches".into(),
+            severity: "warn".into(),
+            failing_rows: 1,
+        }]
+    );
+    let stored = results(&env, DAY).await;
+    let warning = result(&stored, "orders_total_price_matches");
+    assert_eq!(
+        (warning.status.as_str(), warning.severity.as_str()),
+        ("failed", "warn")
+    );
+    assert_eq!(warning.sample[0]["order_id"], json!(2));
+    assert_eq!(warning.sample[0]["total_price"], json!(9.99));
+    assert_eq!(batch_state(&env, DAY).await.0, "quality_passed");
+
+    checker.stop().await;
+    env.cleanup().await;
+}
+
+const BROKEN_CHECKS: &str = r#"
+[[checks]]
+name = "missing_table"
+kind = "custom_sql"
+severity = "error"
+sql = "SELECT * FROM staging.no_such_table WHERE _batch = ops.batch_date()"
+
+[[checks]]
+name = "missing_column"
+kind = "expression"
+severity = "warn"
+table = "staging.orders"
+expression = "no_such_column > 0"
+
+[[checks]]
+name = "deletes_instead_of_checking"
+kind = "custom_sql"
+severity = "warn"
+sql = "WITH gone AS (DELETE FROM staging.orders RETURNING *) SELECT * FROM gone"
+
+[[checks]]
+name = "orders_present"
+kind = "row_count"
+severity = "error"
+table = "staging.orders"
+min = 2
+max = 2
+where = "_batch = ops.batch_date()"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_check_is_stored_as_an_error_and_the_others_still_run() {
+    let env = TestEnv::new().await;
+    migrate(&env).await;
+    execute(&env, CLEAN_BATCH, DAY).await;
+    let models = models_dir(&env, BROKEN_CHECKS);
+    let checker =
+        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
+    declare_topology(&env).await;
+    let mut spy = env.spy().await;
+    let cause = publish_transform_completed(&env, DAY).await;
+
+    let Event::QualityFailed(failed) = verdict(&mut spy, cause).await else {
+        panic!("expected quality.failed: {:?}", results(&env, DAY).await);
+    };
+    assert_eq!(failed.checks_run, 4);
+    assert_eq!(
+        failed.failed,
+        vec![CheckOutcome {
+            check: "missing_table".into(),
+            severity: "error".into(),
+            failing_rows: 0,
+        }]
+    );
+    let stored = results(&env, DAY).await;
+    let missing_table = result(&stored, "missing_table");
+    assert_eq!(missing_table.status, "error");
+    assert_eq!(missing_table.failing_rows, None);
+    let message = missing_table.error.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("relation \"staging.no_such_table\" does not exist"),
+        "{message}"
+    );
+    let missing_column = result(&stored, "missing_column");
+    assert_eq!(missing_column.status, "error");
+    assert!(
+        missing_column
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no_such_column"),
+        "{missing_column:?}"
+    );
+    // A check may not change data: PostgreSQL refuses the DELETE, the rows stay.
+    assert_eq!(
+        result(&stored, "deletes_instead_of_checking").status,
+        "error"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging.orders").await,
+        2,
+        "the orders are still there"
+    );
+    // Ran after the broken checks, in the same transaction, and passed.
+    assert_eq!(result(&stored, "orders_present").status, "passed");
+
+    checker.stop().await;
+    std::fs::remove_dir_all(&models).ok();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_a_batch_replaces_its_results_and_keeps_other_batches() {
+    let env = TestEnv::new().await;
+    migrate(&env).await;
+    execute(&env, CLEAN_BATCH, DAY).await;
+    execute(&env, CLEAN_BATCH, OTHER_DAY).await;
+    let checker = env.start_quality_checker(&[]);
+    declare_topology(&env).await;
+    let mut spy = env.spy().await;
+    let first = publish_transform_completed(&env, DAY).await;
+    assert!(matches!(
+        verdict(&mut spy, first).await,
+        Event::QualityPassed(_)
+    ));
+    let other = publish_transform_completed(&env, OTHER_DAY).await;
+    assert!(matches!(
+        verdict(&mut spy, other).await,
+        Event::QualityPassed(_)
+    ));
+    let checks_run = results(&env, DAY).await.len();
+
+    // The batch is transformed again, now with a duplicate order.
+    execute(
+        &env,
+        "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                     product_id, unit_price, quantity, total_price)
+         VALUES (1, 4, {day}, 1, 1, {day} - 2, 10, 5.00, 2, 10.00);",
+        DAY,
+    )
+    .await;
+    let second = publish_transform_completed(&env, DAY).await;
+    assert!(matches!(
+        verdict(&mut spy, second).await,
+        Event::QualityFailed(_)
+    ));
+
+    let stored = results(&env, DAY).await;
+    assert_eq!(stored.len(), checks_run, "one result per check: {stored:?}");
+    assert!(stored.iter().all(|result| result.cause == second));
+    assert_eq!(result(&stored, "orders_order_id_unique").status, "failed");
+    assert_eq!(batch_state(&env, DAY).await.0, "quality_failed");
+    let kept = results(&env, OTHER_DAY).await;
+    assert_eq!(kept.len(), checks_run);
+    assert!(
+        kept.iter()
+            .all(|result| result.cause == other && result.status == "passed")
+    );
+    assert_eq!(batch_state(&env, OTHER_DAY).await.0, "quality_passed");
+
+    checker.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_checks_file_stops_the_service_at_start() {
+    let env = TestEnv::new().await;
+    let models = models_dir(
+        &env,
+        "[[checks]]\nname = \"orders_unique\"\nkind = \"unique\"\nseverity = \"error\"\ntable = \"staging.orders\"\ncolumn = \"order_id\"\n",
+    );
+    let mut vars = env.vars();
+    vars.insert("LANDFALL_MODELS_DIR".into(), models.display().to_string());
+    let config = CommonConfig::from_env(
+        &Env::from_fn(|name| vars.get(name).cloned()),
+        "quality-checker",
+    )
+    .expect("valid configuration");
+    let (_trigger, shutdown) = runtime::shutdown::channel();
+    let outcome = tokio::time::timeout(DEADLINE, quality_checker::run(config, shutdown))
+        .await
+        .expect("the service stops at once");
+    let error = format!(
+        "{:#}",
+        outcome.expect_err("a malformed checks.toml is refused")
+    );
+    assert!(
+        error.contains(&models.join("ecommerce/checks.toml").display().to_string()),
+        "{error}"
+    );
+    assert!(
+        error.contains("check 'orders_unique' (line 1): `column` does not apply to a unique check"),
+        "{error}"
+    );
+    // Refused before touching the database: nothing was migrated.
+    let migrated = env
+        .try_count("SELECT count(*) FROM ops.schema_migrations")
+        .await;
+    assert!(migrated.is_err(), "{migrated:?}");
+
+    std::fs::remove_dir_all(&models).ok();
+    env.cleanup().await;
+}
