@@ -18,6 +18,7 @@ const HOLIDAYS: &[(&str, &str)] = &[
     ("2025-04-18", "Good Friday"),
     ("2025-04-21", "Easter Monday"),
     ("2025-05-01", "Labour Day"),
+    ("2025-11-19", "Day of Prayer and Repentance"),
     ("2025-12-25", "Christmas Day"),
     ("2025-12-26", "Boxing Day"),
     ("2026-01-01", "New Year's Day"),
@@ -26,6 +27,7 @@ const HOLIDAYS: &[(&str, &str)] = &[
     ("2026-05-01", "Labour Day"),
     ("2026-05-25", "Whit Monday"),
     ("2026-10-03", "Unity Day"),
+    ("2026-11-18", "Day of Prayer and Repentance"),
     ("2026-12-25", "Christmas Day"),
     ("2026-12-26", "Boxing Day"),
 ];
@@ -41,7 +43,7 @@ pub struct GenArgs {
     #[arg(long, default_value_t = 1000)]
     pub orders_per_day: i64,
     /// Share of malformed rows in orders, reviews and shipments (0 to 0.5).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.002)]
     pub dirty: f64,
 }
 
@@ -158,7 +160,7 @@ fn write_order(
     orders: &mut String,
     shipments: &mut String,
 ) {
-    let order_date = day - Duration::days(rng.random_range(0..60));
+    let order_date = day - Duration::days(rng.random_range(0..90));
     let product_id = 1 + (rng.random_range(0..PRODUCTS * PRODUCTS) as f64).sqrt() as i64 % PRODUCTS;
     let cents = 199 + product_id * 137 % 9_000;
     let quantity = rng.random_range(1..5);

@@ -207,9 +207,31 @@ impl TestEnv {
     }
 
     /// Starts the transformer in-process.
-    pub fn start_transformer(&self) -> ServiceHandle {
-        let config = self.common_config("transformer");
+    pub fn start_transformer(&self, overrides: &[(&str, &str)]) -> ServiceHandle {
+        let vars = self.env_with(overrides);
+        let config =
+            CommonConfig::from_env(&Env::from_fn(|name| vars.get(name).cloned()), "transformer")
+                .expect("valid transformer configuration");
         spawn_service(move |shutdown| transformer::run(config, shutdown))
+    }
+
+    /// An object's body from the test's S3 server, as text.
+    pub async fn get_text(&self, key: &str) -> String {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("getting {key}: {error:?}"));
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .expect("object body")
+            .into_bytes();
+        String::from_utf8(bytes.to_vec()).expect("UTF-8 object")
     }
 
     /// Runs the `landfall` command with this test's configuration; returns its output.

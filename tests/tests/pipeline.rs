@@ -178,7 +178,12 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     let env = TestEnv::new().await;
     let ingester = env.start_ingester(&[]);
     let stager = env.start_stager(&[]);
-    let transformer = env.start_transformer();
+    let mut spy = env.spy().await;
+    // One consumer taking one message at a time, so redelivered events are handled in order.
+    let transformer =
+        env.start_transformer(&[("LANDFALL_CONCURRENCY", "1"), ("LANDFALL_PREFETCH", "1")]);
+    let checker = env.start_quality_checker(&[]);
+    let exporter = env.start_exporter(&[]);
 
     // Day 1: the snapshots first, so the batch is transformed once, with them.
     put(&env, DAY1, "holidays", HOLIDAYS.into()).await;
@@ -189,6 +194,12 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     put(&env, DAY1, "shipment_deliveries", SHIPMENTS_DAY1.into()).await;
     put(&env, DAY1, "reviews", REVIEWS_DAY1.into()).await;
     wait_transforms(&env, DAY1, 1).await;
+    wait_exported(&env, DAY1).await;
+    // The reports went out: the checks passed and the export wrote the CSV.
+    assert_eq!(
+        env.get_text(&export_key("agg_shipments", DAY1)).await,
+        "ingestion_date,tt_late_shipments,tt_undelivered_shipments\n2026-03-02,2,1\n"
+    );
 
     // Holiday orders with D − 1 year < order_date ≤ D = 2026-03-02: order 1 (Jan 1), orders 2
     // and 3 (Feb 16), order 5 (Dec 25 2025). Order 4 is on a Sunday "holiday"; order 6 is on
@@ -275,7 +286,70 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
         String::from_utf8_lossy(&output.stderr)
     );
     wait_transforms(&env, DAY1, 2).await;
+    wait_exported(&env, DAY1).await;
     assert_same(&before, &dump(&env).await, "re-running day 1");
+    // Delivering day 1's staging.loaded again — the same event, then a re-sent copy with a new
+    // id — changes nothing either: the first is recognised by its id, the second finds the batch
+    // already transformed from the same files.
+    let day1_loaded = |event: &contract::Envelope<contract::Event>| {
+        event.event_type == "staging.loaded"
+            && event
+                .batch
+                .as_ref()
+                .is_some_and(|batch| batch.ingestion_date.to_string() == DAY1)
+    };
+    spy.until("day 1's staging.loaded", DEADLINE, |seen| {
+        seen.iter().any(day1_loaded)
+    })
+    .await;
+    let landed = spy
+        .seen
+        .iter()
+        .find(|event| {
+            event.event_type == "staging.loaded"
+                && event
+                    .batch
+                    .as_ref()
+                    .is_some_and(|batch| batch.ingestion_date.to_string() == DAY1)
+        })
+        .cloned()
+        .expect("day 1's staging.loaded");
+    env.publish_raw(
+        "events",
+        "staging.loaded",
+        &landed.encode(),
+        lapin::BasicProperties::default(),
+    )
+    .await;
+    let mut resent = landed.clone();
+    resent.event_id = uuid::Uuid::new_v4();
+    env.publish_raw(
+        "events",
+        "staging.loaded",
+        &resent.encode(),
+        lapin::BasicProperties::default(),
+    )
+    .await;
+    let processed = format!(
+        "SELECT count(*) FROM ops.processed_events WHERE consumer = 'transformer' AND event_id = '{}'",
+        resent.event_id
+    );
+    wait_until("the re-sent event handled", DEADLINE, || async {
+        Ok((env.try_count(&processed).await? == 1).then_some(()))
+    })
+    .await;
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.transform_runs WHERE ingestion_date = '{DAY1}'"
+        ))
+        .await,
+        2
+    );
+    assert_same(
+        &before,
+        &dump(&env).await,
+        "delivering day 1's events twice",
+    );
 
     let kite_day1_key = env
         .count("SELECT product_key FROM warehouse.dim_product WHERE product_id = 2")
@@ -307,6 +381,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     )
     .await;
     wait_transforms(&env, DAY2, 1).await;
+    wait_exported(&env, DAY2).await;
 
     // Type 2: two rows for product 2, the day-1 row closed on day 2; day-1 facts keep the old
     // key, the new order gets the new one; the unchanged customer snapshot added no rows.
@@ -365,8 +440,19 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     )
     .await;
     let day2_before = report(&env, "analytics.best_performing_product", DAY2).await;
+    let day2_exported_at = exported_at(&env, DAY2).await;
     put(&env, DAY1, "reviews", REVIEWS_DAY1.replace("1,2\n", "")).await;
     wait_transforms(&env, DAY1, 3).await;
+    wait_exported(&env, DAY1).await;
+    // Re-exported with the corrected values; day 2's export untouched.
+    let best_csv = env
+        .get_text(&export_key("best_performing_product", DAY1))
+        .await;
+    assert!(
+        best_csv.contains("2026-03-02,Kite Pro,2026-02-16,t,10,"),
+        "{best_csv}"
+    );
+    assert_eq!(exported_at(&env, DAY2).await, day2_exported_at);
     assert_eq!(
         report(&env, "analytics.best_performing_product", DAY1).await,
         rows(&[&[
@@ -386,8 +472,74 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
         fact_reviews_before
     );
 
+    // An error-severity check failing stops the export: a duplicate order slipped into day 2's
+    // staging (the stager would have rejected it from a file) and the batch is transformed again.
+    env.db
+        .batch_execute(&format!(
+            "INSERT INTO staging.orders SELECT _file_id, _line + 1000, _batch, order_id, customer_id, order_date, product_id,
+                    unit_price, quantity, total_price FROM staging.orders WHERE _batch = '{DAY2}' AND order_id = 3"
+        ))
+        .await
+        .unwrap();
+    let output = env
+        .landfall(&["transform", "--dataset", "ecommerce", "--date", DAY2])
+        .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let failed = format!(
+        "SELECT count(*) FROM ops.batches WHERE ingestion_date = '{DAY2}' AND state = 'quality_failed'"
+    );
+    wait_until("day 2 to fail its checks", DEADLINE, || async {
+        Ok((env.try_count(&failed).await? == 1).then_some(()))
+    })
+    .await;
+    spy.until("quality.failed", DEADLINE, |seen| {
+        seen.iter()
+            .any(|event| event.event_type == "quality.failed")
+    })
+    .await;
+    let stored = query_text(
+        &env,
+        &format!("SELECT status, failing_rows::text, sample::text FROM ops.quality_results WHERE ingestion_date = '{DAY2}' AND check_name = 'orders_order_id_unique'"),
+    )
+    .await;
+    assert_eq!(stored[0][0], "failed");
+    assert_eq!(stored[0][1], "1");
+    assert!(stored[0][2].contains("\"order_id\": 3"), "{stored:?}");
+    assert_eq!(
+        exported_at(&env, DAY2).await,
+        day2_exported_at,
+        "nothing exported after the failed checks"
+    );
+
+    exporter.stop().await;
+    checker.stop().await;
     transformer.stop().await;
     stager.stop().await;
     ingester.stop().await;
     env.cleanup().await;
+}
+
+fn export_key(report: &str, date: &str) -> String {
+    format!("analytics_export/ecommerce/{report}/ingestion_date={date}/{report}.csv")
+}
+
+/// Waits until the batch is exported from its current files.
+async fn wait_exported(env: &TestEnv, date: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM ops.batches b WHERE ingestion_date = '{date}' AND state = 'exported'
+            AND transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s WHERE s.ingestion_date = b.ingestion_date)"
+    );
+    wait_until(&format!("{date} exported"), DEADLINE, || async {
+        Ok((env.try_count(&sql).await? == 1).then_some(()))
+    })
+    .await;
+}
+
+/// When each report of the batch was last exported.
+async fn exported_at(env: &TestEnv, date: &str) -> Vec<Vec<String>> {
+    query_text(env, &format!("SELECT report, exported_at::text FROM ops.exports WHERE ingestion_date = '{date}' ORDER BY report")).await
 }

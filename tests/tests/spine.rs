@@ -560,7 +560,7 @@ async fn a_batch_is_ready_once_every_required_source_is_staged() {
     let env = TestEnv::new().await;
     let ingester = env.start_ingester(&[]);
     let stager = env.start_stager(&[]);
-    let transformer = env.start_transformer();
+    let transformer = env.start_transformer(&[]);
     env.put(&key("orders.csv"), data::orders_csv(1, 10)).await;
     env.put(
         &key("customers.csv"),
