@@ -96,7 +96,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    runtime::telemetry::init("landfall", false);
+    runtime::telemetry::init("landfall", false)?;
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Gen { args, out } => {

@@ -38,7 +38,7 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
         .query(
             "SELECT b.dataset, b.ingestion_date, b.state, array_to_string(b.sources_staged, ', '),
                     array_to_string(b.sources_missing, ', '), b.first_staged_at, b.ready_at,
-                    b.transformed_at, b.quality_at, b.exported_at
+                    b.transformed_at, b.quality_at, b.exported_at, coalesce(b.trace_id, '')
                FROM ops.batches b
               WHERE ($1::text IS NULL OR b.dataset = $1) AND ($2::date IS NULL OR b.ingestion_date = $2)
               ORDER BY b.dataset, b.ingestion_date DESC",
@@ -57,6 +57,7 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
         "quality",
         "export",
         "checks",
+        "trace id",
     ]);
     for row in &rows {
         let at = |index: usize| row.get::<_, Option<DateTime<Utc>>>(index);
@@ -78,6 +79,7 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
             step(at(7), at(8)),
             step(at(8), at(9)),
             quality.get(&(dataset, date)).cloned().unwrap_or_default(),
+            row.get(10),
         ]);
     }
     Ok(if table.is_empty() {
@@ -127,7 +129,7 @@ async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow
         .query(
             "SELECT f.file_id, coalesce(f.dataset, '-'), coalesce(f.ingestion_date::text, '-'), coalesce(f.source, '-'),
                     f.state, f.rows_loaded, f.rows_rejected, f.landed_at, f.finished_at, f.discovered_by,
-                    coalesce(f.reason, ''), f.key
+                    coalesce(f.reason, ''), f.key, coalesce(f.trace_id, '')
                FROM ops.files f
               WHERE ($1::text IS NULL OR f.dataset = $1) AND ($2::date IS NULL OR f.ingestion_date = $2)
                 AND ($3::text IS NULL OR f.state = $3)
@@ -146,6 +148,7 @@ async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow
         "landed at",
         "took",
         "found by",
+        "trace id",
         "reason / key",
     ]);
     for row in &rows {
@@ -170,6 +173,7 @@ async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow
                 .map(|finished| seconds(finished - landed))
                 .unwrap_or_default(),
             row.get(9),
+            row.get(12),
             truncate(if reason.is_empty() { &key } else { &reason }, 90),
         ]);
     }

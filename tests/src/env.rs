@@ -421,7 +421,7 @@ where
     F: FnOnce(Shutdown) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    runtime::telemetry::init("landfall-tests", false);
+    runtime::telemetry::init("landfall-tests", false).expect("tracing set up");
     let (trigger, shutdown) = runtime::shutdown::channel();
     let task = tokio::spawn(run(shutdown));
     ServiceHandle { trigger, task }

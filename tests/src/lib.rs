@@ -4,6 +4,7 @@
 
 pub mod data;
 mod env;
+pub mod otlp;
 pub mod spy;
 pub mod wait;
 

@@ -8,6 +8,7 @@ use contract::{BatchKey, Envelope, Event, ExportCompleted, ExportedObject};
 use futures::TryStreamExt as _;
 use runtime::{Failure, ServiceContext};
 use tokio_postgres::Transaction;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::catalog::{ExportCatalog, ReportExport};
@@ -85,7 +86,19 @@ impl Exporter {
         }
         let mut objects = Vec::with_capacity(reports.len());
         for report in reports {
-            objects.push(self.export_report(tx, &job, report).await?);
+            let span = tracing::info_span!(
+                "export",
+                otel.name = format!("export {}", report.report),
+                otel.kind = "client",
+                landfall.dataset = batch.dataset.as_str(),
+                landfall.batch = batch.ingestion_date.to_string(),
+                landfall.report = report.report.as_str(),
+            );
+            objects.push(
+                self.export_report(tx, &job, report)
+                    .instrument(span)
+                    .await?,
+            );
         }
         let pruned =
             retention::prune_staging(tx, dataset, self.settings.staging_retention_batches).await?;
@@ -97,6 +110,7 @@ impl Exporter {
             "staging retention applied"
         );
         mark_exported(tx, batch).await?;
+        record_landed_to_export(tx, batch).await;
         let event = Envelope::new(
             Some(batch.clone()),
             Some(envelope.event_id),
@@ -250,6 +264,26 @@ async fn mark_exported(tx: &Transaction<'_>, batch: &BatchKey) -> Result<(), Fai
         tracing::warn!(%batch, "exported a batch that ops.batches does not know");
     }
     Ok(())
+}
+
+/// Records how long the batch took from its first current file landing to this export.
+async fn record_landed_to_export(tx: &Transaction<'_>, batch: &BatchKey) {
+    let seconds = tx
+        .query_one(
+            "SELECT extract(epoch FROM clock_timestamp() - min(f.landed_at))::float8
+               FROM ops.staged_sources s JOIN ops.files f USING (file_id)
+              WHERE s.dataset = $1 AND s.ingestion_date = $2",
+            &[&batch.dataset, &batch.ingestion_date],
+        )
+        .await
+        .ok()
+        .and_then(|row| row.get::<_, Option<f64>>(0));
+    if let Some(seconds) = seconds {
+        runtime::metrics::metrics().landed_to_export.record(
+            seconds,
+            &runtime::metrics::attributes(&[("dataset", &batch.dataset)]),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -66,6 +66,7 @@ pub async fn record(
         return Ok(Recorded::Duplicate);
     }
     let trace_id = telemetry::current_trace_id();
+    let traceparent = telemetry::current_trace_headers().remove("traceparent");
     let size = object.size as i64;
     match key_match {
         KeyMatch::Outside => unreachable!("handled above"),
@@ -81,6 +82,9 @@ pub async fn record(
                 reason,
                 "landed key maps to no dataset source; ignored"
             );
+            runtime::metrics::metrics()
+                .files
+                .add(1, &runtime::metrics::attributes(&[("outcome", "ignored")]));
             Ok(Recorded::Unmapped(reason))
         }
         KeyMatch::File {
@@ -90,13 +94,17 @@ pub async fn record(
         } => {
             let row = tx
                 .query_one(
-                    "INSERT INTO ops.files (bucket, key, version, etag, size_bytes, dataset, source, ingestion_date, discovered_by, trace_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING file_id",
-                    &[&object.bucket, &object.key, &object.version(), &object.etag, &size, &dataset, &source, &ingestion_date, &discovered_by.as_str(), &trace_id],
+                    "INSERT INTO ops.files (bucket, key, version, etag, size_bytes, dataset, source, ingestion_date, discovered_by, trace_id, traceparent)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING file_id",
+                    &[&object.bucket, &object.key, &object.version(), &object.etag, &size, &dataset, &source, &ingestion_date, &discovered_by.as_str(), &trace_id, &traceparent],
                 )
                 .await?;
             let file_id: i64 = row.get(0);
             tracing::info!(file_id, key = object.key, dataset, source, %ingestion_date, "file landed");
+            runtime::metrics::metrics().files.add(
+                1,
+                &runtime::metrics::attributes(&[("dataset", &dataset), ("outcome", "landed")]),
+            );
             let event = Envelope::new(
                 Some(BatchKey {
                     dataset,

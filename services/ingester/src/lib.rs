@@ -4,6 +4,7 @@
 pub mod ledger;
 pub mod notification;
 pub mod reconcile;
+pub mod sqs;
 
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub struct IngesterConfig {
     pub reconcile_interval: Duration,
     /// Whether to reconcile when the service starts (`LANDFALL_RECONCILE_ON_START`).
     pub reconcile_on_start: bool,
+    /// The SQS notification source (`LANDFALL_SQS_QUEUE_URL` and friends), polled in addition
+    /// to the AMQP notification queue; `None` when not configured.
+    pub sqs: Option<sqs::SqsConfig>,
 }
 
 impl runtime::service::ServiceConfig for IngesterConfig {
@@ -42,6 +46,7 @@ impl runtime::service::ServiceConfig for IngesterConfig {
                 86_400,
             )?),
             reconcile_on_start: env.boolean("LANDFALL_RECONCILE_ON_START", true)?,
+            sqs: sqs::SqsConfig::from_env(env)?,
         })
     }
 }
@@ -84,7 +89,8 @@ impl Handler for NotificationHandler {
     }
 }
 
-/// Runs the ingester until `shutdown`.
+/// Runs the ingester until `shutdown`: the AMQP notification queue always (it costs nothing
+/// where S3 cannot publish to it), the SQS queue too when one is configured, and reconcile.
 pub async fn run(config: IngesterConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
     tokio::spawn(reconcile_periodically(
@@ -92,9 +98,17 @@ pub async fn run(config: IngesterConfig, shutdown: Shutdown) -> anyhow::Result<(
         config.reconcile_on_start,
         config.reconcile_interval,
     ));
+    let sqs_poller = config
+        .sqs
+        .clone()
+        .map(|sqs_config| tokio::spawn(sqs::run(ctx.clone(), sqs_config)));
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
     let handler = NotificationHandler { ctx: ctx.clone() };
-    ctx.serve(spec, MessageKind::Raw, handler).await
+    let served = ctx.clone().serve(spec, MessageKind::Raw, handler).await;
+    if let Some(task) = sqs_poller {
+        sqs::finish(&ctx, task).await;
+    }
+    served
 }
 
 async fn reconcile_periodically(ctx: ServiceContext, on_start: bool, interval: Duration) {

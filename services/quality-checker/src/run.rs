@@ -7,6 +7,7 @@ use std::time::Instant;
 use contract::BatchKey;
 use runtime::Failure;
 use tokio_postgres::Transaction;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::checks::{Check, Severity};
@@ -86,7 +87,19 @@ pub async fn run_checks(
     .await?;
     let mut results = Vec::with_capacity(checks.len());
     for check in checks {
-        let result = run_check(tx, check).await?;
+        let span = tracing::info_span!(
+            "check",
+            otel.name = format!("check {}", check.name),
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "SELECT",
+            landfall.check = check.name.as_str(),
+            landfall.failing_rows = tracing::field::Empty,
+        );
+        let result = run_check(tx, check).instrument(span.clone()).await?;
+        if let Some(failing) = result.failing_rows {
+            span.record("landfall.failing_rows", failing);
+        }
         store_result(tx, batch, cause, &result).await?;
         results.push(result);
     }

@@ -9,6 +9,7 @@ use runtime::datasets::Source;
 use runtime::{Failure, ServiceContext};
 use tokio::io::AsyncRead;
 use tokio_postgres::Transaction;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::csv_stream::RecordReader;
@@ -136,6 +137,19 @@ impl Stager {
         .await?;
         let mut reader = RecordReader::new(decoded_body(object.body, &landed.key));
         tx.batch_execute("SAVEPOINT load").await?;
+        let copy_span = tracing::info_span!(
+            "copy",
+            otel.name = format!("COPY {}", source.qualified_table()),
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "COPY",
+            db.collection.name = format!("staging.{}", source.table_name()),
+            landfall.dataset = job.batch.dataset.as_str(),
+            landfall.batch = job.batch.ingestion_date.to_string(),
+            landfall.source = source.name.as_str(),
+            landfall.rows_loaded = tracing::field::Empty,
+            landfall.rows_rejected = tracing::field::Empty,
+        );
         let loaded = load::load_rows(
             tx,
             source,
@@ -144,6 +158,7 @@ impl Stager {
             &mut reader,
             self.max_rejects_kept,
         )
+        .instrument(copy_span.clone())
         .await;
         let mut report = match loaded {
             Ok(report) => report,
@@ -205,6 +220,22 @@ impl Stager {
             table = source.qualified_table(),
             "file staged"
         );
+        copy_span.record("landfall.rows_loaded", report.rows_loaded);
+        copy_span.record("landfall.rows_rejected", rejected);
+        let labels = runtime::metrics::attributes(&[
+            ("dataset", &job.batch.dataset),
+            ("source", &source.name),
+        ]);
+        let metrics = runtime::metrics::metrics();
+        metrics.rows_staged.add(report.rows_loaded, &labels);
+        metrics.rows_rejected.add(rejected, &labels);
+        metrics.files.add(
+            1,
+            &runtime::metrics::attributes(&[
+                ("dataset", &job.batch.dataset),
+                ("outcome", "staged"),
+            ]),
+        );
         let event = Envelope::new(
             Some(job.batch.clone()),
             Some(job.event_id),
@@ -252,6 +283,10 @@ impl Stager {
             key = job.landed.key,
             reason,
             "file rejected"
+        );
+        runtime::metrics::metrics().files.add(
+            1,
+            &runtime::metrics::attributes(&[("dataset", &job.batch.dataset), ("outcome", state)]),
         );
         let event = Envelope::new(
             Some(job.batch.clone()),

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use contract::{BatchKey, Envelope, Event, TransformCompleted};
 use runtime::{CommonConfig, Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown};
 use tokio_postgres::Transaction;
+use tracing::Instrument as _;
 
 use crate::models::ModelSet;
 
@@ -160,9 +161,32 @@ pub async fn transform_batch(
     service: &str,
     causation_id: Option<uuid::Uuid>,
 ) -> Result<Envelope<Event>, Failure> {
+    let span = tracing::info_span!(
+        "transform",
+        otel.name = format!("transform {batch}"),
+        landfall.dataset = batch.dataset.as_str(),
+        landfall.batch = batch.ingestion_date.to_string(),
+        landfall.files = file_ids.len(),
+        trace_id = tracing::field::Empty,
+    );
+    // The batch's transform links to the trace of every file that fed it.
+    let traceparents: Vec<String> = tx
+        .query(
+            "SELECT traceparent FROM ops.files WHERE file_id = ANY($1) AND traceparent IS NOT NULL ORDER BY file_id",
+            &[&file_ids],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    runtime::telemetry::link_to(&span, &traceparents);
+    runtime::telemetry::continue_trace(&span, &Default::default());
     let started_at = chrono::Utc::now();
     let started = Instant::now();
-    let runs = run::run_models(tx, models, batch.ingestion_date).await?;
+    let runs = run::run_models(tx, models, batch.ingestion_date)
+        .instrument(span.clone())
+        .await?;
+    let trace_id = span.in_scope(runtime::telemetry::current_trace_id);
     let runs_json = serde_json::to_value(&runs).map_err(Failure::permanent)?;
     tx.execute(
         "INSERT INTO ops.transform_runs (dataset, ingestion_date, file_ids, models, started_at) VALUES ($1, $2, $3, $4, $5)",
@@ -171,9 +195,9 @@ pub async fn transform_batch(
     .await?;
     tx.execute(
         "UPDATE ops.batches SET state = 'transformed', transformed_at = clock_timestamp(), transformed_files = $3,
-                updated_at = clock_timestamp()
+                updated_at = clock_timestamp(), trace_id = $4
           WHERE dataset = $1 AND ingestion_date = $2",
-        &[&batch.dataset, &batch.ingestion_date, &file_ids],
+        &[&batch.dataset, &batch.ingestion_date, &file_ids, &trace_id],
     )
     .await?;
     tracing::info!(batch = %batch, models = runs.len(), elapsed_ms = started.elapsed().as_millis() as u64, service, "batch transformed");

@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use contract::ModelRun;
 use runtime::Failure;
 use tokio_postgres::{SimpleQueryMessage, Transaction};
+use tracing::Instrument as _;
 
 use crate::models::Model;
 
@@ -28,22 +29,28 @@ pub async fn run_models(
         let span = tracing::info_span!(
             "model",
             otel.name = format!("transform {}", model.name),
+            otel.kind = "client",
             db.system.name = "postgresql",
+            db.operation.name = "transform",
             landfall.model = model.name.as_str(),
+            landfall.rows = tracing::field::Empty,
         );
-        let _entered = span.enter();
-        let messages = tx.simple_query(&model.sql).await.map_err(|error| {
-            let transient = runtime::failure::is_transient_db_error(&error);
-            let error = anyhow::Error::new(error).context(format!(
-                "model {} failed for batch {batch_date}",
-                model.name
-            ));
-            if transient {
-                Failure::Transient(error)
-            } else {
-                Failure::Permanent(error)
-            }
-        })?;
+        let messages = tx
+            .simple_query(&model.sql)
+            .instrument(span.clone())
+            .await
+            .map_err(|error| {
+                let transient = runtime::failure::is_transient_db_error(&error);
+                let error = anyhow::Error::new(error).context(format!(
+                    "model {} failed for batch {batch_date}",
+                    model.name
+                ));
+                if transient {
+                    Failure::Transient(error)
+                } else {
+                    Failure::Permanent(error)
+                }
+            })?;
         let rows: u64 = messages
             .iter()
             .map(|message| match message {
@@ -51,6 +58,7 @@ pub async fn run_models(
                 _ => 0,
             })
             .sum();
+        span.record("landfall.rows", rows);
         let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(model = model.name, rows, duration_ms, "model ran");
         runs.push(ModelRun {

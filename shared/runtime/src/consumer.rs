@@ -166,6 +166,7 @@ async fn process<H: Handler>(
         messaging.message.id = message_id,
         landfall.dataset = tracing::field::Empty,
         landfall.batch = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     crate::telemetry::continue_trace(&span, &headers);
     async {
@@ -192,6 +193,14 @@ async fn process<H: Handler>(
                 }
             }
         }
+        let started = std::time::Instant::now();
+        let service = ctx.config.service_name.as_str();
+        let consumed = |outcome: &str| {
+            crate::metrics::metrics().events_consumed.add(
+                1,
+                &crate::metrics::attributes(&[("service", service), ("outcome", outcome)]),
+            );
+        };
         let attempt = || apply(ctx, handler, &incoming);
         let result = attempt
             .retry(ctx.retry_policy().backoff())
@@ -206,6 +215,19 @@ async fn process<H: Handler>(
             .await;
         match result {
             Ok(Outcome::Applied { published }) => {
+                consumed("applied");
+                let event_type = incoming
+                    .event
+                    .as_ref()
+                    .map(|event| event.event_type.as_str())
+                    .unwrap_or("notification");
+                crate::metrics::metrics().stage_duration.record(
+                    started.elapsed().as_secs_f64(),
+                    &crate::metrics::attributes(&[
+                        ("service", service),
+                        ("event_type", event_type),
+                    ]),
+                );
                 if published > 0 {
                     ctx.outbox_wake.notify_waiters();
                 }
@@ -213,12 +235,14 @@ async fn process<H: Handler>(
                 Ok(())
             }
             Ok(Outcome::Duplicate) => {
+                consumed("duplicate");
                 tracing::info!("event already processed; dropping the duplicate");
                 delivery.ack(BasicAckOptions::default()).await?;
                 Ok(())
             }
             Err(failure) if failure.is_transient() && ctx.shutdown.is_triggered() => {
                 // Not this process's to give up on: another replica (or the restart) retries.
+                consumed("requeued");
                 delivery
                     .nack(BasicNackOptions {
                         requeue: true,
@@ -278,6 +302,13 @@ async fn dead_letter(
         kind = failure.kind(),
         "dead-lettering message"
     );
+    let labels = [
+        ("service", ctx.config.service_name.as_str()),
+        ("kind", failure.kind()),
+    ];
+    crate::metrics::metrics()
+        .events_dead_lettered
+        .add(1, &crate::metrics::attributes(&labels));
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     for (name, value) in [
         (broker::REASON_HEADER, failure.reason()),

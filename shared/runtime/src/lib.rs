@@ -8,6 +8,7 @@ pub mod datasets;
 pub mod db;
 pub mod failure;
 pub mod health;
+pub mod metrics;
 pub mod outbox;
 pub mod s3;
 pub mod service;

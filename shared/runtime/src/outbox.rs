@@ -10,6 +10,7 @@ use contract::{Envelope, Event};
 use deadpool_postgres::Pool;
 use lapin::options::BasicPublishOptions;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use crate::broker::{self, Topology};
 use crate::config::Secret;
@@ -104,6 +105,7 @@ impl OutboxRelay {
             if published as i64 == RELAY_BATCH {
                 continue;
             }
+            self.record_backlog().await;
             if shutdown.is_triggered() {
                 let _ = connection.close(200, "shutting down".into()).await;
                 return Ok(());
@@ -113,6 +115,23 @@ impl OutboxRelay {
                 _ = tokio::time::sleep(self.poll) => {}
                 _ = shutdown.wait() => {}
             }
+        }
+    }
+
+    /// Reports how many outbox rows wait to be published (the partial index makes this cheap).
+    async fn record_backlog(&self) {
+        let Ok(client) = self.pool.get().await else {
+            return;
+        };
+        if let Ok(row) = client
+            .query_one("SELECT count(*) FROM ops.outbox WHERE sent_at IS NULL", &[])
+            .await
+        {
+            let backlog: i64 = row.get(0);
+            crate::metrics::metrics().outbox_backlog.record(
+                backlog.max(0) as u64,
+                &crate::metrics::attributes(&[("service", &self.service)]),
+            );
         }
     }
 
@@ -160,8 +179,23 @@ impl OutboxRelay {
             let routing_key: &str = row.get(3);
             let payload: &[u8] = row.get(4);
             let headers: serde_json::Value = row.get(5);
-            let headers: BTreeMap<String, String> =
+            let stored: BTreeMap<String, String> =
                 serde_json::from_value(headers).unwrap_or_default();
+            // A producer span, child of the context the event was written in; the consumer
+            // continues from this span.
+            let span = tracing::info_span!(
+                "publish",
+                otel.name = format!("publish {exchange}"),
+                otel.kind = "producer",
+                messaging.system = "rabbitmq",
+                messaging.operation.type = "publish",
+                messaging.destination.name = exchange.as_str(),
+                messaging.rabbitmq.destination.routing_key = routing_key,
+                messaging.message.id = event_id.to_string(),
+                trace_id = tracing::field::Empty,
+            );
+            crate::telemetry::continue_trace(&span, &stored);
+            let headers = span.in_scope(crate::telemetry::current_trace_headers);
             let properties = broker::event_properties(
                 &event_id.to_string(),
                 event_type,
@@ -175,13 +209,22 @@ impl OutboxRelay {
                     payload,
                     properties,
                 )
+                .instrument(span)
                 .await?;
-            confirms.push(confirm);
+            confirms.push((confirm, event_type.to_owned()));
             ids.push(id);
         }
-        for confirm in confirms {
+        let published = &crate::metrics::metrics().events_published;
+        for (confirm, event_type) in confirms {
             let confirmation = confirm.await?;
             anyhow::ensure!(confirmation.is_ack(), "the broker refused an outbox event");
+            published.add(
+                1,
+                &crate::metrics::attributes(&[
+                    ("service", &self.service),
+                    ("event_type", &event_type),
+                ]),
+            );
         }
         tx.execute(
             "UPDATE ops.outbox SET sent_at = clock_timestamp() WHERE id = ANY($1)",

@@ -241,8 +241,15 @@ where
             std::process::exit(2);
         }
     };
-    crate::telemetry::init(&config.common().service_name, config.common().log_json);
+    if let Err(error) =
+        crate::telemetry::init(&config.common().service_name, config.common().log_json)
+    {
+        eprintln!("configuration: {error:#}");
+        std::process::exit(2);
+    }
     let (trigger, shutdown) = crate::shutdown::channel();
     trigger.on_signals();
-    run(config, shutdown).await
+    let result = run(config, shutdown).await;
+    crate::telemetry::shutdown();
+    result
 }

@@ -1,14 +1,20 @@
-//! Tracing, set up once per process, and W3C trace context carried in AMQP headers.
+//! Tracing and metrics, set up once per process, and W3C trace context carried in AMQP headers.
 //!
-//! Spans get real trace and span ids from an OpenTelemetry tracer provider, so `traceparent`
-//! travels from the publisher (stored with the outbox row) to the consumer, which continues the
-//! trace. Exporting the spans over OTLP plugs into the same provider.
+//! Configured only by the standard OpenTelemetry variables: with `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, spans and metrics are exported over OTLP/gRPC
+//! by batching exporters off the hot path; `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*` and `OTEL_METRIC_EXPORT_INTERVAL` apply. Without an
+//! endpoint nothing is exported, but spans still get real ids, so `traceparent` still travels
+//! from a publisher (stored with the outbox row) to its consumer, which continues the trace.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use anyhow::Context as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -16,17 +22,80 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+static METER_PROVIDER: OnceLock<SdkMeterProvider> = OnceLock::new();
 
-/// Installs the global subscriber: `RUST_LOG`-filtered logs (text or JSON) plus the
-/// OpenTelemetry layer. Safe to call more than once (tests run several services in one process).
-pub fn init(service_name: &str, json: bool) {
-    let provider = PROVIDER.get_or_init(|| SdkTracerProvider::builder().build());
+/// Whether the standard variables ask for OTLP export; an unsupported protocol is an error.
+pub fn otlp_export_enabled(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<bool> {
+    let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+    if set("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
+        return Ok(false);
+    }
+    if set("OTEL_TRACES_EXPORTER").is_some_and(|value| value == "none") {
+        return Ok(false);
+    }
+    if let Some(protocol) =
+        set("OTEL_EXPORTER_OTLP_PROTOCOL").or_else(|| set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+        && protocol != "grpc"
+    {
+        anyhow::bail!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL: '{protocol}' is not supported; landfall exports OTLP over gRPC (use grpc)"
+        );
+    }
+    Ok(set("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some())
+}
+
+/// Installs the global subscriber: `RUST_LOG`-filtered logs (text, or JSON where every line
+/// inside a span carries the span's fields, `trace_id` among them) plus the OpenTelemetry layer,
+/// and, when configured, the OTLP exporters. Must run inside the Tokio runtime. Safe to call
+/// more than once (tests run several services in one process): the first call wins.
+pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
+    let export = otlp_export_enabled(|name| std::env::var(name).ok())?;
+    let resource = || {
+        Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build()
+    };
+    let mut failure = None;
+    let provider = TRACER_PROVIDER.get_or_init(|| {
+        let mut builder = SdkTracerProvider::builder().with_resource(resource());
+        if export {
+            match opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()
+            {
+                Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+                Err(error) => {
+                    failure =
+                        Some(anyhow::Error::new(error).context("building the OTLP span exporter"))
+                }
+            }
+        }
+        builder.build()
+    });
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if export && METER_PROVIDER.get().is_none() {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .build()
+            .context("building the OTLP metric exporter")?;
+        let meter_provider = SdkMeterProvider::builder()
+            .with_resource(resource())
+            .with_periodic_exporter(exporter)
+            .build();
+        opentelemetry::global::set_meter_provider(meter_provider.clone());
+        let _ = METER_PROVIDER.set(meter_provider);
+    }
     let tracer = provider.tracer(service_name.to_owned());
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = if json {
         tracing_subscriber::fmt::layer()
             .json()
+            .with_current_span(true)
+            .with_span_list(false)
             .with_filter(filter())
             .boxed()
     } else {
@@ -37,8 +106,28 @@ pub fn init(service_name: &str, json: bool) {
     };
     let _ = tracing_subscriber::registry()
         .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                // landfall's own spans; the clients' internals would drown them.
+                .with_filter(EnvFilter::new(
+                    "info,lapin=off,amq_protocol=off,aws_smithy_runtime=off,aws_sdk_s3=off,aws_sdk_sqs=off,hyper=off,h2=off,tonic=off,tower=off,tokio_postgres=off",
+                )),
+        )
         .try_init();
+    Ok(())
+}
+
+/// Flushes and stops the exporters; call once when the process is about to exit.
+pub fn shutdown() {
+    if let Some(provider) = TRACER_PROVIDER.get() {
+        let _ = provider.force_flush();
+        let _ = provider.shutdown();
+    }
+    if let Some(provider) = METER_PROVIDER.get() {
+        let _ = provider.force_flush();
+        let _ = provider.shutdown();
+    }
 }
 
 /// The current span's `traceparent` (and `tracestate`) as AMQP header values.
@@ -58,13 +147,31 @@ pub fn current_trace_id() -> Option<String> {
         .then(|| span_context.trace_id().to_string())
 }
 
-/// Makes `span` a child of the trace named by the incoming headers (if any).
+/// Makes `span` a child of the trace named by the incoming headers (if any), and records its
+/// trace id in the span's `trace_id` field (so every log line inside it carries it).
 pub fn continue_trace(span: &tracing::Span, headers: &BTreeMap<String, String>) {
-    if !headers.contains_key("traceparent") {
-        return;
+    if headers.contains_key("traceparent") {
+        let context = TraceContextPropagator::new().extract(&MapExtractor(headers));
+        let _ = span.set_parent(context);
     }
-    let context = TraceContextPropagator::new().extract(&MapExtractor(headers));
-    let _ = span.set_parent(context);
+    let span_context = span.context().span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", span_context.trace_id().to_string());
+    }
+}
+
+/// Links `span` to the spans named by these `traceparent` values (e.g. a batch's transform to
+/// the trace of every file that fed the batch). Malformed values are skipped.
+pub fn link_to(span: &tracing::Span, traceparents: &[String]) {
+    let propagator = TraceContextPropagator::new();
+    for traceparent in traceparents {
+        let headers = BTreeMap::from([("traceparent".to_owned(), traceparent.clone())]);
+        let context = propagator.extract(&MapExtractor(&headers));
+        let span_context = context.span().span_context().clone();
+        if span_context.is_valid() {
+            span.add_link(span_context);
+        }
+    }
 }
 
 struct MapInjector<'a>(&'a mut BTreeMap<String, String>);
@@ -83,5 +190,55 @@ impl Extractor for MapExtractor<'_> {
     }
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_follows_the_standard_variables() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        assert!(!otlp_export_enabled(vars(&[])).unwrap());
+        assert!(
+            otlp_export_enabled(vars(&[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://collector:4317"
+            )]))
+            .unwrap()
+        );
+        assert!(
+            !otlp_export_enabled(vars(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_SDK_DISABLED", "true")
+            ]))
+            .unwrap()
+        );
+        assert!(
+            !otlp_export_enabled(vars(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_TRACES_EXPORTER", "none")
+            ]))
+            .unwrap()
+        );
+        let error = otlp_export_enabled(vars(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ]))
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("'http/protobuf' is not supported"),
+            "{error}"
+        );
     }
 }

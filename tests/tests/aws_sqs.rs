@@ -1,0 +1,696 @@
+//! The AWS path: S3 bucket notifications delivered to SQS (directly, or wrapped by SNS), long
+//! polled by the ingester. Runs against moto (PyPI `moto[server]`), a real local S3 + SQS
+//! endpoint whose bucket notifications really deliver the AWS event JSON to the queue. The
+//! database and the RabbitMQ names are the test's own (TestEnv); only S3 and SQS are moto.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::QueueAttributeName;
+use landfall_tests::{TestEnv, data, wait_until};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const DATE: &str = "2026-05-01";
+const REGION: &str = "us-east-1";
+/// moto accepts any credentials.
+const ACCESS_KEY: &str = "landfall-moto";
+const SECRET_KEY: &str = "landfall-moto-secret";
+
+// ---------------------------------------------------------------------------------------------
+// moto: installed once into a venv, one server per test on a free port, killed on drop.
+
+/// The venv's python with moto installed: `${LANDFALL_TOOLS_DIR:-/var/tmp/landfall-tools}/moto`.
+/// Installed into a temporary folder and renamed into place, so concurrent test processes never
+/// see half an installation; the server is run as `python -m moto.server`, which (unlike the
+/// venv's scripts) does not care that the folder was renamed.
+async fn moto_python() -> PathBuf {
+    static PYTHON: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+    PYTHON
+        .get_or_init(|| async {
+            tokio::task::spawn_blocking(install_moto)
+                .await
+                .expect("installing moto")
+        })
+        .await
+        .clone()
+}
+
+fn install_moto() -> PathBuf {
+    let tools = std::env::var_os("LANDFALL_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/landfall-tools"));
+    let venv = tools.join("moto");
+    let python = venv.join("bin/python");
+    let usable = |python: &Path| {
+        std::process::Command::new(python)
+            .args(["-c", "import moto.server, moto.sqs, moto.s3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if usable(&python) {
+        return python;
+    }
+    std::fs::create_dir_all(&tools).expect("creating the tools folder");
+    let staging = tools.join(format!("moto.installing-{:08x}", rand::random::<u32>()));
+    let run = |program: &Path, args: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| panic!("running {}: {error}", program.display()));
+        assert!(
+            output.status.success(),
+            "{} {args:?} failed:\n{}{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(
+        Path::new("python3"),
+        &["-m", "venv", staging.to_str().expect("UTF-8 path")],
+    );
+    run(
+        &staging.join("bin/python"),
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "moto[server]>=5,<6",
+        ],
+    );
+    if std::fs::rename(&staging, &venv).is_err() {
+        // Another process installed it first (or a broken leftover is in the way).
+        let _ = std::fs::remove_dir_all(&staging);
+        if !usable(&python) {
+            let _ = std::fs::remove_dir_all(&venv);
+            panic!(
+                "{} exists but has no usable moto; removed it, run the test again",
+                venv.display()
+            );
+        }
+    }
+    assert!(usable(&python), "moto installed into {}", venv.display());
+    python
+}
+
+/// A moto server of this test.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+    log: PathBuf,
+}
+
+impl Moto {
+    async fn start() -> Moto {
+        let python = moto_python().await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::env::temp_dir().join(format!("landfall-moto-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("moto log file");
+        let child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file handle"))
+            .stderr(log_file)
+            .spawn()
+            .expect("starting moto_server");
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let s3 = moto.s3();
+        let started = Instant::now();
+        loop {
+            let answered =
+                tokio::time::timeout(Duration::from_secs(2), s3.list_buckets().send()).await;
+            if matches!(answered, Ok(Ok(_))) {
+                break;
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited with {status}:\n{}", moto.log_text());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not answer within 30 s:\n{}",
+                moto.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        moto
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    fn sqs(&self) -> aws_sdk_sqs::Client {
+        use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The AWS side of a test: a bucket, a queue with a dead-letter queue, the bucket notification.
+
+struct Aws {
+    moto: Moto,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    bucket: String,
+    queue_url: String,
+    dlq_url: String,
+}
+
+impl Aws {
+    /// A bucket and a queue whose redrive policy moves a message to `<queue>-dlq` after
+    /// `max_receive_count` receives. No notification yet: see [`Aws::notify_queue`].
+    async fn new(max_receive_count: u32) -> Aws {
+        let moto = Moto::start().await;
+        let (s3, sqs) = (moto.s3(), moto.sqs());
+        let bucket = "landfall-landing".to_owned();
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("creating the bucket");
+        let dlq_url = create_queue(&sqs, "landfall-notifications-dlq", None).await;
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": queue_arn(&sqs, &dlq_url).await,
+            "maxReceiveCount": max_receive_count.to_string(),
+        })
+        .to_string();
+        let queue_url = create_queue(&sqs, "landfall-notifications", Some(redrive)).await;
+        Aws {
+            moto,
+            s3,
+            sqs,
+            bucket,
+            queue_url,
+            dlq_url,
+        }
+    }
+
+    /// `PutBucketNotificationConfiguration`: every `s3:ObjectCreated:*` to the queue. AWS (and
+    /// moto) then sends an `s3:TestEvent` to the queue.
+    async fn notify_queue(&self) {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        let queue = QueueConfiguration::builder()
+            .id("landfall-ingester")
+            .queue_arn(queue_arn(&self.sqs, &self.queue_url).await)
+            .events(Event::from("s3:ObjectCreated:*"))
+            .build()
+            .expect("queue configuration");
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(&self.bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(queue)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("configuring the bucket notification");
+    }
+
+    /// Puts an object; returns its ETag (without quotes).
+    async fn put(&self, key: &str, body: impl Into<Vec<u8>>) -> String {
+        let output = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body.into()))
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("putting {key}: {error:?}"));
+        output
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned()
+    }
+
+    async fn send(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("sending to the queue");
+    }
+
+    /// (visible, in flight) messages of a queue.
+    async fn counts(&self, queue_url: &str) -> anyhow::Result<(u64, u64)> {
+        let output = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?;
+        let attributes = output.attributes().cloned().unwrap_or_default();
+        let number = |name: QueueAttributeName| -> anyhow::Result<u64> {
+            Ok(attributes
+                .get(&name)
+                .ok_or_else(|| anyhow::anyhow!("no {name:?}"))?
+                .parse()?)
+        };
+        Ok((
+            number(QueueAttributeName::ApproximateNumberOfMessages)?,
+            number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
+        ))
+    }
+
+    /// Waits until the queue holds no message at all, visible or in flight: every message was
+    /// deleted (or, for the dead-letter case, moved).
+    async fn wait_until_drained(&self, what: &str) {
+        wait_until(
+            &format!("{what}: the SQS queue drained"),
+            DEADLINE,
+            || async { Ok((self.counts(&self.queue_url).await? == (0, 0)).then_some(())) },
+        )
+        .await
+    }
+
+    /// The ingester's and the stager's settings pointing at moto instead of the test's own
+    /// S3 server.
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LANDFALL_S3_ENDPOINT", self.moto.endpoint.clone()),
+            ("LANDFALL_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("LANDFALL_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("LANDFALL_S3_REGION", REGION.into()),
+            ("LANDFALL_BUCKET", self.bucket.clone()),
+            ("LANDFALL_SQS_QUEUE_URL", self.queue_url.clone()),
+            ("LANDFALL_SQS_ENDPOINT", self.moto.endpoint.clone()),
+            // Only notifications may find files here: no listing of the landing prefix.
+            ("LANDFALL_RECONCILE_ON_START", "false".into()),
+            ("LANDFALL_RECONCILE_INTERVAL_S", "0".into()),
+        ]
+    }
+}
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    redrive_policy: Option<String>,
+) -> String {
+    let mut request = sqs.create_queue().queue_name(name);
+    if let Some(policy) = redrive_policy {
+        request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
+    }
+    request
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("creating queue {name}: {error:?}"))
+        .queue_url()
+        .expect("queue URL")
+        .to_owned()
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue ARN")
+}
+
+fn as_pairs<'a>(overrides: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    overrides
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect()
+}
+
+/// An AWS S3 event notification for one created object, as S3 sends it (keys form-URL-encoded).
+fn aws_notification(bucket: &str, key: &str, size: usize, etag: &str) -> String {
+    let encoded: String = key
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect();
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
+        "eventTime": "2026-05-01T06:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0", "configurationId": "landfall-ingester",
+            "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": "0065F1A2B3C4D5E6F7"}
+        }
+    }]})
+    .to_string()
+}
+
+/// The same notification as an SNS topic delivers it to a subscribed queue (raw message
+/// delivery off): the S3 event is a JSON string in `Message`.
+fn sns_wrapped(notification: &str) -> String {
+    serde_json::json!({
+        "Type": "Notification",
+        "MessageId": "6c1d1f5e-7a8b-5c2d-9e0f-1a2b3c4d5e6f",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:landfall-landing",
+        "Subject": "Amazon S3 Notification",
+        "Message": notification,
+        "Timestamp": "2026-05-01T06:00:01.000Z",
+        "SignatureVersion": "1",
+        "Signature": "c2lnbmF0dXJl",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
+    })
+    .to_string()
+}
+
+/// `127.0.0.1:<a free port>`.
+fn free_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .to_string()
+}
+
+/// One plain HTTP/1.1 request (`"GET /path"`) to `address` (`host:port` or `http://host:port`);
+/// the whole response as text.
+async fn http(address: &str, request_line: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .unwrap_or_else(|error| panic!("connecting to {address}: {error}"));
+    let request = format!(
+        "{request_line} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// Waits until `/readyz` answers with `status` (e.g. `"200 OK"`); returns the response.
+async fn wait_for_readiness(health: &str, status: &str) -> String {
+    wait_until(&format!("/readyz to answer {status}"), DEADLINE, || async {
+        let response =
+            tokio::time::timeout(Duration::from_secs(5), http(health, "GET /readyz")).await?;
+        Ok(response
+            .starts_with(&format!("HTTP/1.1 {status}"))
+            .then_some(response))
+    })
+    .await
+}
+
+async fn wait_for_state(env: &TestEnv, key: &str, state: &str) {
+    wait_until(&format!("{key} to be {state}"), DEADLINE, || async {
+        let row = env
+            .db
+            .query_opt(
+                "SELECT state FROM ops.files WHERE key = $1 ORDER BY file_id DESC LIMIT 1",
+                &[&key],
+            )
+            .await?;
+        Ok(row
+            .map(|row| row.get::<_, String>(0))
+            .filter(|found| found == state)
+            .map(|_| ()))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_notifications_through_sqs_land_and_stage() {
+    let env = TestEnv::new().await;
+    let aws = Aws::new(5).await;
+    let orders_key = TestEnv::landing_key(DATE, "orders.csv");
+    let reviews_key = TestEnv::landing_key(DATE, "reviews.csv");
+    let orders = data::orders_csv(1, 25);
+    let reviews = data::reviews_csv(20);
+    // Landed before the bucket notified anyone: only the SNS-wrapped message below announces it.
+    let reviews_etag = aws.put(&reviews_key, reviews.clone()).await;
+    aws.notify_queue().await;
+    // Configuring the notification sent an s3:TestEvent, the queue's only message so far.
+    wait_until("the s3:TestEvent in the queue", DEADLINE, || async {
+        Ok((aws.counts(&aws.queue_url).await? == (1, 0)).then_some(()))
+    })
+    .await;
+
+    let overrides = aws.overrides();
+    let ingester = env.start_ingester(&as_pairs(&overrides));
+    let stager = env.start_stager(&as_pairs(&overrides));
+
+    // S3 → SQS → ingester → ledger → file.landed → stager.
+    let orders_etag = aws.put(&orders_key, orders.clone()).await;
+    wait_for_state(&env, &orders_key, "staged").await;
+    // The s3:TestEvent and the Put notification were both deleted, not left to the DLQ.
+    aws.wait_until_drained("the test event and the first notification")
+        .await;
+    assert_eq!(env.count("SELECT count(*) FROM ops.files").await, 1);
+
+    // The second file through SNS, twice; and the first file's notification once more.
+    let wrapped = sns_wrapped(&aws_notification(
+        &aws.bucket,
+        &reviews_key,
+        reviews.len(),
+        &reviews_etag,
+    ));
+    aws.send(&wrapped).await;
+    aws.send(&wrapped).await;
+    aws.send(&aws_notification(
+        &aws.bucket,
+        &orders_key,
+        orders.len(),
+        &format!("\"{orders_etag}\""),
+    ))
+    .await;
+    wait_for_state(&env, &reviews_key, "staged").await;
+    aws.wait_until_drained("the SNS-wrapped and duplicate notifications")
+        .await;
+
+    let files = env
+        .db
+        .query(
+            "SELECT key, bucket, state, discovered_by, etag FROM ops.files ORDER BY key",
+            &[],
+        )
+        .await
+        .unwrap();
+    let files: Vec<[String; 5]> = files
+        .iter()
+        .map(|row| [0, 1, 2, 3, 4].map(|index| row.get::<_, String>(index)))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            [
+                orders_key.clone(),
+                aws.bucket.clone(),
+                "staged".into(),
+                "notification".into(),
+                orders_etag.clone()
+            ],
+            [
+                reviews_key.clone(),
+                aws.bucket.clone(),
+                "staged".into(),
+                "notification".into(),
+                reviews_etag.clone()
+            ],
+        ]
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'")
+            .await,
+        2
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'staging.loaded'")
+            .await,
+        2
+    );
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 25);
+    assert_eq!(env.count("SELECT count(*) FROM staging.reviews").await, 20);
+    assert_eq!(
+        aws.counts(&aws.dlq_url).await.unwrap(),
+        (0, 0),
+        "nothing dead-lettered"
+    );
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_message_goes_to_the_dead_letter_queue_and_slow_work_stays_hidden() {
+    const VISIBILITY_S: u64 = 2;
+    let env = TestEnv::new().await;
+    let aws = Aws::new(2).await;
+    let health = free_address();
+    let mut overrides = aws.overrides();
+    overrides.push((
+        "LANDFALL_SQS_VISIBILITY_TIMEOUT_S",
+        VISIBILITY_S.to_string(),
+    ));
+    // Short polls, so the poller notices at once when the queue disappears below.
+    overrides.push(("LANDFALL_SQS_WAIT_TIME_S", "1".into()));
+    overrides.push(("LANDFALL_HEALTH_ADDR", health.clone()));
+    let ingester = env.start_ingester(&as_pairs(&overrides));
+
+    // Not a notification: never deleted by the ingester; after two receives the queue's
+    // redrive policy moves it, untouched, to the dead-letter queue.
+    let foreign = "<xml>not a notification</xml>";
+    aws.send(foreign).await;
+    let moved = wait_until("the foreign message in the DLQ", DEADLINE, || async {
+        let output = aws
+            .sqs
+            .receive_message()
+            .queue_url(&aws.dlq_url)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        Ok(output.messages.unwrap_or_default().into_iter().next())
+    })
+    .await;
+    assert_eq!(moved.body(), Some(foreign));
+    aws.sqs
+        .delete_message()
+        .queue_url(&aws.dlq_url)
+        .receipt_handle(moved.receipt_handle().expect("receipt handle"))
+        .send()
+        .await
+        .expect("deleting the dead-lettered message");
+    aws.wait_until_drained("the foreign message moved").await;
+
+    // Slow work: the ledger's per-object lock is held here, so recording the object waits.
+    // The message must stay hidden meanwhile, well past its visibility timeout.
+    let slow_key = TestEnv::landing_key(DATE, "notes.txt");
+    let lock = format!("{}/{slow_key}", aws.bucket);
+    env.db
+        .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&lock])
+        .await
+        .unwrap();
+    aws.send(&aws_notification(
+        &aws.bucket,
+        &slow_key,
+        3,
+        "0123456789abcdef",
+    ))
+    .await;
+    wait_until("the slow message received", DEADLINE, || async {
+        let blocked = env
+            .count(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .await;
+        Ok((blocked == 1).then_some(()))
+    })
+    .await;
+    // The ingester is now inside the message's transaction. Three visibility timeouts later
+    // the message must still be in flight, never visible again.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(3 * VISIBILITY_S) {
+        let counts = aws.counts(&aws.queue_url).await.unwrap();
+        assert_eq!(
+            counts,
+            (0, 1),
+            "(visible, in flight) after {:?}: the visibility was not extended",
+            watched.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(env.count("SELECT count(*) FROM ops.files").await, 0);
+    env.db
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &[&lock],
+        )
+        .await
+        .unwrap();
+    aws.wait_until_drained("the slow message handled").await;
+    wait_for_state(&env, &slow_key, "ignored").await;
+    assert_eq!(env.count("SELECT count(*) FROM ops.files").await, 1);
+    assert_eq!(
+        aws.counts(&aws.dlq_url).await.unwrap(),
+        (0, 0),
+        "only the foreign message was dead-lettered, and it was taken out"
+    );
+
+    // SQS goes away (moto forgets every queue): the poller keeps trying and /readyz says the
+    // service is not ready; once the queue is back it recovers and handles the next message.
+    wait_for_readiness(&health, "200 OK").await;
+    let reset = http(&aws.moto.endpoint, "POST /moto-api/reset").await;
+    assert!(reset.starts_with("HTTP/1.1 200"), "{reset}");
+    let unready = wait_for_readiness(&health, "503 Service Unavailable").await;
+    assert!(unready.contains("not consuming"), "{unready}");
+    assert_eq!(
+        create_queue(&aws.sqs, "landfall-notifications", None).await,
+        aws.queue_url
+    );
+    wait_for_readiness(&health, "200 OK").await;
+    let later_key = TestEnv::landing_key("2026-05-02", "notes.txt");
+    aws.send(&aws_notification(
+        &aws.bucket,
+        &later_key,
+        3,
+        "fedcba9876543210",
+    ))
+    .await;
+    wait_for_state(&env, &later_key, "ignored").await;
+    aws.wait_until_drained("the message after SQS came back")
+        .await;
+    ingester.stop().await;
+    env.cleanup().await;
+}
