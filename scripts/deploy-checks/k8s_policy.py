@@ -1,0 +1,310 @@
+"""landfall's own rules for its rendered Kubernetes manifests (run by scripts/validate-deploy).
+
+The schema validators check that each object is well-formed; these checks say whether the
+manifests do what docs/DEPLOY.md promises: probes on the health port, drain time shorter than
+the grace period, hardened pods, Secret references only, a disruption budget and a queue-length
+scaler for every service, and network policies that deny by default.
+
+Usage: python k8s_policy.py RENDERED.yaml [NAME]   (prints each problem; exit 1 if any)
+"""
+
+import sys
+
+import yaml
+
+SERVICES = {"ingester", "stager", "transformer", "quality-checker", "exporter"}
+SECRET_NAME = "landfall-secrets"
+SECRET_KEYS = {
+    "LANDFALL_DATABASE_URL",
+    "LANDFALL_AMQP_URL",
+    "LANDFALL_S3_ACCESS_KEY_ID",
+    "LANDFALL_S3_SECRET_ACCESS_KEY",
+}
+RECOMMENDED_LABELS = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+]
+HEALTH_PORT = 8080
+# Seconds between the end of the drain and SIGKILL that a pod must keep in reserve.
+DRAIN_MARGIN_S = 5
+ALLOWED_EGRESS_PORTS = {53, 5672, 5432, 443, 9000, 4317}
+
+
+class Report:
+    def __init__(self, source):
+        self.source = source
+        self.problems = []
+
+    def problem(self, where, text):
+        self.problems.append(f"{self.source}: {where}: {text}")
+
+
+def load(path):
+    with open(path, encoding="utf-8") as handle:
+        return [doc for doc in yaml.safe_load_all(handle) if doc]
+
+
+def dig(obj, *keys):
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def where(obj):
+    return f"{obj.get('kind')}/{dig(obj, 'metadata', 'name')}"
+
+
+def check_labels(report, obj, labels, what):
+    missing = [label for label in RECOMMENDED_LABELS if label not in (labels or {})]
+    if missing:
+        report.problem(where(obj), f"{what} lack the recommended labels {', '.join(missing)}")
+
+
+def check_probe(report, obj, container, kind, path):
+    probe = container.get(kind)
+    name = container.get("name")
+    if not probe:
+        report.problem(where(obj), f"container {name} has no {kind}")
+        return
+    get = probe.get("httpGet")
+    if not get:
+        report.problem(where(obj), f"container {name}: {kind} is not an httpGet probe")
+        return
+    if get.get("path") != path:
+        report.problem(where(obj), f"container {name}: {kind} path is {get.get('path')!r}, expected {path}")
+    if get.get("port") != HEALTH_PORT:
+        report.problem(
+            where(obj),
+            f"container {name}: {kind} port is {get.get('port')!r}, expected {HEALTH_PORT} "
+            "(LANDFALL_HEALTH_ADDR)",
+        )
+
+
+def check_secret_refs(report, obj, container):
+    name = container.get("name")
+    for source in container.get("envFrom") or []:
+        if "secretRef" in source and dig(source, "secretRef", "name") != SECRET_NAME:
+            report.problem(where(obj), f"container {name} reads a Secret other than {SECRET_NAME}")
+    env = {item.get("name"): item for item in container.get("env") or []}
+    for item in env.values():
+        ref = dig(item, "valueFrom", "secretKeyRef")
+        if ref and ref.get("name") != SECRET_NAME:
+            report.problem(where(obj), f"container {name}: {item['name']} comes from Secret {ref.get('name')!r}")
+        if item.get("name") in SECRET_KEYS and "value" in item:
+            report.problem(where(obj), f"container {name}: {item['name']} has a literal value; use secretKeyRef")
+    return env
+
+
+def check_pod_security(report, obj, pod):
+    context = pod.get("securityContext") or {}
+    if context.get("runAsNonRoot") is not True:
+        report.problem(where(obj), "pod securityContext.runAsNonRoot is not true")
+    if dig(context, "seccompProfile", "type") != "RuntimeDefault":
+        report.problem(where(obj), "pod seccompProfile is not RuntimeDefault")
+    if pod.get("automountServiceAccountToken") is not False:
+        report.problem(where(obj), "pod does not set automountServiceAccountToken: false")
+    for container in pod.get("containers") or []:
+        name = container.get("name")
+        sc = container.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is not False:
+            report.problem(where(obj), f"container {name}: allowPrivilegeEscalation is not false")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            report.problem(where(obj), f"container {name}: readOnlyRootFilesystem is not true")
+        if "ALL" not in (dig(sc, "capabilities", "drop") or []):
+            report.problem(where(obj), f"container {name}: capabilities do not drop ALL")
+        if sc.get("privileged"):
+            report.problem(where(obj), f"container {name} is privileged")
+        resources = container.get("resources") or {}
+        for needed in (("requests", "cpu"), ("requests", "memory"), ("limits", "memory")):
+            if dig(resources, *needed) is None:
+                report.problem(where(obj), f"container {name} has no resources.{'.'.join(needed)}")
+
+
+def config_of(objects, report):
+    maps = [o for o in objects if o.get("kind") == "ConfigMap" and dig(o, "metadata", "name", ).startswith("landfall-config")]
+    if len(maps) != 1:
+        report.problem("ConfigMap/landfall-config", f"expected exactly one, found {len(maps)}")
+        return {}
+    data = maps[0].get("data") or {}
+    for key, value in data.items():
+        if key in SECRET_KEYS:
+            report.problem(where(maps[0]), f"{key} is a secret and must come from {SECRET_NAME}, not the ConfigMap")
+        if "://" in str(value) and "@" in str(value).split("://", 1)[1].split("/", 1)[0]:
+            report.problem(where(maps[0]), f"{key} holds a URL with credentials")
+    return data
+
+
+def check_deployment(report, obj, config, scaled_targets, budgets):
+    name = dig(obj, "metadata", "name")
+    spec = obj.get("spec") or {}
+    pod = dig(spec, "template", "spec") or {}
+    check_labels(report, obj, dig(obj, "metadata", "labels"), "metadata.labels")
+    check_labels(report, obj, dig(spec, "template", "metadata", "labels"), "pod template labels")
+    if name not in SERVICES:
+        report.problem(where(obj), f"is not one of the services {sorted(SERVICES)}")
+    if "replicas" in spec:
+        report.problem(where(obj), "sets spec.replicas, which KEDA owns (each apply would reset the scale)")
+    if pod.get("serviceAccountName") != "landfall":
+        report.problem(where(obj), "does not run as the landfall ServiceAccount")
+    grace_ms = int(config.get("LANDFALL_SHUTDOWN_GRACE_MS", "25000"))
+    period = pod.get("terminationGracePeriodSeconds", 30)
+    if not isinstance(period, int) or period * 1000 < grace_ms + DRAIN_MARGIN_S * 1000:
+        report.problem(
+            where(obj),
+            f"terminationGracePeriodSeconds {period!r} leaves less than {DRAIN_MARGIN_S} s after the "
+            f"{grace_ms} ms drain (LANDFALL_SHUTDOWN_GRACE_MS)",
+        )
+    check_pod_security(report, obj, pod)
+    containers = pod.get("containers") or []
+    if len(containers) != 1:
+        report.problem(where(obj), f"has {len(containers)} containers, expected 1")
+    for container in containers:
+        command = container.get("command") or []
+        if command[:1] != [name]:
+            report.problem(where(obj), f"container runs {command!r}, expected the {name} binary")
+        check_probe(report, obj, container, "livenessProbe", "/healthz")
+        check_probe(report, obj, container, "readinessProbe", "/readyz")
+        ports = [p.get("containerPort") for p in container.get("ports") or []]
+        if HEALTH_PORT not in ports:
+            report.problem(where(obj), f"container does not declare port {HEALTH_PORT}")
+        env = check_secret_refs(report, obj, container)
+        for key in ("LANDFALL_DATABASE_URL", "LANDFALL_AMQP_URL"):
+            if not dig(env.get(key) or {}, "valueFrom", "secretKeyRef"):
+                report.problem(where(obj), f"{key} is not taken from Secret {SECRET_NAME}")
+    if name not in scaled_targets:
+        report.problem(where(obj), "has no KEDA ScaledObject")
+    template_labels = dig(spec, "template", "metadata", "labels") or {}
+    if not any(all(template_labels.get(k) == v for k, v in selector.items()) for selector in budgets):
+        report.problem(where(obj), "no PodDisruptionBudget selects its pods")
+
+
+def check_scaled_object(report, obj, config, deployments, authentications):
+    spec = obj.get("spec") or {}
+    target = dig(spec, "scaleTargetRef", "name")
+    if target not in deployments:
+        report.problem(where(obj), f"scales {target!r}, which is not a Deployment here")
+    low, high = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+        report.problem(where(obj), f"replica bounds {low!r}..{high!r} are not 1 <= min <= max")
+    prefix = config.get("LANDFALL_AMQP_PREFIX", "landfall")
+    triggers = spec.get("triggers") or []
+    if not triggers:
+        report.problem(where(obj), "has no trigger")
+    for trigger in triggers:
+        meta = trigger.get("metadata") or {}
+        if trigger.get("type") != "rabbitmq":
+            report.problem(where(obj), f"trigger type {trigger.get('type')!r}, expected rabbitmq")
+            continue
+        if meta.get("queueName") != f"{prefix}.{target}":
+            report.problem(
+                where(obj),
+                f"queueName {meta.get('queueName')!r}, expected {prefix}.{target} (LANDFALL_AMQP_PREFIX.service)",
+            )
+        if meta.get("mode") != "QueueLength":
+            report.problem(where(obj), f"mode {meta.get('mode')!r}, expected QueueLength")
+        if not str(meta.get("value", "")).isdigit() or int(meta["value"]) < 1:
+            report.problem(where(obj), f"value {meta.get('value')!r} is not a positive whole number")
+        if "host" in meta:
+            report.problem(where(obj), "puts the broker URL in metadata.host; use the TriggerAuthentication")
+        if dig(trigger, "authenticationRef", "name") not in authentications:
+            report.problem(where(obj), "authenticationRef names no TriggerAuthentication here")
+
+
+def check_trigger_authentication(report, obj):
+    refs = dig(obj, "spec", "secretTargetRef") or []
+    if not any(
+        r.get("parameter") == "host" and r.get("name") == SECRET_NAME and r.get("key") == "LANDFALL_AMQP_URL"
+        for r in refs
+    ):
+        report.problem(where(obj), f"does not read the host from {SECRET_NAME}/LANDFALL_AMQP_URL")
+
+
+def check_job(report, obj):
+    pod = dig(obj, "spec", "template", "spec") or {}
+    check_labels(report, obj, dig(obj, "spec", "template", "metadata", "labels"), "pod template labels")
+    check_pod_security(report, obj, pod)
+    for container in pod.get("containers") or []:
+        if (container.get("command") or [])[:2] != ["landfall", "migrate"]:
+            report.problem(where(obj), f"runs {container.get('command')!r}, expected ['landfall', 'migrate']")
+        env = check_secret_refs(report, obj, container)
+        if not dig(env.get("LANDFALL_DATABASE_URL") or {}, "valueFrom", "secretKeyRef"):
+            report.problem(where(obj), f"LANDFALL_DATABASE_URL is not taken from Secret {SECRET_NAME}")
+
+
+def check_network_policies(report, policies):
+    deny = [
+        p for p in policies
+        if dig(p, "spec", "podSelector") == {}
+        and set(dig(p, "spec", "policyTypes") or []) == {"Ingress", "Egress"}
+        and not dig(p, "spec", "ingress") and not dig(p, "spec", "egress")
+    ]
+    if not deny:
+        report.problem("NetworkPolicy", "no default-deny policy (empty podSelector, Ingress and Egress, no rules)")
+    for policy in policies:
+        for rule in dig(policy, "spec", "egress") or []:
+            for port in rule.get("ports") or [{}]:
+                if port.get("port") not in ALLOWED_EGRESS_PORTS:
+                    report.problem(where(policy), f"allows egress to port {port.get('port')!r}")
+        for rule in dig(policy, "spec", "ingress") or []:
+            ports = [p.get("port") for p in rule.get("ports") or []]
+            if ports != [HEALTH_PORT]:
+                report.problem(where(policy), f"allows ingress to {ports or 'every port'}, expected only {HEALTH_PORT}")
+            if not rule.get("from"):
+                report.problem(where(policy), "allows ingress from anywhere")
+
+
+def check(objects, source):
+    report = Report(source)
+    kinds = {}
+    for obj in objects:
+        kinds.setdefault(obj.get("kind"), []).append(obj)
+    for secret in kinds.get("Secret", []):
+        report.problem(where(secret), "a Secret in the manifests: secret values must not live in git")
+    if not kinds.get("Namespace"):
+        report.problem("Namespace", "missing")
+    config = config_of(objects, report)
+    deployments = {dig(d, "metadata", "name"): d for d in kinds.get("Deployment", [])}
+    missing = SERVICES - set(deployments)
+    if missing:
+        report.problem("Deployment", f"missing for {', '.join(sorted(missing))}")
+    scaled = kinds.get("ScaledObject", [])
+    scaled_targets = {dig(s, "spec", "scaleTargetRef", "name") for s in scaled}
+    authentications = {dig(a, "metadata", "name") for a in kinds.get("TriggerAuthentication", [])}
+    budgets = [dig(b, "spec", "selector", "matchLabels") or {} for b in kinds.get("PodDisruptionBudget", [])]
+    for deployment in deployments.values():
+        check_deployment(report, deployment, config, scaled_targets, budgets)
+    for scaled_object in scaled:
+        check_scaled_object(report, scaled_object, config, deployments, authentications)
+    for authentication in kinds.get("TriggerAuthentication", []):
+        check_trigger_authentication(report, authentication)
+    jobs = kinds.get("Job", [])
+    if not any(dig(j, "metadata", "name") == "landfall-migrate" for j in jobs):
+        report.problem("Job/landfall-migrate", "missing")
+    for job in jobs:
+        check_job(report, job)
+    check_network_policies(report, kinds.get("NetworkPolicy", []))
+    return report.problems
+
+
+def main():
+    path = sys.argv[1]
+    source = sys.argv[2] if len(sys.argv) > 2 else path
+    try:
+        objects = load(path)
+    except yaml.YAMLError as error:
+        print(f"{source}: not YAML: {error}")
+        return 1
+    problems = check(objects, source)
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+//! The deployment files (deploy/: image and compose stack; k8s/: Kustomize base and overlays)
+//! pass `scripts/validate-deploy`, and the validator really rejects broken manifests, naming
+//! the problem. No Docker engine or cluster is involved: the script renders and validates
+//! offline. Its first run installs the validators from PyPI and npm into
+//! `${LANDFALL_TOOLS_DIR:-/var/tmp/landfall-tools}` (about a minute); later runs take seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous: covers the one-time install of the validators on a fresh machine.
+const VALIDATOR_DEADLINE: Duration = Duration::from_secs(900);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the repository root")
+        .to_path_buf()
+}
+
+/// Runs `scripts/validate-deploy ARGS`, killing it if it outlives the deadline.
+fn validate_deploy(args: &[&str]) -> (Output, String) {
+    let script = repo_root().join("scripts/validate-deploy");
+    let mut child = Command::new(&script)
+        .args(args)
+        .current_dir(repo_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {}: {error}", script.display()));
+    // Drain the pipes on threads so a chatty run cannot block on a full pipe.
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut text).map(|_| text)
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut text).map(|_| text)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for validate-deploy") {
+            break status;
+        }
+        if started.elapsed() > VALIDATOR_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("scripts/validate-deploy {args:?} did not finish within {VALIDATOR_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().expect("stdout reader").expect("reading stdout"),
+        stderr: err.join().expect("stderr reader").expect("reading stderr"),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, text)
+}
+
+/// A copy of the repository's k8s/ folder in a fresh temporary folder, removed on drop.
+struct K8sCopy {
+    dir: PathBuf,
+}
+
+impl K8sCopy {
+    fn new(label: &str) -> K8sCopy {
+        let dir = std::env::temp_dir().join(format!(
+            "landfall-deploy-test-{label}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        copy_dir(&repo_root().join("k8s"), &dir.join("k8s"));
+        K8sCopy { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("k8s")
+    }
+
+    /// Replaces `from` (which must occur exactly once) by `to` in one manifest of the copy.
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.path().join(file);
+        let text = std::fs::read_to_string(&path).expect("reading the manifest");
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{file} should hold {from:?} once"
+        );
+        std::fs::write(&path, text.replacen(from, to, 1)).expect("writing the manifest");
+    }
+}
+
+impl Drop for K8sCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the copy");
+    for entry in std::fs::read_dir(from).expect("reading k8s/") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copying a manifest");
+        }
+    }
+}
+
+#[test]
+fn the_deployment_files_pass_every_validator() {
+    let (output, text) = validate_deploy(&[]);
+    assert!(
+        output.status.success(),
+        "scripts/validate-deploy failed:\n{text}"
+    );
+    // Every step ran and passed (none was skipped for a missing tool or file).
+    for step in [
+        "kustomize",
+        "kubernetes",
+        "keda",
+        "policy",
+        "yamllint",
+        "compose",
+        "dockerfile",
+    ] {
+        assert!(
+            text.contains(&format!("ok   {step}:")),
+            "no passing `{step}` step in:\n{text}"
+        );
+    }
+    // Both overlays were rendered and validated.
+    assert!(
+        text.contains("overlays/dev") && text.contains("overlays/prod"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_deployment_with_a_replica_count_that_is_not_a_number_is_rejected() {
+    let k8s = K8sCopy::new("replicas");
+    k8s.edit(
+        "base/stager.yaml",
+        "  revisionHistoryLimit: 5\n",
+        "  replicas: \"two\"\n  revisionHistoryLimit: 5\n",
+    );
+    let (output, text) = validate_deploy(&["--k8s", k8s.path().to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected the validator to fail:\n{text}"
+    );
+    assert!(text.contains("FAIL kubernetes:"), "{text}");
+    assert!(
+        text.contains("deployment/stager")
+            && text.contains("spec.replicas: 'two' is not of type 'integer'"),
+        "the schema error should name the object and the field:\n{text}"
+    );
+    // landfall's own rule: KEDA owns the replica count.
+    assert!(
+        text.contains("Deployment/stager: sets spec.replicas, which KEDA owns"),
+        "{text}"
+    );
+    // The untouched parts still pass.
+    for step in ["kustomize", "keda", "yamllint", "compose", "dockerfile"] {
+        assert!(text.contains(&format!("ok   {step}:")), "{step}:\n{text}");
+    }
+}
+
+#[test]
+fn a_readiness_probe_without_its_port_is_rejected() {
+    let k8s = K8sCopy::new("probe");
+    k8s.edit(
+        "base/transformer.yaml",
+        "              path: /readyz\n              port: 8080\n",
+        "              path: /readyz\n",
+    );
+    let (output, text) = validate_deploy(&["--k8s", k8s.path().to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected the validator to fail:\n{text}"
+    );
+    assert!(
+        text.contains("FAIL kubernetes:")
+            && text.contains("deployment/transformer")
+            && text.contains("'port' is a required property"),
+        "the schema error should name the object and the missing field:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "Deployment/transformer: container transformer: readinessProbe port is None, expected 8080"
+        ),
+        "{text}"
+    );
+}
