@@ -376,3 +376,55 @@ async fn nothing_is_exported_when_tracing_is_off() {
     assert!(receiver.metrics().is_empty());
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_inside_a_span_carry_its_trace_id() {
+    let env = TestEnv::new().await;
+    let log_path = std::env::temp_dir().join(format!("landfall-json-log-{}.log", env.suffix));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut ingester = tokio::process::Command::new(landfall_tests::binary_path("ingester"))
+        .env_clear()
+        .envs(env.vars())
+        .env("LANDFALL_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_consuming(&env, "ingester").await;
+    env.put(
+        &TestEnv::landing_key(DATE, "orders.csv"),
+        data::orders_csv(1, 3),
+    )
+    .await;
+    wait_count(
+        &env,
+        "the file in the ledger",
+        "SELECT count(*) FROM ops.files",
+        1,
+    )
+    .await;
+    let trace: String = env
+        .db
+        .query_one("SELECT trace_id FROM ops.files", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let pid = ingester.id().unwrap();
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    ingester.wait().await.unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let landed = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "file landed")
+        .unwrap_or_else(|| panic!("no JSON 'file landed' line in:\n{text}"));
+    assert_eq!(landed["span"]["trace_id"], trace.as_str(), "{landed}");
+    let _ = std::fs::remove_file(&log_path);
+    env.cleanup().await;
+}
