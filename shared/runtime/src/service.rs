@@ -114,6 +114,10 @@ impl ServiceContext {
     ) -> anyhow::Result<()> {
         let handler = Arc::new(handler);
         let mut tasks = JoinSet::new();
+        // The relay and the health endpoint stop only after the consumers have drained: the
+        // events their last messages caused are published before the process exits, and
+        // `/readyz` answers 503 ("shutting down") while it drains instead of refusing connections.
+        let (stop_relay, relay_shutdown) = crate::shutdown::channel();
         if let Some(listener) = self
             .health_listener
             .lock()
@@ -123,13 +127,10 @@ impl ServiceContext {
             tasks.spawn(health::serve(
                 listener,
                 self.readiness.clone(),
-                self.shutdown.clone(),
+                relay_shutdown.clone(),
             ));
         }
         tasks.spawn(watch_database(self.clone()));
-        // The relay stops only after the consumers have drained, so the events their last
-        // messages caused are published before the process exits.
-        let (stop_relay, relay_shutdown) = crate::shutdown::channel();
         let relay = tokio::spawn(self.relay().run(relay_shutdown));
         let relay_abort = relay.abort_handle();
         let mut consumers = JoinSet::new();
