@@ -498,22 +498,34 @@ impl TestEnv {
     /// Waits until the exporter consumes its queue: by then it has migrated the database
     /// (staging tables included) and an event published to it is delivered.
     pub async fn wait_for_exporter_consuming(&self, deadline: Duration) {
-        let queue = format!("{}.exporter", self.prefix);
-        crate::wait::wait_until("the exporter consuming its queue", deadline, || async {
-            let connection =
-                lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
-                    .await?;
-            let channel = connection.create_channel().await?;
-            let options = lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            let declared = channel
-                .queue_declare(queue.as_str().into(), options, Default::default())
-                .await;
-            connection.close(200, "done".into()).await.ok();
-            Ok((declared?.consumer_count() > 0).then_some(()))
-        })
+        self.wait_consuming("exporter", deadline).await
+    }
+
+    /// Waits until `service` has a consumer on its queue (it has started, migrated and
+    /// declared the topology), failing the test after `deadline`.
+    pub async fn wait_consuming(&self, service: &str, deadline: Duration) {
+        let queue = format!("{}.{service}", self.prefix);
+        crate::wait::wait_until(
+            &format!("{service} consuming its queue"),
+            deadline,
+            || async {
+                let connection = lapin::Connection::connect(
+                    &self.amqp_url,
+                    lapin::ConnectionProperties::default(),
+                )
+                .await?;
+                let channel = connection.create_channel().await?;
+                let options = lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                let declared = channel
+                    .queue_declare(queue.as_str().into(), options, Default::default())
+                    .await;
+                connection.close(200, "done".into()).await.ok();
+                Ok((declared?.consumer_count() > 0).then_some(()))
+            },
+        )
         .await
     }
 

@@ -18,32 +18,6 @@ const SERVICES: &[&str] = &[
     "exporter",
 ];
 
-async fn wait_consuming(env: &TestEnv, service: &str) {
-    wait_until(&format!("{service} consuming"), DEADLINE, || async {
-        let connection =
-            lapin::Connection::connect(&env.amqp_url, lapin::ConnectionProperties::default())
-                .await?;
-        let channel = connection.create_channel().await?;
-        let options = lapin::options::QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let queue = channel
-            .queue_declare(
-                format!("{}.{service}", env.prefix).as_str().into(),
-                options,
-                Default::default(),
-            )
-            .await;
-        connection.close(200, "done".into()).await.ok();
-        Ok(queue
-            .ok()
-            .filter(|queue| queue.consumer_count() > 0)
-            .map(|_| ()))
-    })
-    .await;
-}
-
 async fn wait_count(env: &TestEnv, what: &str, sql: &str, expected: i64) {
     wait_until(what, DEADLINE, || async {
         Ok((env.try_count(sql).await? == expected).then_some(()))
@@ -79,7 +53,7 @@ async fn one_file_is_one_trace_across_all_five_services() {
         children.push(env.spawn_binary(service, &otel));
     }
     for service in SERVICES {
-        wait_consuming(&env, service).await;
+        env.wait_consuming(service, DEADLINE).await;
     }
     let date = TestEnv::landing_key;
     env.put(&date(DATE, "reviews.csv"), data::reviews_csv(20))
@@ -346,8 +320,8 @@ async fn nothing_is_exported_when_tracing_is_off() {
         .expect("port 4317 free for the default-endpoint receiver");
     let ingester = env.spawn_binary("ingester", &[]);
     let stager = env.spawn_binary("stager", &[]);
-    wait_consuming(&env, "ingester").await;
-    wait_consuming(&env, "stager").await;
+    env.wait_consuming("ingester", DEADLINE).await;
+    env.wait_consuming("stager", DEADLINE).await;
     env.put(
         &TestEnv::landing_key(DATE, "orders.csv"),
         data::orders_csv(1, 5),
@@ -392,7 +366,7 @@ async fn json_log_lines_inside_a_span_carry_its_trace_id() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    wait_consuming(&env, "ingester").await;
+    env.wait_consuming("ingester", DEADLINE).await;
     env.put(
         &TestEnv::landing_key(DATE, "orders.csv"),
         data::orders_csv(1, 3),

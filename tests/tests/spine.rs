@@ -362,38 +362,8 @@ async fn undecodable_messages_are_dead_lettered_with_the_reason() {
     let ingester = env.start_ingester(&[]);
     let stager = env.start_stager(&[]);
     // Wait until both services consume from their queues.
-    let ready = |service: &'static str| {
-        let env = &env;
-        async move {
-            wait_until(&format!("{service} consuming"), DEADLINE, || async {
-                let connection = lapin::Connection::connect(
-                    &env.amqp_url,
-                    lapin::ConnectionProperties::default(),
-                )
-                .await?;
-                let channel = connection.create_channel().await?;
-                let options = lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                };
-                let queue = channel
-                    .queue_declare(
-                        format!("{}.{service}", env.prefix).as_str().into(),
-                        options,
-                        Default::default(),
-                    )
-                    .await;
-                connection.close(200, "done".into()).await.ok();
-                Ok(queue
-                    .ok()
-                    .filter(|queue| queue.consumer_count() > 0)
-                    .map(|_| ()))
-            })
-            .await
-        }
-    };
-    ready("stager").await;
-    ready("ingester").await;
+    env.wait_consuming("stager", DEADLINE).await;
+    env.wait_consuming("ingester", DEADLINE).await;
 
     env.publish_raw(
         "events",
