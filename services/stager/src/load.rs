@@ -17,6 +17,19 @@ use crate::encode::encode_field;
 const COPY_CHUNK: usize = 1024 * 1024;
 /// Longest value kept in a reject row.
 const MAX_REJECT_VALUE_CHARS: usize = 200;
+/// Longest reason kept for a row or a file (a reason quotes the offending value).
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// `text` as PostgreSQL text can hold it and a person can read it: NUL bytes shown as `\0`,
+/// cut to `max` characters with a marker.
+pub fn printable(text: &str, max: usize) -> String {
+    let cleaned = text.replace('\0', "\\0");
+    if cleaned.chars().count() <= max {
+        return cleaned;
+    }
+    let kept: String = cleaned.chars().take(max).collect();
+    format!("{kept}… ({} characters in all)", cleaned.chars().count())
+}
 
 /// A refused row: where and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,13 +175,11 @@ pub async fn load_rows(
                 rejected = Some(RejectedRow {
                     line,
                     column: Some(column.name.clone()),
-                    value: Some(
-                        String::from_utf8_lossy(raw)
-                            .chars()
-                            .take(MAX_REJECT_VALUE_CHARS)
-                            .collect(),
-                    ),
-                    reason,
+                    value: Some(printable(
+                        &String::from_utf8_lossy(raw),
+                        MAX_REJECT_VALUE_CHARS,
+                    )),
+                    reason: printable(&reason, MAX_REASON_CHARS),
                 });
                 break;
             }

@@ -265,6 +265,8 @@ impl Stager {
         rejects: &[RejectedRow],
         rows_rejected: u64,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
+        // A reason quotes what was wrong (a header name, a value): keep it bounded.
+        let reason = load::printable(&reason, load::MAX_REASON_CHARS);
         load::store_rejects(tx, job.landed.file_id, rejects).await?;
         tx.execute(
             "UPDATE ops.files SET state = $2, reason = $3, rows_loaded = 0, rows_rejected = $4,
