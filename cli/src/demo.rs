@@ -2,7 +2,9 @@
 //! beyond PostgreSQL and RabbitMQ. It generates the files (or takes `--input`), starts an
 //! embedded S3 server that publishes bucket notifications to RabbitMQ and the five services as
 //! separate processes (the real binaries), uploads the files, waits until every batch is
-//! exported, prints what happened, and stops what it started.
+//! exported, prints what happened, and stops what it started. `--dataset` picks the dataset
+//! (ecommerce by default; `online_retail` has a generator too, any defined dataset takes
+//! `--input`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use s3dev::{NotifyConfig, S3DevConfig, S3DevServer};
 
 use crate::sample::GenArgs;
+use exporter::catalog::ReportExport;
 
 const ACCESS_KEY: &str = "landfall-demo";
 const SECRET_KEY: &str = "landfall-demo-secret";
@@ -69,6 +72,16 @@ struct Batch {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let work_dir = absolute(&args.work_dir)?;
+    let datasets = runtime::datasets::Datasets::load(&args.datasets_dir)?;
+    anyhow::ensure!(
+        datasets.get(&args.sample.dataset).is_some(),
+        "no dataset named '{}' in {}",
+        args.sample.dataset,
+        args.datasets_dir.display()
+    );
+    let reports = exporter::catalog::ExportCatalog::load(&args.models_dir, &datasets)?
+        .reports(&args.sample.dataset)
+        .to_vec();
     let batches = input_batches(&args, &work_dir)?;
     create_database_if_missing(&args.database_url).await?;
     let server = S3DevServer::start(S3DevConfig {
@@ -92,7 +105,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let vars = service_vars(&args, &server.endpoint_url())?;
     let mut services = Services::start(&vars, &work_dir.join("logs")).await?;
-    let outcome = land_and_wait(&args, &vars, &batches, &mut services).await;
+    let outcome = land_and_wait(&args, &vars, &batches, &reports, &mut services).await;
     if outcome.is_ok() && args.keep_running {
         println!("\nServices and S3 keep running; Ctrl-C stops them.");
         tokio::signal::ctrl_c().await?;
@@ -106,8 +119,10 @@ async fn land_and_wait(
     args: &DemoArgs,
     vars: &HashMap<String, String>,
     batches: &[Batch],
+    reports: &[ReportExport],
     services: &mut Services,
 ) -> anyhow::Result<()> {
+    let dataset = args.sample.dataset.as_str();
     let config = runtime::CommonConfig::from_env(
         &runtime::Env::from_fn(|name| vars.get(name).cloned()),
         "landfall-demo",
@@ -126,7 +141,7 @@ async fn land_and_wait(
     for batch in batches {
         for file in &batch.files {
             let name = file.file_name().unwrap_or_default().to_string_lossy();
-            let key = format!("landing/ecommerce/ingestion_date={}/{name}", batch.date);
+            let key = format!("landing/{dataset}/ingestion_date={}/{name}", batch.date);
             s3.put_object()
                 .bucket(BUCKET)
                 .key(&key)
@@ -143,11 +158,11 @@ async fn land_and_wait(
     }
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
     for (batch, uploaded) in batches.iter().zip(&uploaded_at) {
-        wait_for_export(&client, batch.date, deadline, services).await?;
-        print_batch(&client, batch.date, *uploaded).await?;
+        wait_for_export(&client, dataset, batch.date, deadline, services).await?;
+        print_batch(&client, dataset, batch.date, *uploaded, reports).await?;
     }
     println!(
-        "\nExports       s3://{BUCKET}/analytics_export/ecommerce/… = {}",
+        "\nExports       s3://{BUCKET}/analytics_export/{dataset}/… = {}",
         args.work_dir
             .join("s3")
             .join(BUCKET)
@@ -155,7 +170,7 @@ async fn land_and_wait(
             .display()
     );
     println!(
-        "Database      {} (try `LANDFALL_DATABASE_URL={} landfall status`)",
+        "Database      {} (try `LANDFALL_DATABASE_URL={} landfall status --dataset {dataset}`)",
         args.database_url, args.database_url
     );
     println!("Service logs  {}", args.work_dir.join("logs").display());
@@ -165,6 +180,7 @@ async fn land_and_wait(
 /// Waits until the batch is exported from its current files; says which stage failed and why.
 async fn wait_for_export(
     client: &tokio_postgres::Client,
+    dataset: &str,
     date: NaiveDate,
     deadline: Instant,
     services: &mut Services,
@@ -175,8 +191,8 @@ async fn wait_for_export(
             .query_opt(
                 "SELECT b.state, b.transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
                                                         WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)
-                   FROM ops.batches b WHERE b.dataset = 'ecommerce' AND b.ingestion_date = $1",
-                &[&date],
+                   FROM ops.batches b WHERE b.dataset = $2 AND b.ingestion_date = $1",
+                &[&date, &dataset],
             )
             .await?;
         let (state, current) = row
@@ -194,8 +210,8 @@ async fn wait_for_export(
             let failed = client
                 .query(
                     "SELECT check_name || ' (' || failing_rows || ' rows)' FROM ops.quality_results
-                      WHERE dataset = 'ecommerce' AND ingestion_date = $1 AND status <> 'passed' AND severity = 'error'",
-                    &[&date],
+                      WHERE dataset = $2 AND ingestion_date = $1 AND status <> 'passed' AND severity = 'error'",
+                    &[&date, &dataset],
                 )
                 .await?;
             let names: Vec<String> = failed.iter().map(|row| row.get(0)).collect();
@@ -206,7 +222,7 @@ async fn wait_for_export(
         }
         if Instant::now() > deadline {
             let rejected = client
-                .query("SELECT key, reason FROM ops.files WHERE ingestion_date = $1 AND state = 'rejected'", &[&date])
+                .query("SELECT key, reason FROM ops.files WHERE dataset = $2 AND ingestion_date = $1 AND state = 'rejected'", &[&date, &dataset])
                 .await?;
             let files: Vec<String> = rejected
                 .iter()
@@ -230,16 +246,20 @@ async fn wait_for_export(
 
 async fn print_batch(
     client: &tokio_postgres::Client,
+    dataset: &str,
     date: NaiveDate,
     uploaded: DateTime<Utc>,
+    reports: &[ReportExport],
 ) -> anyhow::Result<()> {
     let row = client
         .query_one(
             "SELECT b.exported_at,
-                    (SELECT coalesce(sum(rows_loaded), 0)::bigint FROM ops.files f WHERE f.ingestion_date = b.ingestion_date AND f.state = 'staged'),
-                    (SELECT coalesce(sum(rows_rejected), 0)::bigint FROM ops.files f WHERE f.ingestion_date = b.ingestion_date AND f.state = 'staged')
-               FROM ops.batches b WHERE b.dataset = 'ecommerce' AND b.ingestion_date = $1",
-            &[&date],
+                    (SELECT coalesce(sum(rows_loaded), 0)::bigint FROM ops.files f
+                      WHERE f.dataset = b.dataset AND f.ingestion_date = b.ingestion_date AND f.state = 'staged'),
+                    (SELECT coalesce(sum(rows_rejected), 0)::bigint FROM ops.files f
+                      WHERE f.dataset = b.dataset AND f.ingestion_date = b.ingestion_date AND f.state = 'staged')
+               FROM ops.batches b WHERE b.dataset = $2 AND b.ingestion_date = $1",
+            &[&date, &dataset],
         )
         .await?;
     let exported: DateTime<Utc> = row.get(0);
@@ -256,6 +276,9 @@ async fn print_batch(
         row.get::<_, i64>(1),
         row.get::<_, i64>(2)
     );
+    if dataset != "ecommerce" {
+        return print_reports(client, date, reports).await;
+    }
     for (report, sql) in [
         (
             "agg_public_holiday",
@@ -281,13 +304,71 @@ async fn print_batch(
     Ok(())
 }
 
+/// The first rows of each exported report of the batch, in export order: the report's name,
+/// then one row a line.
+async fn print_reports(
+    client: &tokio_postgres::Client,
+    date: NaiveDate,
+    reports: &[ReportExport],
+) -> anyhow::Result<()> {
+    const SHOWN: i64 = 3;
+    for report in reports {
+        let order_by: Vec<String> = report
+            .order_by
+            .iter()
+            .map(|column| runtime::db::quote_ident(column))
+            .collect();
+        let sql = format!(
+            "SELECT t::text FROM {} t WHERE ingestion_date = $1 ORDER BY {} LIMIT {}",
+            report.qualified_table(),
+            order_by.join(", "),
+            SHOWN + 1
+        );
+        let rows = client
+            .query(&sql, &[&date])
+            .await
+            .with_context(|| format!("reading report {}", report.report))?;
+        let mut lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        if lines.len() as i64 > SHOWN {
+            lines.truncate(SHOWN as usize);
+            lines.push("…".into());
+        }
+        if lines.is_empty() {
+            lines.push("(no rows)".into());
+        }
+        for (index, line) in lines.iter().enumerate() {
+            let name = if index == 0 {
+                report.report.as_str()
+            } else {
+                ""
+            };
+            println!("  {name:<32} {line}");
+        }
+    }
+    Ok(())
+}
+
 /// The five services as child processes, logging to files.
-struct Services {
+pub(crate) struct Services {
     children: Vec<(&'static str, tokio::process::Child, PathBuf)>,
 }
 
 impl Services {
     async fn start(vars: &HashMap<String, String>, log_dir: &Path) -> anyhow::Result<Services> {
+        let services = Services::start_only(vars, log_dir, &services_names()).await?;
+        println!(
+            "Services      {} (separate processes, ready)",
+            services_names().join(", ")
+        );
+        Ok(services)
+    }
+
+    /// Starts the named services (binaries next to this one) and waits until each is ready.
+    pub(crate) async fn start_only(
+        vars: &HashMap<String, String>,
+        log_dir: &Path,
+        names: &[&'static str],
+    ) -> anyhow::Result<Services> {
         std::fs::create_dir_all(log_dir)?;
         let bin_dir = std::env::current_exe()?
             .parent()
@@ -295,7 +376,7 @@ impl Services {
             .unwrap_or_default();
         let mut children = Vec::new();
         let mut ports = Vec::new();
-        for service in services_names() {
+        for &service in names {
             let binary = bin_dir.join(service);
             anyhow::ensure!(
                 binary.exists(),
@@ -330,20 +411,24 @@ impl Services {
                 anyhow::ensure!(
                     Instant::now() < deadline,
                     "{} did not become ready within a minute; see its log",
-                    services_names()[index]
+                    names[index]
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        println!(
-            "Services      {} (separate processes, ready)",
-            services_names().join(", ")
-        );
         Ok(services)
     }
 
+    /// The process id of a running service (the first of that name).
+    pub(crate) fn pid(&self, service: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|(name, _, _)| *name == service)
+            .and_then(|(_, child, _)| child.id())
+    }
+
     /// An error naming the service that exited, with the end of its log.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         for (service, child, log) in &mut self.children {
             if let Some(status) = child.try_wait()? {
                 let text = std::fs::read_to_string(&*log).unwrap_or_default();
@@ -366,7 +451,7 @@ impl Services {
     }
 
     /// SIGTERM to each, then wait for the drain.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         for (_, child, _) in &self.children {
             if let Some(pid) = child.id() {
                 let _ = std::process::Command::new("kill")

@@ -1,8 +1,13 @@
 //! `landfall`: the operator command. Runs the demo, migrates the database, reconciles the
 //! landing prefix with the ledger, shows files and batches, and serves the embedded S3 server.
 
+mod bench;
+mod dataset_check;
 mod demo;
+mod dlq;
+mod operate;
 mod sample;
+mod sample_retail;
 mod status;
 mod table;
 
@@ -30,6 +35,9 @@ struct Cli {
 enum Command {
     /// Run the whole pipeline on sample data: embedded S3 server, the five services as processes.
     Demo(demo::DemoArgs),
+    /// Measure a performance figure against its baseline in the same run (own database,
+    /// prefix and S3 server): stage, latency, memory or files.
+    Bench(bench::BenchArgs),
     /// Write sample landing files: <out>/<YYYY-MM-DD>/<source>.csv.
     Gen {
         #[command(flatten)]
@@ -63,6 +71,17 @@ enum Command {
     },
     /// Files and batches with their state, rows and timings (LANDFALL_DATABASE_URL).
     Status(status::StatusFilter),
+    /// Dataset definitions: `dataset check DIR` validates one, its models, checks and exports,
+    /// and runs its SQL in a scratch database.
+    Dataset {
+        #[command(subcommand)]
+        command: dataset_check::DatasetCommand,
+    },
+    #[command(flatten)]
+    Operate(operate::OpsCommand),
+    /// Dead-lettered messages: `dlq list | show | requeue | purge` (LANDFALL_AMQP_URL,
+    /// LANDFALL_AMQP_PREFIX).
+    Dlq(dlq::DlqArgs),
     /// Serve the embedded S3 server (file-system backed, MinIO-style notifications to RabbitMQ).
     S3Server {
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -99,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
     runtime::telemetry::init("landfall", false)?;
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Gen { args, out } => {
             let written = sample::write(&args, &out)?;
             println!("{written} files written under {}", out.display());
@@ -111,6 +131,9 @@ async fn main() -> anyhow::Result<()> {
             date,
             models,
         } => transform(&dataset, date, &models).await,
+        Command::Dataset { command } => dataset_check::run(command).await,
+        Command::Operate(command) => operate::run(command).await,
+        Command::Dlq(args) => dlq::run(args).await,
         Command::Status(filter) => {
             let client = connect().await?;
             print!("{}", status::render(&client, &filter).await?);

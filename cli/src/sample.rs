@@ -35,14 +35,20 @@ const HOLIDAYS: &[(&str, &str)] = &[
 /// What to generate.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenArgs {
+    /// The dataset: `gen` makes sample files for the bundled ecommerce or online_retail; `demo`
+    /// lands files for it (any defined dataset with --input).
+    #[arg(long, default_value = "ecommerce")]
+    pub dataset: String,
     /// Ingestion dates to generate, ending with --last-date.
     #[arg(long, default_value_t = 3)]
     pub days: i64,
     #[arg(long, default_value = "2026-11-25")]
     pub last_date: NaiveDate,
+    /// Orders per day (online_retail: invoices per day).
     #[arg(long, default_value_t = 1000)]
     pub orders_per_day: i64,
-    /// Share of malformed rows in orders, reviews and shipments (0 to 0.5).
+    /// Share of malformed rows in orders, reviews and shipments (online_retail: invoice lines),
+    /// 0 to 0.5.
     #[arg(long, default_value_t = 0.002)]
     pub dirty: f64,
 }
@@ -64,6 +70,13 @@ pub struct SampleFile {
 
 /// Writes `<out>/<YYYY-MM-DD>/<source>.csv` for every date; returns how many files.
 pub fn write(args: &GenArgs, out: &Path) -> anyhow::Result<usize> {
+    match args.dataset.as_str() {
+        "ecommerce" => {}
+        "online_retail" => return crate::sample_retail::write(args, out),
+        other => anyhow::bail!(
+            "landfall gen makes files for the bundled datasets ecommerce and online_retail, not '{other}'"
+        ),
+    }
     anyhow::ensure!(
         (0.0..=0.5).contains(&args.dirty),
         "--dirty must lie between 0 and 0.5"

@@ -1,0 +1,575 @@
+//! Operator commands over batches: `runs` (the transform runs, filtered by dataset, date and
+//! batch state), `replay` (a batch again from its transform, its quality checks or its export)
+//! and `backfill` (a range of ingestion dates: land what S3 holds and the ledger lacks, re-run
+//! the rest, one date after the other, showing each batch's progress).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+use contract::{BatchKey, CheckOutcome, Envelope, ModelRun, QualityPassed, TransformCompleted};
+use runtime::datasets::Datasets;
+use runtime::{CommonConfig, Env};
+
+use crate::table::Table;
+
+const STATES: &[&str] = &[
+    "staging",
+    "ready",
+    "transformed",
+    "quality_passed",
+    "quality_failed",
+    "exported",
+];
+
+#[derive(Debug, clap::Subcommand)]
+pub enum OpsCommand {
+    /// Transform runs, newest first, with their batch's state, checks and exports
+    /// (LANDFALL_DATABASE_URL).
+    Runs(RunsFilter),
+    /// Run a batch again from a stage: its models (transform), its quality checks (quality) or
+    /// its export (export); what follows the stage follows as usual.
+    Replay(ReplayArgs),
+    /// For every ingestion date from --from to --to, in order: land the files S3 holds and the
+    /// ledger lacks (reconcile), or re-run the batch's models when nothing is missing; then wait
+    /// until the batch is exported before the next date.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunsFilter {
+    /// Only this dataset.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Only this ingestion date (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: Option<NaiveDate>,
+    /// Only batches now in this state (staging, ready, transformed, quality_passed,
+    /// quality_failed, exported).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Run the batch's models again (then checks and export follow).
+    Transform,
+    /// Run the batch's quality checks again on the tables as they are (then the export).
+    Quality,
+    /// Export the batch's reports again (it must have passed its checks).
+    Export,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    #[arg(long)]
+    pub dataset: String,
+    /// The batch's ingestion date (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: NaiveDate,
+    #[arg(long, value_enum, default_value = "transform")]
+    pub from_stage: Stage,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackfillArgs {
+    #[arg(long)]
+    pub dataset: String,
+    /// The first ingestion date (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: NaiveDate,
+    /// The last ingestion date, included.
+    #[arg(long)]
+    pub to: NaiveDate,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WaitArgs {
+    /// Publish and return, without following the batch.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to follow one batch before giving up.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
+}
+
+pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
+    match command {
+        OpsCommand::Runs(filter) => {
+            let client = crate::connect().await?;
+            print!("{}", runs(&client, &filter).await?);
+            Ok(())
+        }
+        OpsCommand::Replay(args) => replay(&args).await,
+        OpsCommand::Backfill(args) => backfill(&args).await,
+    }
+}
+
+/// The runs table.
+pub async fn runs(client: &tokio_postgres::Client, filter: &RunsFilter) -> anyhow::Result<String> {
+    if let Some(state) = &filter.state {
+        anyhow::ensure!(
+            STATES.contains(&state.as_str()),
+            "--state '{state}' is not one of: {}",
+            STATES.join(", ")
+        );
+    }
+    let rows = client
+        .query(
+            "SELECT r.run_id, r.dataset, r.ingestion_date, r.started_at, r.finished_at,
+                    jsonb_array_length(r.models),
+                    (SELECT coalesce(sum((m ->> 'rows')::bigint), 0)::bigint FROM jsonb_array_elements(r.models) m),
+                    array_to_string(r.file_ids, ','),
+                    b.state,
+                    r.run_id = max(r.run_id) OVER (PARTITION BY r.dataset, r.ingestion_date),
+                    (SELECT format('%s passed, %s failed, %s warned',
+                                   count(*) FILTER (WHERE q.status = 'passed'),
+                                   count(*) FILTER (WHERE q.status <> 'passed' AND q.severity = 'error'),
+                                   count(*) FILTER (WHERE q.status <> 'passed' AND q.severity = 'warn'))
+                       FROM ops.quality_results q
+                      WHERE q.dataset = r.dataset AND q.ingestion_date = r.ingestion_date
+                     HAVING count(*) > 0),
+                    (SELECT count(*) FROM ops.exports e
+                      WHERE e.dataset = r.dataset AND e.ingestion_date = r.ingestion_date)
+               FROM ops.transform_runs r
+               LEFT JOIN ops.batches b ON b.dataset = r.dataset AND b.ingestion_date = r.ingestion_date
+              WHERE ($1::text IS NULL OR r.dataset = $1)
+                AND ($2::date IS NULL OR r.ingestion_date = $2)
+                AND ($3::text IS NULL OR b.state = $3)
+              ORDER BY r.run_id DESC
+              LIMIT $4",
+            &[&filter.dataset, &filter.date, &filter.state, &filter.limit],
+        )
+        .await?;
+    let mut table = Table::new(&[
+        "run",
+        "dataset",
+        "batch",
+        "started (UTC)",
+        "took",
+        "models",
+        "rows",
+        "files",
+        "batch now",
+        "checks",
+        "reports exported",
+    ]);
+    for row in &rows {
+        let started: DateTime<Utc> = row.get(3);
+        let finished: DateTime<Utc> = row.get(4);
+        let latest: bool = row.get(9);
+        // The batch's state, checks and exports are those of its latest run.
+        let batch_column = |value: String| {
+            if latest {
+                value
+            } else {
+                "(earlier run)".into()
+            }
+        };
+        table.row(vec![
+            row.get::<_, i64>(0).to_string(),
+            row.get(1),
+            row.get::<_, NaiveDate>(2).to_string(),
+            started.format("%Y-%m-%d %H:%M:%S").to_string(),
+            format!(
+                "{:.2}s",
+                (finished - started).num_milliseconds() as f64 / 1000.0
+            ),
+            row.get::<_, i32>(5).to_string(),
+            row.get::<_, i64>(6).to_string(),
+            row.get(7),
+            batch_column(row.get::<_, Option<String>>(8).unwrap_or_default()),
+            batch_column(row.get::<_, Option<String>>(10).unwrap_or_default()),
+            batch_column(row.get::<_, i64>(11).to_string()),
+        ]);
+    }
+    if table.is_empty() {
+        return Ok("No transform runs match.\n".into());
+    }
+    Ok(table.render())
+}
+
+/// What the operator commands need: configuration, datasets, a pool.
+struct Operator {
+    config: CommonConfig,
+    datasets: Datasets,
+    pool: deadpool_postgres::Pool,
+}
+
+impl Operator {
+    fn start(service: &str, dataset: &str) -> anyhow::Result<Operator> {
+        let config = CommonConfig::from_env(&Env::process(), service)?;
+        let datasets = Datasets::load(&config.datasets_dir)?;
+        anyhow::ensure!(
+            datasets.get(dataset).is_some(),
+            "no dataset named '{dataset}' in {}",
+            config.datasets_dir.display()
+        );
+        let pool = runtime::db::pool(&config.database_url, 2)?;
+        Ok(Operator {
+            config,
+            datasets,
+            pool,
+        })
+    }
+
+    async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .context("connecting to LANDFALL_DATABASE_URL")
+    }
+
+    /// Publishes the outbox rows the command wrote.
+    async fn publish(&self) -> anyhow::Result<usize> {
+        crate::relay(&self.config, self.pool.clone())
+            .publish_pending()
+            .await
+    }
+
+    /// The database's clock: batch timestamps are compared with it, not with this machine's.
+    async fn now(&self) -> anyhow::Result<DateTime<Utc>> {
+        Ok(self
+            .client()
+            .await?
+            .query_one("SELECT clock_timestamp()", &[])
+            .await?
+            .get(0))
+    }
+
+    /// Runs every model of the batch from its staged files and writes `transform.completed`.
+    async fn transform(&self, batch: &BatchKey) -> anyhow::Result<usize> {
+        let models = transformer::Models::load(&self.config, &self.datasets)?;
+        let model_set = models
+            .for_dataset(&batch.dataset)
+            .cloned()
+            .unwrap_or_default();
+        let to_run: Vec<&transformer::models::Model> = model_set.models().iter().collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let staged = tx
+            .query(
+                "SELECT file_id FROM ops.staged_sources WHERE dataset = $1 AND ingestion_date = $2 ORDER BY file_id",
+                &[&batch.dataset, &batch.ingestion_date],
+            )
+            .await?;
+        anyhow::ensure!(!staged.is_empty(), "batch {batch} has no staged files");
+        let file_ids: Vec<i64> = staged.iter().map(|row| row.get(0)).collect();
+        let event = transformer::transform_batch(
+            &tx,
+            batch,
+            &to_run,
+            file_ids,
+            &self.config.service_name,
+            None,
+        )
+        .await
+        .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
+        runtime::outbox::enqueue(&tx, &self.config.service_name, &event).await?;
+        tx.commit().await?;
+        Ok(to_run.len())
+    }
+
+    /// Writes `transform.completed` again for the batch's last run, so the checks run again.
+    async fn requeue_quality(&self, batch: &BatchKey) -> anyhow::Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT b.transformed_files,
+                        (SELECT r.models FROM ops.transform_runs r
+                          WHERE r.dataset = b.dataset AND r.ingestion_date = b.ingestion_date
+                          ORDER BY r.run_id DESC LIMIT 1)
+                   FROM ops.batches b WHERE b.dataset = $1 AND b.ingestion_date = $2",
+                &[&batch.dataset, &batch.ingestion_date],
+            )
+            .await?;
+        let Some((Some(file_ids), Some(models))) = row.map(|row| {
+            (
+                row.get::<_, Option<Vec<i64>>>(0),
+                row.get::<_, Option<serde_json::Value>>(1),
+            )
+        }) else {
+            bail!("batch {batch} was never transformed: replay it from the transform stage");
+        };
+        let models: Vec<ModelRun> =
+            serde_json::from_value(models).context("reading the batch's last transform run")?;
+        let event = Envelope::new(
+            Some(batch.clone()),
+            None,
+            TransformCompleted { file_ids, models },
+        )
+        .into_event();
+        runtime::outbox::enqueue(&tx, &self.config.service_name, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes `quality.passed` again for a batch that passed its checks, so it is exported again.
+    async fn requeue_export(&self, batch: &BatchKey) -> anyhow::Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let state: Option<String> = tx
+            .query_opt(
+                "SELECT state FROM ops.batches WHERE dataset = $1 AND ingestion_date = $2",
+                &[&batch.dataset, &batch.ingestion_date],
+            )
+            .await?
+            .map(|row| row.get(0));
+        match state.as_deref() {
+            Some("quality_passed" | "exported") => {}
+            Some(other) => bail!(
+                "batch {batch} is '{other}': only a batch that passed its checks is exported; replay it from the quality or transform stage"
+            ),
+            None => bail!("no batch {batch}"),
+        }
+        let results = tx
+            .query(
+                "SELECT check_name, severity, status, coalesce(failing_rows, 0)
+                   FROM ops.quality_results WHERE dataset = $1 AND ingestion_date = $2 ORDER BY check_name",
+                &[&batch.dataset, &batch.ingestion_date],
+            )
+            .await?;
+        let warnings = results
+            .iter()
+            .filter(|row| row.get::<_, String>(2) != "passed")
+            .map(|row| CheckOutcome {
+                check: row.get(0),
+                severity: row.get(1),
+                failing_rows: row.get::<_, i64>(3).max(0) as u64,
+            })
+            .collect();
+        let event = Envelope::new(
+            Some(batch.clone()),
+            None,
+            QualityPassed {
+                checks_run: u32::try_from(results.len()).unwrap_or(u32::MAX),
+                warnings,
+            },
+        )
+        .into_event();
+        runtime::outbox::enqueue(&tx, &self.config.service_name, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Follows the batch until it is exported or fails its checks after `since`, printing each
+    /// stage as it is reached.
+    async fn follow(
+        &self,
+        batch: &BatchKey,
+        since: DateTime<Utc>,
+        wait: &WaitArgs,
+    ) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        let deadline = Instant::now() + Duration::from_secs(wait.timeout_s);
+        let mut shown = Vec::new();
+        loop {
+            let row = client
+                .query_opt(
+                    "SELECT state, transformed_at > $3, quality_at > $3, exported_at > $3,
+                            array_to_string(sources_missing, ', '),
+                            (SELECT count(*) FROM ops.files f WHERE f.dataset = b.dataset
+                                AND f.ingestion_date = b.ingestion_date AND f.state = 'landed'),
+                            transformed_files IS NOT DISTINCT FROM
+                              (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
+                                WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)
+                       FROM ops.batches b WHERE dataset = $1 AND ingestion_date = $2",
+                    &[&batch.dataset, &batch.ingestion_date, &since],
+                )
+                .await?;
+            let (state, transformed, checked, exported, missing, landed, current) = match &row {
+                Some(row) => (
+                    row.get::<_, String>(0),
+                    row.get::<_, Option<bool>>(1).unwrap_or(false),
+                    row.get::<_, Option<bool>>(2).unwrap_or(false),
+                    row.get::<_, Option<bool>>(3).unwrap_or(false),
+                    row.get::<_, String>(4),
+                    row.get::<_, i64>(5),
+                    row.get::<_, bool>(6),
+                ),
+                None => (
+                    "(none yet)".to_owned(),
+                    false,
+                    false,
+                    false,
+                    String::new(),
+                    0,
+                    false,
+                ),
+            };
+            let reached = [
+                ("transformed", transformed),
+                ("checked", checked),
+                ("exported", exported),
+            ];
+            for (stage, done) in reached {
+                if done && !shown.contains(&stage) {
+                    shown.push(stage);
+                    println!("  {batch}  {stage}");
+                }
+            }
+            let settled = landed == 0 && current;
+            if exported && settled && state == "exported" {
+                return Ok(());
+            }
+            if checked && settled && state == "quality_failed" {
+                let failed = client
+                    .query(
+                        "SELECT check_name FROM ops.quality_results
+                          WHERE dataset = $1 AND ingestion_date = $2 AND severity = 'error' AND status <> 'passed'
+                          ORDER BY check_name",
+                        &[&batch.dataset, &batch.ingestion_date],
+                    )
+                    .await?;
+                let names: Vec<String> = failed.iter().map(|row| row.get(0)).collect();
+                bail!(
+                    "batch {batch} failed its checks ({}); nothing was exported",
+                    names.join(", ")
+                );
+            }
+            if Instant::now() > deadline {
+                let waiting = if landed > 0 {
+                    format!("{landed} file(s) not staged yet (is the stager running?)")
+                } else if !missing.is_empty() {
+                    format!("required source(s) not staged: {missing}")
+                } else {
+                    format!("state '{state}' (are the services running?)")
+                };
+                bail!(
+                    "batch {batch} not exported within {}s: {waiting}",
+                    wait.timeout_s
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
+    let operator = Operator::start("landfall-replay", &args.dataset)?;
+    let batch = BatchKey {
+        dataset: args.dataset.clone(),
+        ingestion_date: args.date,
+    };
+    let since = operator.now().await?;
+    match args.from_stage {
+        Stage::Transform => {
+            let models = operator.transform(&batch).await?;
+            println!("{batch}: {models} model(s) ran");
+        }
+        Stage::Quality => operator.requeue_quality(&batch).await?,
+        Stage::Export => operator.requeue_export(&batch).await?,
+    }
+    let published = operator.publish().await?;
+    println!(
+        "{batch}: replayed from the {} stage; {published} event(s) published",
+        format!("{:?}", args.from_stage).to_lowercase()
+    );
+    if args.wait.no_wait {
+        return Ok(());
+    }
+    operator.follow(&batch, since, &args.wait).await?;
+    println!("{batch}: exported");
+    Ok(())
+}
+
+async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.from <= args.to,
+        "--from {} is after --to {}",
+        args.from,
+        args.to
+    );
+    let operator = Operator::start("landfall-backfill", &args.dataset)?;
+    let s3 = runtime::s3::client(&operator.config.s3);
+    let dates: Vec<NaiveDate> = args
+        .from
+        .iter_days()
+        .take_while(|date| *date <= args.to)
+        .collect();
+    let started = Instant::now();
+    let (mut exported, mut skipped) = (0, 0);
+    for (index, date) in dates.iter().enumerate() {
+        let batch = BatchKey {
+            dataset: args.dataset.clone(),
+            ingestion_date: *date,
+        };
+        let since = operator.now().await?;
+        let prefix = format!("{}/ingestion_date={date}/", args.dataset);
+        let report = ingester::reconcile::reconcile(
+            &operator.pool,
+            &s3,
+            &operator.config.s3,
+            &operator.datasets,
+            &operator.config.service_name,
+            Some(&prefix),
+        )
+        .await
+        .with_context(|| format!("listing {prefix}"))?;
+        let progress = format!("[{}/{}]", index + 1, dates.len());
+        let staged: i64 = operator
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM ops.staged_sources WHERE dataset = $1 AND ingestion_date = $2",
+                &[&args.dataset, date],
+            )
+            .await?
+            .get(0);
+        if report.landed > 0 {
+            println!(
+                "{progress} {batch}: {} object(s) listed, {} new file(s) landed",
+                report.listed, report.landed
+            );
+        } else if staged > 0 {
+            let models = operator.transform(&batch).await?;
+            println!(
+                "{progress} {batch}: {} object(s) listed, nothing missing; {models} model(s) re-ran",
+                report.listed
+            );
+        } else if report.listed > 0 {
+            println!(
+                "{progress} {batch}: {} object(s) listed, none of them staged (rejected? see `landfall status --dataset {} --date {date}`); skipped",
+                report.listed, args.dataset
+            );
+            skipped += 1;
+            continue;
+        } else {
+            println!(
+                "{progress} {batch}: no files in s3://{}/{}{prefix}; skipped",
+                operator.config.s3.bucket, operator.config.s3.landing_prefix
+            );
+            skipped += 1;
+            continue;
+        }
+        operator.publish().await?;
+        if args.wait.no_wait {
+            continue;
+        }
+        operator.follow(&batch, since, &args.wait).await?;
+        exported += 1;
+    }
+    if args.wait.no_wait {
+        println!(
+            "{} date(s): events published, {skipped} skipped; follow them with `landfall runs --dataset {}`",
+            dates.len(),
+            args.dataset
+        );
+    } else {
+        println!(
+            "{} date(s) in {:.1}s: {exported} exported, {skipped} skipped",
+            dates.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `landfall bench stage` runs end to end on its own database, prefix and S3 server and writes
+//! its figures as JSON. Timings are never pass/fail: this checks the shape and that every
+//! figure is a positive number, not that a goal is met.
+
+use std::path::Path;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_stage_writes_its_figures_as_json() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository folder");
+    let json = std::env::temp_dir().join(format!(
+        "landfall-bench-test-{:08x}.json",
+        rand::random::<u32>()
+    ));
+    let output = tokio::process::Command::new(landfall_tests::binary_path("landfall"))
+        .args(["bench", "stage", "--rows", "20000", "--json"])
+        .arg(&json)
+        .current_dir(&repo)
+        .env("RUST_LOG", "warn")
+        .env("LANDFALL_DATASETS_DIR", repo.join("datasets"))
+        .env("LANDFALL_MODELS_DIR", repo.join("sql/models"))
+        .output()
+        .await
+        .expect("running landfall bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "landfall bench stage failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for column in ["figure", "value", "baseline", "ratio", "goal", "met?"] {
+        assert!(
+            stdout.contains(column),
+            "the table lacks {column}:\n{stdout}"
+        );
+    }
+    let text = std::fs::read_to_string(&json).expect("the JSON file");
+    let _ = std::fs::remove_file(&json);
+    let report: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(report["bench"], "stage");
+    assert_eq!(report["params"]["rows"], "20000");
+    let figures = report["figures"].as_array().expect("figures");
+    assert!(!figures.is_empty(), "no figures in {text}");
+    for figure in figures {
+        assert!(figure["figure"].is_string(), "{figure}");
+        for field in ["value", "baseline", "ratio"] {
+            let number = figure[field].as_f64().unwrap_or(-1.0);
+            assert!(number > 0.0, "{field} is not a positive number in {figure}");
+        }
+        assert!(figure.get("goal").is_some() && figure.get("met").is_some());
+    }
+    let main = &figures[0];
+    assert_eq!(main["unit"], "rows/s");
+    assert!(main["met"].is_boolean(), "{main}");
+}
