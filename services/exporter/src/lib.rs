@@ -2,6 +2,11 @@
 //! to S3 as CSV with a `_manifest.json` beside it, records them in `ops.exports`, applies the
 //! staging retention policy and announces `export.completed`.
 
+// The exporter's consumer future (S3 multipart inside a COPY stream inside the runtime's
+// consumer loop) is deep enough that computing its layout in release builds needs more than
+// the default query depth.
+#![recursion_limit = "256"]
+
 pub mod catalog;
 pub mod classify;
 pub mod config;
