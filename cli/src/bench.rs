@@ -211,28 +211,17 @@ impl BenchEnv {
             }
         };
         let endpoint = server.endpoint_url();
-        let vars: HashMap<String, String> = [
-            ("LANDFALL_DATABASE_URL", database_url.clone()),
-            ("LANDFALL_AMQP_URL", args.amqp_url.clone()),
-            ("LANDFALL_AMQP_PREFIX", prefix.clone()),
-            ("LANDFALL_S3_ENDPOINT", endpoint.clone()),
-            ("LANDFALL_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("LANDFALL_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("LANDFALL_BUCKET", BUCKET.into()),
-            (
-                "LANDFALL_DATASETS_DIR",
-                absolute(&args.datasets_dir)?.display().to_string(),
-            ),
-            (
-                "LANDFALL_MODELS_DIR",
-                absolute(&args.models_dir)?.display().to_string(),
-            ),
-            ("LANDFALL_OUTBOX_POLL_MS", "250".into()),
-            ("LANDFALL_RECONCILE_INTERVAL_S", "0".into()),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect();
+        let vars = crate::demo::service_vars(&crate::demo::LocalStack {
+            database_url: &database_url,
+            amqp_url: &args.amqp_url,
+            amqp_prefix: &prefix,
+            s3_endpoint: &endpoint,
+            access_key: ACCESS_KEY,
+            secret_key: SECRET_KEY,
+            bucket: BUCKET,
+            datasets_dir: &args.datasets_dir,
+            models_dir: &args.models_dir,
+        })?;
         let config = runtime::CommonConfig::from_env(
             &runtime::Env::from_fn(|name| vars.get(name).cloned()),
             "landfall-bench",
@@ -1156,12 +1145,4 @@ fn replace_dbname(url: &str, database: &str) -> String {
         None => base,
     };
     format!("{host_part}/{database}{query}")
-}
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
-    })
 }

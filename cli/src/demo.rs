@@ -103,7 +103,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         server.endpoint_url(),
         work_dir.join("s3").display()
     );
-    let vars = service_vars(&args, &server.endpoint_url())?;
+    let endpoint = server.endpoint_url();
+    let vars = service_vars(&LocalStack {
+        database_url: &args.database_url,
+        amqp_url: &args.amqp_url,
+        amqp_prefix: &args.amqp_prefix,
+        s3_endpoint: &endpoint,
+        access_key: ACCESS_KEY,
+        secret_key: SECRET_KEY,
+        bucket: BUCKET,
+        datasets_dir: &args.datasets_dir,
+        models_dir: &args.models_dir,
+    })?;
     let mut services = Services::start(&vars, &work_dir.join("logs")).await?;
     let outcome = land_and_wait(&args, &vars, &batches, &reports, &mut services).await;
     if outcome.is_ok() && args.keep_running {
@@ -486,22 +497,36 @@ async fn ready(port: u16) -> bool {
         && response.starts_with("HTTP/1.1 200")
 }
 
-fn service_vars(args: &DemoArgs, s3_endpoint: &str) -> anyhow::Result<HashMap<String, String>> {
+/// Where the locally started services find their servers and files.
+pub(crate) struct LocalStack<'a> {
+    pub database_url: &'a str,
+    pub amqp_url: &'a str,
+    pub amqp_prefix: &'a str,
+    pub s3_endpoint: &'a str,
+    pub access_key: &'a str,
+    pub secret_key: &'a str,
+    pub bucket: &'a str,
+    pub datasets_dir: &'a Path,
+    pub models_dir: &'a Path,
+}
+
+/// The environment the demo's and the benchmarks' service processes run with.
+pub(crate) fn service_vars(stack: &LocalStack<'_>) -> anyhow::Result<HashMap<String, String>> {
     Ok([
-        ("LANDFALL_DATABASE_URL", args.database_url.clone()),
-        ("LANDFALL_AMQP_URL", args.amqp_url.clone()),
-        ("LANDFALL_AMQP_PREFIX", args.amqp_prefix.clone()),
-        ("LANDFALL_S3_ENDPOINT", s3_endpoint.to_owned()),
-        ("LANDFALL_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
-        ("LANDFALL_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-        ("LANDFALL_BUCKET", BUCKET.into()),
+        ("LANDFALL_DATABASE_URL", stack.database_url.to_owned()),
+        ("LANDFALL_AMQP_URL", stack.amqp_url.to_owned()),
+        ("LANDFALL_AMQP_PREFIX", stack.amqp_prefix.to_owned()),
+        ("LANDFALL_S3_ENDPOINT", stack.s3_endpoint.to_owned()),
+        ("LANDFALL_S3_ACCESS_KEY_ID", stack.access_key.to_owned()),
+        ("LANDFALL_S3_SECRET_ACCESS_KEY", stack.secret_key.to_owned()),
+        ("LANDFALL_BUCKET", stack.bucket.to_owned()),
         (
             "LANDFALL_DATASETS_DIR",
-            absolute(&args.datasets_dir)?.display().to_string(),
+            absolute(stack.datasets_dir)?.display().to_string(),
         ),
         (
             "LANDFALL_MODELS_DIR",
-            absolute(&args.models_dir)?.display().to_string(),
+            absolute(stack.models_dir)?.display().to_string(),
         ),
         ("LANDFALL_OUTBOX_POLL_MS", "250".into()),
         ("LANDFALL_RECONCILE_INTERVAL_S", "0".into()),

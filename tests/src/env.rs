@@ -334,6 +334,24 @@ impl TestEnv {
             .get(0)
     }
 
+    /// Runs a query and returns every row as text, NULL shown as `NULL`.
+    pub async fn query_text(&self, sql: &str) -> Vec<Vec<String>> {
+        self.db
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|index| {
+                        row.get::<_, Option<String>>(index)
+                            .unwrap_or_else(|| "NULL".into())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// A count for a wait condition: an error (e.g. the table is not there yet) is not a failure.
     pub async fn try_count(&self, sql: &str) -> anyhow::Result<i64> {
         Ok(self.db.query_one(sql, &[]).await?.get(0))

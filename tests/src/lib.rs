@@ -10,3 +10,10 @@ pub mod wait;
 
 pub use env::{ChildService, ServiceHandle, TestEnv, binary_path};
 pub use wait::wait_until;
+
+/// Expected rows written as string slices, to compare with [`TestEnv::query_text`].
+pub fn rows(text: &[&[&str]]) -> Vec<Vec<String>> {
+    text.iter()
+        .map(|row| row.iter().map(|cell| (*cell).to_owned()).collect())
+        .collect()
+}

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use landfall_tests::{TestEnv, data, wait_until};
+use landfall_tests::{TestEnv, data, rows, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const DAY1: &str = "2026-03-02";
@@ -68,26 +68,7 @@ C536375,22632,HAND WARMER RED RETROSPOT,-12,2026-03-03T12:00:00,1.85,12583,Franc
 ";
 
 async fn query_text(env: &TestEnv, sql: &str) -> Vec<Vec<String>> {
-    env.db
-        .query(sql, &[])
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-        .iter()
-        .map(|row| {
-            (0..row.len())
-                .map(|index| {
-                    row.get::<_, Option<String>>(index)
-                        .unwrap_or_else(|| "NULL".into())
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn rows(text: &[&[&str]]) -> Vec<Vec<String>> {
-    text.iter()
-        .map(|row| row.iter().map(|cell| (*cell).to_owned()).collect())
-        .collect()
+    env.query_text(sql).await
 }
 
 fn retail_key(date: &str) -> String {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use landfall_tests::{TestEnv, wait_until};
+use landfall_tests::{TestEnv, rows, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const DAY1: &str = "2026-03-02"; // a Monday
@@ -74,26 +74,7 @@ const REVIEWS_DAY1: &str = "review,product_id
 const REVIEWS_DAY2_EXTRA: &str = "4,3\n4,3\n4,3\n";
 
 async fn query_text(env: &TestEnv, sql: &str) -> Vec<Vec<String>> {
-    env.db
-        .query(sql, &[])
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-        .iter()
-        .map(|row| {
-            (0..row.len())
-                .map(|index| {
-                    row.get::<_, Option<String>>(index)
-                        .unwrap_or_else(|| "NULL".into())
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn rows(text: &[&[&str]]) -> Vec<Vec<String>> {
-    text.iter()
-        .map(|row| row.iter().map(|cell| (*cell).to_owned()).collect())
-        .collect()
+    env.query_text(sql).await
 }
 
 async fn put(env: &TestEnv, date: &str, source: &str, body: String) {
