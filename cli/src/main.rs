@@ -13,7 +13,6 @@ mod table;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -207,7 +206,7 @@ async fn reconcile(prefix: Option<&str>) -> anyhow::Result<()> {
         prefix,
     )
     .await?;
-    let relay = relay(&config, pool.clone());
+    let relay = runtime::outbox::OutboxRelay::for_command(pool.clone(), config.clone());
     let published = relay.publish_pending().await?;
     println!(
         "listed {} object(s): {} new file(s) landed, {} key(s) matching no dataset; {published} event(s) published",
@@ -275,29 +274,9 @@ async fn transform(
         }
         print!("{}", table.render());
     }
-    let published = relay(&config, pool).publish_pending().await?;
+    let published = runtime::outbox::OutboxRelay::for_command(pool, config.clone())
+        .publish_pending()
+        .await?;
     println!("batch {batch} transformed; {published} event(s) published");
     Ok(())
-}
-
-/// A one-shot outbox relay for commands that write events.
-fn relay(config: &CommonConfig, pool: deadpool_postgres::Pool) -> runtime::outbox::OutboxRelay {
-    runtime::outbox::OutboxRelay {
-        pool,
-        amqp_url: config.amqp_url.clone(),
-        topology: runtime::broker::Topology {
-            prefix: config.amqp_prefix.clone(),
-            notify_exchange: config.notify_exchange.clone(),
-        },
-        service: config.service_name.clone(),
-        poll: config.outbox_poll,
-        retry: runtime::RetryPolicy {
-            attempts: 1,
-            min_delay: config.retry_min_delay,
-            max_delay: config.retry_max_delay,
-        },
-        wake: Arc::default(),
-        readiness: runtime::health::Readiness::default(),
-        config: Arc::new(config.clone()),
-    }
 }

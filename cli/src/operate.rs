@@ -230,7 +230,7 @@ impl Operator {
 
     /// Publishes the outbox rows the command wrote.
     async fn publish(&self) -> anyhow::Result<usize> {
-        crate::relay(&self.config, self.pool.clone())
+        runtime::outbox::OutboxRelay::for_command(self.pool.clone(), self.config.clone())
             .publish_pending()
             .await
     }

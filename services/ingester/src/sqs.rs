@@ -590,17 +590,7 @@ pub async fn finish(ctx: &ServiceContext, task: tokio::task::JoinHandle<bool>) {
     if !committed_while_draining {
         return;
     }
-    let relay = runtime::outbox::OutboxRelay {
-        pool: ctx.pool.clone(),
-        amqp_url: ctx.config.amqp_url.clone(),
-        topology: ctx.topology.clone(),
-        config: ctx.config.clone(),
-        service: ctx.config.service_name.clone(),
-        poll: ctx.config.outbox_poll,
-        retry: ctx.retry_policy(),
-        wake: ctx.outbox_wake.clone(),
-        readiness: ctx.readiness.clone(),
-    };
+    let relay = ctx.relay();
     match tokio::time::timeout(grace, relay.publish_pending()).await {
         Ok(Ok(published)) => tracing::info!(published, "published events of the last SQS messages"),
         // Not lost: they stay in the outbox for the next relay of any service.

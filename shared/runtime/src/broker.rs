@@ -34,6 +34,14 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The names a service configuration asks for.
+    pub fn from_config(config: &crate::CommonConfig) -> Topology {
+        Topology {
+            prefix: config.amqp_prefix.clone(),
+            notify_exchange: config.notify_exchange.clone(),
+        }
+    }
+
     /// The durable topic exchange every pipeline event is published to (routing key = event type).
     pub fn events_exchange(&self) -> String {
         format!("{}.events", self.prefix)

@@ -67,6 +67,26 @@ pub struct OutboxRelay {
 }
 
 impl OutboxRelay {
+    /// A relay for one-shot commands (e.g. `landfall reconcile`) that write events when no
+    /// service may be running and publish them with [`OutboxRelay::publish_pending`].
+    pub fn for_command(pool: Pool, config: crate::CommonConfig) -> OutboxRelay {
+        OutboxRelay {
+            pool,
+            amqp_url: config.amqp_url.clone(),
+            topology: Topology::from_config(&config),
+            service: config.service_name.clone(),
+            poll: config.outbox_poll,
+            retry: RetryPolicy {
+                attempts: 1,
+                min_delay: config.retry_min_delay,
+                max_delay: config.retry_max_delay,
+            },
+            wake: Arc::default(),
+            readiness: Readiness::default(),
+            config: Arc::new(config),
+        }
+    }
+
     /// Runs until shutdown, reconnecting to the broker and database as needed, then flushes
     /// what is left once more.
     pub async fn run(self, shutdown: Shutdown) {

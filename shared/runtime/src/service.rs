@@ -42,10 +42,7 @@ impl ServiceContext {
         let pool = crate::db::pool(&config.database_url, config.database_pool_size)?;
         let listener = health::bind(config.health_addr).await?;
         let health_addr = listener.local_addr()?;
-        let topology = Topology {
-            prefix: config.amqp_prefix.clone(),
-            notify_exchange: config.notify_exchange.clone(),
-        };
+        let topology = Topology::from_config(&config);
         let ctx = ServiceContext {
             s3: crate::s3::client(&config.s3),
             config: Arc::new(config),
@@ -162,7 +159,8 @@ impl ServiceContext {
         Ok(())
     }
 
-    fn relay(&self) -> OutboxRelay {
+    /// The outbox relay of this service: its pool, topology, retry policy, wake-up and readiness.
+    pub fn relay(&self) -> OutboxRelay {
         OutboxRelay {
             pool: self.pool.clone(),
             amqp_url: self.config.amqp_url.clone(),
