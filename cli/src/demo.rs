@@ -394,9 +394,7 @@ impl Services {
                 "{} is missing: build the services first (cargo build --workspace --bins)",
                 binary.display()
             );
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
+            let port = runtime::health::unused_local_port()?;
             let log_path = log_dir.join(format!("{service}.log"));
             let log = std::fs::File::create(&log_path)?;
             let child = tokio::process::Command::new(&binary)

@@ -109,10 +109,7 @@ struct Moto {
 impl Moto {
     async fn start() -> Moto {
         let python = moto_python().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = runtime::health::unused_local_port().expect("an unused port");
         let log = std::env::temp_dir().join(format!("landfall-moto-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("moto log file");
         let child = std::process::Command::new(&python)
@@ -416,10 +413,8 @@ fn sns_wrapped(notification: &str) -> String {
 
 /// `127.0.0.1:<a free port>`.
 fn free_address() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .to_string()
+    let port = runtime::health::unused_local_port().expect("an unused port");
+    format!("127.0.0.1:{port}")
 }
 
 /// One plain HTTP/1.1 request (`"GET /path"`) to `address` (`host:port` or `http://host:port`);

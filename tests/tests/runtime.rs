@@ -33,11 +33,7 @@ async fn http_status(port: u16, path: &str) -> anyhow::Result<u16> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    runtime::health::unused_local_port().expect("an unused port")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

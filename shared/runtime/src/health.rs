@@ -51,6 +51,28 @@ impl Readiness {
     }
 }
 
+/// A port on 127.0.0.1 that nothing listens on now, for a health endpoint another process will
+/// bind (the demo, the benchmarks and the tests start services this way).
+///
+/// Chosen at random below the kernel's ephemeral range (32768 and up on Linux): a port the
+/// kernel handed out with `bind(0)` is free only until some outgoing connection (to PostgreSQL,
+/// RabbitMQ, S3) is given it as its local port, which made a service fail to bind its
+/// endpoint now and then. Below that range only listeners compete, and the random choice
+/// keeps concurrent callers apart.
+pub fn unused_local_port() -> std::io::Result<u16> {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let mut last_error = None;
+    for _ in 0..100 {
+        let port = rng.random_range(20_000..32_000);
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(_) => return Ok(port),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no unused port found")))
+}
+
 /// Binds the health listener; the returned address is the real one (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|error| {
