@@ -2,9 +2,11 @@
 //! exchange and queue names, and its own embedded S3 server (a real HTTP S3 endpoint that
 //! publishes MinIO-style notifications), and leaves nothing behind.
 
+pub mod chaos;
 pub mod data;
 mod env;
 pub mod otlp;
+pub mod proxy;
 pub mod spy;
 pub mod wait;
 

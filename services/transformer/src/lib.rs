@@ -169,6 +169,16 @@ pub async fn transform_batch(
         landfall.files = file_ids.len(),
         trace_id = tracing::field::Empty,
     );
+    // One transform of a dataset at a time: batches share the dimensions, and two
+    // transactions that each find no current version of a customer would both insert one
+    // (seen as "ON CONFLICT DO UPDATE command cannot affect row a second time" in the facts).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('landfall.transform'), hashtext($1))",
+        &[&batch.dataset],
+    )
+    .await?;
+    // The staging rows were COPYed a moment ago: give the planner their real size.
+    tx.execute("SELECT ops.analyze_staging()", &[]).await?;
     // The batch's transform links to the trace of every file that fed it.
     let traceparents: Vec<String> = tx
         .query(

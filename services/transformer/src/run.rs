@@ -25,6 +25,7 @@ pub async fn run_models(
     .await?;
     let mut runs = Vec::with_capacity(models.len());
     for model in models {
+        runtime::fault::point("transformer.between_models");
         let started = Instant::now();
         let span = tracing::info_span!(
             "model",

@@ -177,6 +177,9 @@ pub struct CommonConfig {
     pub service_name: String,
     pub database_url: Secret,
     pub database_pool_size: usize,
+    /// The database role every statement of the service runs as (`LANDFALL_DATABASE_ROLE`;
+    /// default `landfall_<service>` for the five services, `none` keeps the login user's rights).
+    pub database_role: Option<String>,
     pub amqp_url: Secret,
     /// Prefix of every exchange and queue name, so several pipelines share a broker.
     pub amqp_prefix: String,
@@ -238,14 +241,15 @@ impl CommonConfig {
             service_name: env.string("OTEL_SERVICE_NAME", default_service_name),
             database_url: Secret::new(database_url),
             database_pool_size: env.number("LANDFALL_DATABASE_POOL_SIZE", 8, 1, 256)? as usize,
+            database_role: database_role(env, default_service_name)?,
             amqp_url: Secret::new(amqp_url),
             notify_routing_key: env.string("LANDFALL_NOTIFY_ROUTING_KEY", "#"),
             amqp_prefix,
             notify_exchange,
             prefetch: env.number("LANDFALL_PREFETCH", 8, 1, 10_000)? as u16,
             concurrency: env.number("LANDFALL_CONCURRENCY", 2, 1, 256)? as usize,
-            delivery_limit: env.number("LANDFALL_DELIVERY_LIMIT", 10, 1, 1000)? as u32,
-            retry_attempts: env.number("LANDFALL_RETRY_ATTEMPTS", 5, 1, 100)? as usize,
+            delivery_limit: env.number("LANDFALL_DELIVERY_LIMIT", 50, 1, 1000)? as u32,
+            retry_attempts: env.number("LANDFALL_RETRY_ATTEMPTS", 30, 1, 1000)? as usize,
             retry_min_delay,
             retry_max_delay,
             outbox_poll: env.millis("LANDFALL_OUTBOX_POLL_MS", 1000, 10, 600_000)?,
@@ -261,6 +265,48 @@ impl CommonConfig {
             log_json: env.string("LANDFALL_LOG_FORMAT", "text") == "json",
             s3: S3Config::from_env(env)?,
         })
+    }
+}
+
+/// The services that have a database role of their own (`sql/migrations/0008_service_roles.sql`).
+pub const SERVICE_ROLES: &[(&str, &str)] = &[
+    ("ingester", "landfall_ingester"),
+    ("stager", "landfall_stager"),
+    ("transformer", "landfall_transformer"),
+    ("quality-checker", "landfall_quality_checker"),
+    ("exporter", "landfall_exporter"),
+];
+
+/// The role of a service (by its program name, not `OTEL_SERVICE_NAME`), or `None` for any
+/// other program, e.g. a `landfall` command, which keeps the login user's rights.
+pub fn default_database_role(service: &str) -> Option<&'static str> {
+    SERVICE_ROLES
+        .iter()
+        .find(|(name, _)| *name == service)
+        .map(|(_, role)| *role)
+}
+
+/// A role name used unquoted in `-c role=…`: a lower-case SQL identifier.
+pub fn is_role_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn database_role(env: &Env<'_>, service: &str) -> Result<Option<String>, ConfigError> {
+    match env.get("LANDFALL_DATABASE_ROLE") {
+        None => Ok(default_database_role(service).map(str::to_owned)),
+        Some(raw) if raw.trim() == "none" => Ok(None),
+        Some(raw) if is_role_name(raw.trim()) => Ok(Some(raw.trim().to_owned())),
+        Some(raw) => Err(ConfigError {
+            variable: "LANDFALL_DATABASE_ROLE".into(),
+            problem: format!(
+                "'{raw}' is not a role name (a-z, 0-9 and '_', not starting with a digit) nor 'none'"
+            ),
+        }),
     }
 }
 
@@ -332,6 +378,36 @@ mod tests {
         assert_eq!(config.notify_exchange, "landfall.s3");
         assert_eq!(config.s3.landing_prefix, "landing/");
         assert_eq!(config.service_name, "stager");
+        assert_eq!(config.database_role.as_deref(), Some("landfall_stager"));
+    }
+
+    #[test]
+    fn the_database_role_is_the_services_own_unless_configured() {
+        let vars = env(MINIMAL);
+        let lookup = Env::from_fn(|name| vars.get(name).cloned());
+        let role = |service| {
+            CommonConfig::from_env(&lookup, service)
+                .unwrap()
+                .database_role
+        };
+        assert_eq!(
+            role("quality-checker").as_deref(),
+            Some("landfall_quality_checker")
+        );
+        assert_eq!(role("landfall-reconcile"), None);
+
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("LANDFALL_DATABASE_ROLE", "none"));
+        assert_eq!(load(&pairs).unwrap().database_role, None);
+        pairs.pop();
+        pairs.push(("LANDFALL_DATABASE_ROLE", "etl_stager"));
+        assert_eq!(
+            load(&pairs).unwrap().database_role.as_deref(),
+            Some("etl_stager")
+        );
+        pairs.pop();
+        pairs.push(("LANDFALL_DATABASE_ROLE", "x; DROP TABLE"));
+        assert_eq!(load(&pairs).unwrap_err().variable, "LANDFALL_DATABASE_ROLE");
     }
 
     #[test]

@@ -228,6 +228,7 @@ async fn process<H: Handler>(
                         ("event_type", event_type),
                     ]),
                 );
+                crate::fault::point("consumer.after_commit");
                 if published > 0 {
                     ctx.outbox_wake.notify_waiters();
                 }

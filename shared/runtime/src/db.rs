@@ -13,12 +13,33 @@ include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 const MIGRATION_LOCK_KEY: i64 = 0x6c61_6e64_6661_6c6c; // "landfall"
 
 /// A pool of connections; connections are made lazily, so a service starts while the
-/// database is still coming up and reports not-ready until it can reach it.
+/// database is still coming up and reports not-ready until it can reach it. Statements run with
+/// the login user's own rights (the `landfall` commands and the migration use this).
 pub fn pool(url: &Secret, size: usize) -> anyhow::Result<Pool> {
-    let pg_config: tokio_postgres::Config = url
+    pool_as(url, size, None)
+}
+
+/// A pool whose every connection runs as `role` (`SET ROLE` at connection start, through the
+/// startup option `-c role=…`, so `RESET ROLE` and `DISCARD ALL` come back to it): every
+/// statement is checked against that role's grants even when the login user owns the tables.
+/// The login user must be a member of `role`; `None` keeps the login user's rights.
+pub fn pool_as(url: &Secret, size: usize, role: Option<&str>) -> anyhow::Result<Pool> {
+    let mut pg_config: tokio_postgres::Config = url
         .expose()
         .parse()
+        // The parser's messages name the option, never the URL or its values.
         .context("LANDFALL_DATABASE_URL is not a valid PostgreSQL URL")?;
+    if let Some(role) = role {
+        anyhow::ensure!(
+            crate::config::is_role_name(role),
+            "'{role}' is not a valid database role name"
+        );
+        let options = match pg_config.get_options() {
+            Some(options) if !options.trim().is_empty() => format!("{options} -c role={role}"),
+            _ => format!("-c role={role}"),
+        };
+        pg_config.options(options);
+    }
     let manager = Manager::from_config(
         pg_config,
         NoTls,
@@ -100,6 +121,12 @@ async fn apply_migrations(
         applied += 1;
     }
     crate::datasets::ensure_staging_tables(client, datasets).await?;
+    // The service roles' grants, again: tables made since (staging tables just above, tables
+    // made by hand) get them too. Defined by migration 0008_service_roles.
+    client
+        .batch_execute("SELECT ops.apply_service_grants()")
+        .await
+        .context("granting the service roles their privileges (ops.apply_service_grants)")?;
     Ok(applied)
 }
 

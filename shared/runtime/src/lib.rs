@@ -7,6 +7,7 @@ pub mod consumer;
 pub mod datasets;
 pub mod db;
 pub mod failure;
+pub mod fault;
 pub mod health;
 pub mod metrics;
 pub mod outbox;

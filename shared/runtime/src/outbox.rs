@@ -246,6 +246,7 @@ impl OutboxRelay {
                 ]),
             );
         }
+        crate::fault::point("outbox.after_confirm");
         tx.execute(
             "UPDATE ops.outbox SET sent_at = clock_timestamp() WHERE id = ANY($1)",
             &[&ids],

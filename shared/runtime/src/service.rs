@@ -39,7 +39,11 @@ impl ServiceContext {
     /// (when configured). Waiting for the database retries for ever, until shutdown.
     pub async fn start(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<ServiceContext> {
         let datasets = Datasets::load(&config.datasets_dir)?;
-        let pool = crate::db::pool(&config.database_url, config.database_pool_size)?;
+        let pool = crate::db::pool_as(
+            &config.database_url,
+            config.database_pool_size,
+            config.database_role.as_deref(),
+        )?;
         let listener = health::bind(config.health_addr).await?;
         let health_addr = listener.local_addr()?;
         let topology = Topology::from_config(&config);
@@ -92,10 +96,31 @@ impl ServiceContext {
     }
 
     async fn try_prepare_database(&self) -> anyhow::Result<()> {
-        let mut client = self.pool.get().await.context("connecting to PostgreSQL")?;
         if self.config.migrate_on_start {
+            // The migration runs with the login user's rights (it creates the service roles and
+            // grants them), on a connection of its own; the service's pool runs as its role.
+            let owner = crate::db::pool(&self.config.database_url, 1)?;
+            let mut client = owner
+                .get()
+                .await
+                .context("connecting to PostgreSQL to migrate")?;
             crate::db::migrate(&mut client, &self.datasets).await?;
         }
+        let client = self.pool.get().await.with_context(|| match &self.config.database_role {
+            Some(role) => format!(
+                "connecting to PostgreSQL as role {role} (LANDFALL_DATABASE_ROLE; the login user must be a member of it, and the migration must have run)"
+            ),
+            None => "connecting to PostgreSQL".to_owned(),
+        })?;
+        drop(client);
+        tracing::info!(
+            role = self
+                .config
+                .database_role
+                .as_deref()
+                .unwrap_or("none (the login user's rights)"),
+            "database ready"
+        );
         self.readiness.set_database(true);
         Ok(())
     }

@@ -46,6 +46,16 @@ pub fn otlp_export_enabled(lookup: impl Fn(&str) -> Option<String>) -> anyhow::R
         || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some())
 }
 
+/// Log targets whose debug or trace events carry credentials: the AWS SDK's endpoint and auth
+/// resolution print the request's identity (the S3 access key id) at debug, and SigV4 signing
+/// prints what it signs at trace. `tests/tests/secrets.rs` runs the services at debug level and
+/// checks no key reaches a log line.
+const SECRET_PRINTING_TARGETS: &[&str] = &[
+    "aws_smithy_runtime::client::orchestrator::endpoints",
+    "aws_smithy_runtime::client::orchestrator::auth",
+    "aws_sigv4",
+];
+
 /// Installs the global subscriber: `RUST_LOG`-filtered logs (text, or JSON where every line
 /// inside a span carries the span's fields, `trace_id` among them) plus the OpenTelemetry layer,
 /// and, when configured, the OTLP exporters. Must run inside the Tokio runtime. Safe to call
@@ -90,7 +100,15 @@ pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
         let _ = METER_PROVIDER.set(meter_provider);
     }
     let tracer = provider.tracer(service_name.to_owned());
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        // Whatever RUST_LOG asks for, these never log below info: they print credentials.
+        SECRET_PRINTING_TARGETS
+            .iter()
+            .fold(filter, |filter, target| {
+                filter.add_directive(format!("{target}=info").parse().expect("a valid directive"))
+            })
+    };
     let logs = if json {
         tracing_subscriber::fmt::layer()
             .json()

@@ -4,7 +4,8 @@
 -- The version valid on the batch date is compared with the snapshot: unchanged → nothing;
 -- changed → that version is closed on the batch date and a new one opens (a version that
 -- starts on the batch date itself is corrected in place, keeping its key); a product with no
--- version valid on that date gets one, up to the next later version if a later batch ran first.
+-- version valid on that date gets one, up to the next later version if a later batch ran first (or that later version, extended back,
+-- when it is alike).
 
 UPDATE warehouse.dim_product d
    SET product_category = s.product_category, product_name = s.product_name
@@ -15,10 +16,17 @@ UPDATE warehouse.dim_product d
    AND d.valid_from = ops.batch_date()
    AND (d.product_category, d.product_name) IS DISTINCT FROM (s.product_category, s.product_name);
 
+-- A batch that arrives after a later one must leave the dimension as if the batches had come
+-- in order: where the new version would equal the version that follows it, that one is
+-- extended back to the batch date instead (no two adjacent versions alike).
 WITH changed AS (
-    SELECT d.product_key, d.product_id, d.valid_to AS old_valid_to, s.product_category, s.product_name
+    SELECT d.product_key, d.product_id, d.valid_to AS old_valid_to, s.product_category, s.product_name,
+           next.product_key AS next_key,
+           coalesce((next.product_category, next.product_name) IS NOT DISTINCT FROM (s.product_category, s.product_name), false) AS next_alike
       FROM warehouse.dim_product d
       JOIN staging.products s ON s.product_id = d.product_id AND s._batch = ops.batch_date()
+      LEFT JOIN warehouse.dim_product next
+             ON next.product_id = d.product_id AND next.product_key <> -1 AND next.valid_from = d.valid_to
      WHERE d.product_key <> -1
        AND d.valid_from < ops.batch_date()
        AND (d.valid_to IS NULL OR d.valid_to > ops.batch_date())
@@ -29,23 +37,44 @@ closed AS (
        SET valid_to = ops.batch_date(), is_current = false
       FROM changed
      WHERE d.product_key = changed.product_key
+),
+extended AS (
+    UPDATE warehouse.dim_product d
+       SET valid_from = ops.batch_date()
+      FROM changed
+     WHERE d.product_key = changed.next_key AND changed.next_alike
 )
 INSERT INTO warehouse.dim_product (product_id, product_category, product_name, valid_from, valid_to, is_current)
 SELECT product_id, product_category, product_name, ops.batch_date(), old_valid_to, old_valid_to IS NULL
-  FROM changed;
+  FROM changed
+ WHERE NOT next_alike;
 
+WITH missing AS (
+    SELECT s.product_id, s.product_category, s.product_name, later.product_key AS later_key, later.valid_from AS later_from,
+           coalesce((later.product_category, later.product_name) IS NOT DISTINCT FROM (s.product_category, s.product_name), false) AS later_alike
+      FROM staging.products s
+      LEFT JOIN LATERAL (
+            SELECT n.product_key, n.valid_from, n.product_category, n.product_name
+              FROM warehouse.dim_product n
+             WHERE n.product_id = s.product_id AND n.product_key <> -1 AND n.valid_from > ops.batch_date()
+             ORDER BY n.valid_from
+             LIMIT 1
+           ) later ON true
+     WHERE s._batch = ops.batch_date()
+       AND NOT EXISTS (
+            SELECT 1 FROM warehouse.dim_product d
+             WHERE d.product_id = s.product_id AND d.product_key <> -1
+               AND d.valid_from <= ops.batch_date()
+               AND (d.valid_to IS NULL OR d.valid_to > ops.batch_date())
+           )
+),
+extended AS (
+    UPDATE warehouse.dim_product d
+       SET valid_from = ops.batch_date()
+      FROM missing
+     WHERE d.product_key = missing.later_key AND missing.later_alike
+)
 INSERT INTO warehouse.dim_product (product_id, product_category, product_name, valid_from, valid_to, is_current)
-SELECT s.product_id, s.product_category, s.product_name, ops.batch_date(), later.valid_from, later.valid_from IS NULL
-  FROM staging.products s
-  LEFT JOIN LATERAL (
-        SELECT min(n.valid_from) AS valid_from
-          FROM warehouse.dim_product n
-         WHERE n.product_id = s.product_id AND n.valid_from > ops.batch_date()
-       ) later ON true
- WHERE s._batch = ops.batch_date()
-   AND NOT EXISTS (
-        SELECT 1 FROM warehouse.dim_product d
-         WHERE d.product_id = s.product_id AND d.product_key <> -1
-           AND d.valid_from <= ops.batch_date()
-           AND (d.valid_to IS NULL OR d.valid_to > ops.batch_date())
-       );
+SELECT product_id, product_category, product_name, ops.batch_date(), later_from, later_from IS NULL
+  FROM missing
+ WHERE NOT later_alike;
