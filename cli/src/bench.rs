@@ -35,6 +35,10 @@ pub enum BenchName {
     Memory,
     /// Many small files landed at once → all staged, two stager processes.
     Files,
+    /// Events/s through the ingester's consume → commit → outbox → publish path.
+    Events,
+    /// 1M orders + 0.5M reviews + 0.9M shipments: PUT → exported, all five services.
+    Batch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +58,12 @@ pub struct BenchArgs {
     /// files: how many small files to land at once.
     #[arg(long, default_value_t = 1000)]
     pub files: usize,
+    /// events: notifications pre-loaded into the ingester's queue.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// batch: orders in the batch (reviews are half of it, shipments as generated, ~0.9 of it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub orders: i64,
     /// Where to write the JSON (default target/bench/<name>.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -119,6 +129,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchName::Latency => bench_latency(&env, &args).await,
         BenchName::Memory => bench_memory(&env, &args).await,
         BenchName::Files => bench_files(&env, &args).await,
+        BenchName::Events => bench_events(&env, &args).await,
+        BenchName::Batch => bench_batch(&env, &args).await,
     };
     env.cleanup().await;
     let report = result?;
@@ -935,6 +947,354 @@ async fn put_all(env: &BenchEnv, bodies: &[(String, String)]) -> anyhow::Result<
         }
     }
     Ok(started.elapsed().as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------------------------
+// events
+
+async fn bench_events(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report> {
+    use lapin::options::QueueDeclareOptions;
+    anyhow::ensure!(args.events >= 1, "--events must be at least 1");
+    let n = args.events;
+    let config = runtime::CommonConfig::from_env(
+        &runtime::Env::from_fn(|name| env.vars.get(name).cloned()),
+        "ingester",
+    )?;
+    let topology = runtime::broker::Topology::from_config(&config);
+    let connection = runtime::broker::connect(&config.amqp_url, "landfall-bench-events").await?;
+    let channel = runtime::broker::confirm_channel(&connection).await?;
+    runtime::broker::declare_topology(&channel, &config, &topology).await?;
+
+    // Baseline: the broker alone — the same number of messages published (confirms pipelined)
+    // to a quorum queue and consumed with an ack each, no PostgreSQL.
+    let raw_queue = format!("{}.bench-raw", env.prefix);
+    let mut queue_args = lapin::types::FieldTable::default();
+    queue_args.insert(
+        "x-queue-type".into(),
+        runtime::broker::long_string("quorum"),
+    );
+    channel
+        .queue_declare(
+            raw_queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            queue_args,
+        )
+        .await?;
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .map(|index| notification(index).into_bytes())
+        .collect();
+    let started = Instant::now();
+    publish_all(&channel, "", &raw_queue, &bodies).await?;
+    consume_all(&connection, &raw_queue, n).await?;
+    let raw_s = started.elapsed().as_secs_f64();
+    channel
+        .queue_delete(raw_queue.as_str().into(), Default::default())
+        .await?;
+    let raw_rate = n as f64 / raw_s;
+    println!("Broker alone  {n} messages published and consumed in {raw_s:.2}s ({raw_rate:.0}/s)");
+
+    // The measured path: the notifications wait in the ingester's queue before it starts.
+    let started = Instant::now();
+    publish_all(
+        &channel,
+        &config.notify_exchange,
+        &config.notify_routing_key,
+        &bodies,
+    )
+    .await?;
+    println!(
+        "Pre-loaded    {n} S3 notifications into {} in {:.2}s",
+        topology.queue("ingester"),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = channel.close(200, "bench".into()).await;
+    let _ = connection.close(200, "bench".into()).await;
+    let mut services = env.start_services(&["ingester"]).await?;
+    let measured = async {
+        let deadline = Instant::now() + env.timeout;
+        loop {
+            services.check_alive()?;
+            let sent: i64 = env
+                .db
+                .query_one(
+                    "SELECT count(*) FROM ops.outbox WHERE sent_at IS NOT NULL",
+                    &[],
+                )
+                .await?
+                .get(0);
+            if sent as usize >= n {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {sent} of {n} events published within {:?}",
+                env.timeout
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let row = env
+            .db
+            .query_one(
+                "SELECT (SELECT count(*) FROM ops.files WHERE state = 'landed'),
+                        extract(epoch FROM (SELECT max(sent_at) FROM ops.outbox)
+                                         - (SELECT min(landed_at) FROM ops.files))::float8,
+                        extract(epoch FROM (SELECT max(landed_at) - min(landed_at) FROM ops.files))::float8",
+                &[],
+            )
+            .await?;
+        anyhow::Ok((row.get::<_, i64>(0), row.get::<_, f64>(1), row.get::<_, f64>(2)))
+    }
+    .await;
+    let config_note = format!(
+        "LANDFALL_CONCURRENCY={}, LANDFALL_PREFETCH={}",
+        config.concurrency, config.prefetch
+    );
+    services.stop().await;
+    let (landed, total_s, consume_s) = measured?;
+    anyhow::ensure!(
+        landed as usize == n,
+        "{landed} of {n} notifications became ledger rows"
+    );
+    let rate = n as f64 / total_s;
+    println!(
+        "Ingester      {n} events: first commit → last outbox row published {total_s:.2}s ({rate:.0}/s); commits alone {consume_s:.2}s"
+    );
+    Ok(Report {
+        bench: "events",
+        params: vec![
+            ("events", n.to_string()),
+            (
+                "service",
+                format!("ingester binary as a process ({config_note})"),
+            ),
+            ("seconds", format!("{total_s:.3}")),
+            ("commit_seconds", format!("{consume_s:.3}")),
+            ("broker_alone_seconds", format!("{raw_s:.3}")),
+        ],
+        figures: vec![Figure {
+            figure: "events/s (consume → commit → outbox → publish)".into(),
+            unit: "events/s",
+            value: rate,
+            baseline: Some(raw_rate),
+            baseline_label: "broker alone: publish (pipelined confirms) + consume/ack".into(),
+            goal: Some(("≥ 5,000/s".into(), rate >= 5000.0)),
+        }],
+    })
+}
+
+/// A MinIO-style notification of one created object, a different key each.
+fn notification(index: usize) -> String {
+    let date =
+        NaiveDate::from_ymd_opt(2030, 1, 1).expect("a date") + chrono::Duration::days(index as i64);
+    let key = format!("landing/ecommerce/ingestion_date={date}/orders.csv");
+    format!(
+        r#"{{"EventName":"s3:ObjectCreated:Put","Key":"{BUCKET}/{key}","Records":[{{"eventVersion":"2.0","eventSource":"minio:s3","eventName":"s3:ObjectCreated:Put","s3":{{"s3SchemaVersion":"1.0","bucket":{{"name":"{BUCKET}","arn":"arn:aws:s3:::{BUCKET}"}},"object":{{"key":"{key}","size":100,"eTag":"e{index:08x}","sequencer":"1"}}}}}}]}}"#
+    )
+}
+
+/// Publishes every body, awaiting confirms in windows of 1,000.
+async fn publish_all(
+    channel: &lapin::Channel,
+    exchange: &str,
+    routing_key: &str,
+    bodies: &[Vec<u8>],
+) -> anyhow::Result<()> {
+    for window in bodies.chunks(1000) {
+        let mut confirms = Vec::with_capacity(window.len());
+        for body in window {
+            confirms.push(
+                channel
+                    .basic_publish(
+                        exchange.into(),
+                        routing_key.into(),
+                        lapin::options::BasicPublishOptions::default(),
+                        body,
+                        lapin::BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await?,
+            );
+        }
+        for confirm in confirms {
+            anyhow::ensure!(confirm.await?.is_ack(), "the broker refused a message");
+        }
+    }
+    Ok(())
+}
+
+/// Consumes and acks `n` messages of `queue`.
+async fn consume_all(connection: &lapin::Connection, queue: &str, n: usize) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(100, lapin::options::BasicQosOptions::default())
+        .await?;
+    let mut deliveries = channel
+        .basic_consume(
+            queue.into(),
+            "bench-raw".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    for _ in 0..n {
+        let delivery = deliveries
+            .next()
+            .await
+            .context("the broker ended the consumer")??;
+        delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await?;
+    }
+    let _ = channel.close(200, "bench".into()).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// batch
+
+async fn bench_batch(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.orders >= 10, "--orders must be at least 10");
+    let date = NaiveDate::from_ymd_opt(2026, 11, 25).expect("a date");
+    let dir = env.work_dir.join("batch");
+    std::fs::create_dir_all(&dir)?;
+    let mut files = Vec::new();
+    let mut counts = Vec::new();
+    for file in crate::sample::batch_files(date, 0, args.orders, 0.0) {
+        if !LATENCY_SOURCES.contains(&file.source) {
+            continue;
+        }
+        let mut body = file.body;
+        if file.source == "reviews" {
+            // Half as many reviews as orders: keep the header and the first rows.
+            let keep = (args.orders / 2) as usize + 1;
+            let cut = body
+                .match_indices('\n')
+                .nth(keep - 1)
+                .map_or(body.len(), |(at, _)| at + 1);
+            body.truncate(cut);
+        }
+        let rows = body.lines().count() - 1;
+        let path = dir.join(format!("{}.csv", file.source));
+        std::fs::write(&path, &body)?;
+        counts.push((file.source, rows));
+        files.push((file.source, path));
+    }
+    let described: Vec<String> = counts
+        .iter()
+        .map(|(source, rows)| format!("{source} {rows}"))
+        .collect();
+    println!("Generated     {}", described.join(", "));
+    // Baseline: psql \copy of each file into a typed table (one psql each), summed.
+    env.db
+        .batch_execute(
+            "CREATE TABLE bench_psql_orders (
+                 order_id int PRIMARY KEY, customer_id int NOT NULL, order_date date NOT NULL,
+                 product_id int NOT NULL, unit_price numeric(12,2) NOT NULL,
+                 quantity int NOT NULL, total_price numeric(12,2) NOT NULL);
+             CREATE TABLE bench_psql_reviews (review smallint, product_id int NOT NULL);
+             CREATE TABLE bench_psql_shipment_deliveries (
+                 shipment_id int PRIMARY KEY, order_id int NOT NULL, shipment_date date,
+                 delivery_date date);
+             CHECKPOINT;",
+        )
+        .await?;
+    let mut psql_s = 0.0;
+    for (source, path) in &files {
+        psql_s += env
+            .psql(&format!(
+                "\\copy bench_psql_{source} FROM '{}' WITH (FORMAT csv, HEADER true)",
+                path.display()
+            ))
+            .await?
+            .as_secs_f64();
+    }
+    env.db
+        .batch_execute(
+            "DROP TABLE bench_psql_orders, bench_psql_reviews, bench_psql_shipment_deliveries;
+             CHECKPOINT;",
+        )
+        .await?;
+    println!("psql \\copy    the three files: {psql_s:.2}s");
+    let names: Vec<&'static str> = runtime::broker::PIPELINE
+        .iter()
+        .map(|(service, _)| *service)
+        .collect();
+    let mut services = env.start_services(&names).await?;
+    let measured = async {
+        let first_put = Utc::now();
+        for (source, path) in &files {
+            let key = format!("landing/ecommerce/ingestion_date={date}/{source}.csv");
+            env.put_file(&key, path).await?;
+        }
+        let last_put = Utc::now();
+        let exported = wait_exported(env, &mut services, date).await?;
+        let seconds = |from: chrono::DateTime<Utc>| {
+            (exported - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6
+        };
+        let stages = env
+            .db
+            .query_one(
+                "SELECT extract(epoch FROM ready_at - first_staged_at)::float8,
+                        extract(epoch FROM transformed_at - ready_at)::float8,
+                        extract(epoch FROM quality_at - transformed_at)::float8,
+                        extract(epoch FROM exported_at - quality_at)::float8
+                   FROM ops.batches WHERE dataset = 'ecommerce' AND ingestion_date = $1",
+                &[&date],
+            )
+            .await?;
+        let stages: Vec<String> = ["first staged → ready", "transform", "quality", "export"]
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let value: Option<f64> = stages.get(index);
+                format!("{name} {:.2}s", value.unwrap_or(f64::NAN))
+            })
+            .collect();
+        anyhow::Ok((
+            seconds(first_put),
+            seconds(last_put),
+            (last_put - first_put).num_microseconds().unwrap_or(0) as f64 / 1e6,
+            stages.join(", "),
+        ))
+    }
+    .await;
+    services.stop().await;
+    let (total_s, after_last_s, put_s, stages) = measured?;
+    println!(
+        "Pipeline      first PUT → exported {total_s:.2}s (PUTs {put_s:.2}s; last PUT → exported {after_last_s:.2}s; {stages})"
+    );
+    let label = "sum of psql \\copy of the three files".to_owned();
+    Ok(Report {
+        bench: "batch",
+        params: vec![
+            ("files", described.join(", ")),
+            ("services", "the five service binaries as processes".into()),
+            ("psql_seconds", format!("{psql_s:.3}")),
+            ("put_seconds", format!("{put_s:.3}")),
+            ("stages", stages),
+        ],
+        figures: vec![
+            Figure {
+                figure: "first PUT → exported".into(),
+                unit: "s",
+                value: total_s,
+                baseline: Some(psql_s),
+                baseline_label: label.clone(),
+                goal: Some(("≤ 3× baseline".into(), total_s <= 3.0 * psql_s)),
+            },
+            Figure {
+                figure: "last PUT returned → exported".into(),
+                unit: "s",
+                value: after_last_s,
+                baseline: Some(psql_s),
+                baseline_label: label,
+                goal: None,
+            },
+        ],
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -55,3 +55,44 @@ async fn bench_stage_writes_its_figures_as_json() {
     assert_eq!(main["unit"], "rows/s");
     assert!(main["met"].is_boolean(), "{main}");
 }
+
+/// `landfall bench events` with a handful of events: the ingester consumes them all and its
+/// relay publishes every outbox row; the JSON carries positive figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_events_writes_its_figures_as_json() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository folder");
+    let json = std::env::temp_dir().join(format!(
+        "landfall-bench-events-test-{:08x}.json",
+        rand::random::<u32>()
+    ));
+    let output = tokio::process::Command::new(landfall_tests::binary_path("landfall"))
+        .args(["bench", "events", "--events", "200", "--json"])
+        .arg(&json)
+        .current_dir(&repo)
+        .env("RUST_LOG", "warn")
+        .env("LANDFALL_DATASETS_DIR", repo.join("datasets"))
+        .env("LANDFALL_MODELS_DIR", repo.join("sql/models"))
+        .output()
+        .await
+        .expect("running landfall bench");
+    assert!(
+        output.status.success(),
+        "landfall bench events failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("the JSON file");
+    let _ = std::fs::remove_file(&json);
+    let report: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(report["bench"], "events");
+    assert_eq!(report["params"]["events"], "200");
+    let main = &report["figures"][0];
+    assert_eq!(main["unit"], "events/s");
+    for field in ["value", "baseline", "ratio"] {
+        let number = main[field].as_f64().unwrap_or(-1.0);
+        assert!(number > 0.0, "{field} is not a positive number in {main}");
+    }
+}

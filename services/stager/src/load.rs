@@ -6,12 +6,12 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::SinkExt as _;
 use runtime::Failure;
-use runtime::datasets::Source;
+use runtime::datasets::{ColumnType, Source};
 use runtime::db::quote_ident;
 use tokio::io::AsyncRead;
 
 use crate::csv_stream::{ReadError, RecordReader};
-use crate::encode::encode_field;
+use crate::encode::{self, COPY_HEADER, COPY_TRAILER, begin_row, encode_field, put_date, put_i64};
 
 /// Rows are sent to COPY in chunks of about this many bytes.
 const COPY_CHUNK: usize = 1024 * 1024;
@@ -73,6 +73,9 @@ pub struct LoadReport {
     pub rows_read: u64,
     pub rows_loaded: u64,
     pub rejects: Rejects,
+    /// Whether duplicate natural keys were already rejected while streaming; if not, the
+    /// caller runs [`reject_duplicate_keys`].
+    pub duplicates_checked: bool,
 }
 
 /// Why a load stopped.
@@ -130,12 +133,13 @@ pub async fn load_rows(
         .map(|column| quote_ident(&column.name))
         .collect();
     let copy = format!(
-        "COPY {table} (_file_id, _line, _batch, {}) FROM STDIN",
+        "COPY {table} (_file_id, _line, _batch, {}) FROM STDIN (FORMAT binary)",
         column_list.join(", ")
     );
     let sink = tx.copy_in::<_, Bytes>(&copy).await?;
     let mut sink = std::pin::pin!(sink);
-    let lineage_suffix = format!("\t{batch_date}");
+    let fields = u16::try_from(LINEAGE_FIELDS + source.columns.len())
+        .map_err(|_| LoadError::File("too many columns for one COPY row".into()))?;
     let mut report = LoadReport {
         rows_read: 0,
         rows_loaded: 0,
@@ -143,9 +147,13 @@ pub async fn load_rows(
             limit: max_rejects_kept,
             ..Rejects::default()
         },
+        duplicates_checked: false,
     };
+    // Natural keys of one integer column are checked here, as the rows stream; others (and
+    // keys too large for the bitmap) by `reject_duplicate_keys` after the COPY.
+    let mut seen = SeenKeys::for_source(source, &header_map);
     let mut chunk = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
-    let mut row = Vec::with_capacity(1024);
+    chunk.extend_from_slice(COPY_HEADER);
     while let Some(record) = reader.next_record().await.map_err(read_error)? {
         report.rows_read += 1;
         let line = record.line as i64;
@@ -162,16 +170,15 @@ pub async fn load_rows(
             });
             continue;
         }
-        row.clear();
-        row.extend_from_slice(file_id.to_string().as_bytes());
-        row.push(b'\t');
-        row.extend_from_slice(line.to_string().as_bytes());
-        row.extend_from_slice(lineage_suffix.as_bytes());
+        let row_start = chunk.len();
+        begin_row(fields, &mut chunk);
+        put_i64(file_id, &mut chunk);
+        put_i64(line, &mut chunk);
+        put_date(batch_date, &mut chunk);
         let mut rejected = None;
         for (column, &position) in source.columns.iter().zip(&header_map.positions) {
-            row.push(b'\t');
             let raw = record.field(position);
-            if let Err(reason) = encode_field(column, raw, &mut row) {
+            if let Err(reason) = encode_field(column, raw, &mut chunk) {
                 rejected = Some(RejectedRow {
                     line,
                     column: Some(column.name.clone()),
@@ -184,24 +191,93 @@ pub async fn load_rows(
                 break;
             }
         }
+        if rejected.is_none()
+            && let Some(keys) = seen.as_mut()
+            && let Some(key) = encode::integer_key(record.field(keys.position))
+        {
+            match keys.insert(key) {
+                Some(true) => {}
+                Some(false) => {
+                    let key_names = &source.natural_key[0];
+                    rejected = Some(RejectedRow {
+                        line,
+                        column: Some(key_names.clone()),
+                        value: Some(key.to_string()),
+                        reason: format!(
+                            "duplicate {key_names} {key}: an earlier line of the file has it"
+                        ),
+                    });
+                }
+                // Beyond the bitmap: the check after the COPY covers the whole file.
+                None => seen = None,
+            }
+        }
         if let Some(rejected) = rejected {
+            chunk.truncate(row_start);
             report.rejects.add(rejected);
             continue;
         }
-        row.push(b'\n');
-        chunk.extend_from_slice(&row);
         report.rows_loaded += 1;
         if chunk.len() >= COPY_CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK + 64 * 1024));
             sink.send(Bytes::from(full)).await?;
         }
     }
-    if !chunk.is_empty() {
-        sink.send(Bytes::from(chunk)).await?;
-    }
+    report.duplicates_checked = seen.is_some();
+    chunk.extend_from_slice(COPY_TRAILER);
+    sink.send(Bytes::from(chunk)).await?;
     let copied = sink.as_mut().finish().await?;
     debug_assert_eq!(copied, report.rows_loaded);
     Ok(report)
+}
+
+/// `_file_id`, `_line`, `_batch`.
+const LINEAGE_FIELDS: usize = 3;
+/// Integer natural keys from 0 to this (exclusive) are checked in a bitmap of at most 8 MiB.
+const MAX_BITMAP_KEY: i64 = 1 << 26;
+
+/// The natural keys seen so far in a file, when the key is one integer column.
+struct SeenKeys {
+    /// The key's field in the file.
+    position: usize,
+    bits: Vec<u64>,
+}
+
+impl SeenKeys {
+    fn for_source(source: &Source, header: &HeaderMap) -> Option<SeenKeys> {
+        let [key] = source.natural_key.as_slice() else {
+            return None;
+        };
+        let index = source
+            .columns
+            .iter()
+            .position(|column| column.name == *key)?;
+        let integer = matches!(
+            source.columns[index].column_type,
+            ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt
+        );
+        integer.then(|| SeenKeys {
+            position: header.positions[index],
+            bits: Vec::new(),
+        })
+    }
+
+    /// Records `key`: `Some(true)` if it is new, `Some(false)` if seen before, `None` if it is
+    /// outside the bitmap's range.
+    fn insert(&mut self, key: i64) -> Option<bool> {
+        if !(0..MAX_BITMAP_KEY).contains(&key) {
+            return None;
+        }
+        let (word, bit) = ((key / 64) as usize, key % 64);
+        if word >= self.bits.len() {
+            let grown = (word + 1).next_power_of_two().max(1024);
+            self.bits.resize(grown, 0);
+        }
+        let mask = 1u64 << bit;
+        let new = self.bits[word] & mask == 0;
+        self.bits[word] |= mask;
+        Some(new)
+    }
 }
 
 /// For each definition column, the position of its field in the file.

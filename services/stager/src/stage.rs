@@ -170,9 +170,11 @@ impl Stager {
                     .await;
             }
         };
-        for duplicate in load::reject_duplicate_keys(tx, source, landed.file_id).await? {
-            report.rows_loaded -= 1;
-            report.rejects.add(duplicate);
+        if !report.duplicates_checked {
+            for duplicate in load::reject_duplicate_keys(tx, source, landed.file_id).await? {
+                report.rows_loaded -= 1;
+                report.rejects.add(duplicate);
+            }
         }
         report.rejects.kept.sort_by_key(|row| row.line);
         let rejected = report.rejects.count;
