@@ -312,3 +312,62 @@ async fn gzip_files_stage_like_plain_ones_and_status_shows_them() {
     stager.stop().await;
     env.cleanup().await;
 }
+
+/// The ingester applies the notifications waiting for it in batches (one transaction, a
+/// savepoint each): one that cannot be applied is rolled back alone, dead-lettered with its
+/// reason, and every other one is recorded exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_message_in_a_batch_is_dead_lettered_alone_and_the_rest_commit() {
+    let env = TestEnv::new().await;
+    // Declare the queue, then stop, so the notifications below wait for the next start.
+    let ingester = env.start_ingester(&[("LANDFALL_CONCURRENCY", "1")]);
+    env.wait_consuming("ingester", DEADLINE).await;
+    ingester.stop().await;
+
+    let dates: Vec<String> = (1..=12).map(|day| format!("2026-03-{day:02}")).collect();
+    for (index, date) in dates.iter().enumerate() {
+        env.put(&TestEnv::landing_key(date, "orders.csv"), "order_id\n1\n")
+            .await;
+        if index == 5 {
+            env.publish_raw(
+                "s3",
+                "lake.created",
+                b"<xml>not a notification</xml>",
+                lapin::BasicProperties::default(),
+            )
+            .await;
+        }
+    }
+    let ingester = env.start_ingester(&[("LANDFALL_CONCURRENCY", "1")]);
+    let dead = wait_until("the bad message in ingester.dlq", DEADLINE, || async {
+        env.take_message("ingester.dlq").await
+    })
+    .await;
+    let reason =
+        runtime::broker::header_text(&dead.delivery.properties, runtime::broker::REASON_HEADER)
+            .expect("reason header");
+    assert!(reason.contains("not an S3 event notification"), "{reason}");
+    wait_until("the twelve files in the ledger", DEADLINE, || async {
+        let landed = env.try_count("SELECT count(*) FROM ops.files").await?;
+        Ok((landed == 12).then_some(()))
+    })
+    .await;
+    let rows = env
+        .query_text(
+            "SELECT ingestion_date::text, count(*)::text FROM ops.files
+              GROUP BY 1 ORDER BY 1",
+        )
+        .await;
+    let expected: Vec<Vec<String>> = dates
+        .iter()
+        .map(|date| vec![date.clone(), "1".to_owned()])
+        .collect();
+    assert_eq!(rows, expected, "every notification recorded exactly once");
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'")
+            .await,
+        12
+    );
+    ingester.stop().await;
+    env.cleanup().await;
+}

@@ -190,6 +190,9 @@ pub struct CommonConfig {
     pub prefetch: u16,
     /// Consumers per process, each on its own channel.
     pub concurrency: usize,
+    /// Deliveries already waiting on a consumer that are applied in one transaction (one
+    /// savepoint each, one commit): 1 = one transaction per message.
+    pub consume_batch: usize,
     /// Broker-side redelivery limit of each quorum queue before it dead-letters a message.
     pub delivery_limit: u32,
     /// In-process attempts for a transient failure before the message is dead-lettered.
@@ -237,6 +240,14 @@ impl CommonConfig {
                 problem: "must start with amqp:// or amqps://".into(),
             });
         }
+        // The ingester's messages are small notifications, many at once: it takes more at a time
+        // and commits them together. The other stages' messages each carry a file's or a
+        // batch's work, best spread over replicas one at a time.
+        let (prefetch_default, batch_default) = if default_service_name == "ingester" {
+            (128, 64)
+        } else {
+            (8, 1)
+        };
         Ok(CommonConfig {
             service_name: env.string("OTEL_SERVICE_NAME", default_service_name),
             database_url: Secret::new(database_url),
@@ -246,7 +257,8 @@ impl CommonConfig {
             notify_routing_key: env.string("LANDFALL_NOTIFY_ROUTING_KEY", "#"),
             amqp_prefix,
             notify_exchange,
-            prefetch: env.number("LANDFALL_PREFETCH", 8, 1, 10_000)? as u16,
+            prefetch: env.number("LANDFALL_PREFETCH", prefetch_default, 1, 10_000)? as u16,
+            consume_batch: env.number("LANDFALL_CONSUME_BATCH", batch_default, 1, 10_000)? as usize,
             concurrency: env.number("LANDFALL_CONCURRENCY", 2, 1, 256)? as usize,
             delivery_limit: env.number("LANDFALL_DELIVERY_LIMIT", 50, 1, 1000)? as u32,
             retry_attempts: env.number("LANDFALL_RETRY_ATTEMPTS", 30, 1, 1000)? as usize,
@@ -379,6 +391,14 @@ mod tests {
         assert_eq!(config.s3.landing_prefix, "landing/");
         assert_eq!(config.service_name, "stager");
         assert_eq!(config.database_role.as_deref(), Some("landfall_stager"));
+        // One message per transaction, a few prefetched, except for the ingester's
+        // notifications.
+        assert_eq!((config.prefetch, config.consume_batch), (8, 1));
+        let vars = env(MINIMAL);
+        let ingester =
+            CommonConfig::from_env(&Env::from_fn(|name| vars.get(name).cloned()), "ingester")
+                .unwrap();
+        assert_eq!((ingester.prefetch, ingester.consume_batch), (128, 64));
     }
 
     #[test]

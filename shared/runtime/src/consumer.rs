@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use backon::Retryable as _;
 use contract::{Envelope, Event};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -134,20 +134,136 @@ async fn consume<H: Handler>(
             Some(delivery) => delivery?,
             None => anyhow::bail!("the broker ended the consumer"),
         };
-        process(ctx, &channel, &queue, kind, handler.as_ref(), delivery).await?;
+        if ctx.config.consume_batch <= 1 {
+            process(ctx, &channel, &queue, kind, handler.as_ref(), delivery).await?;
+            continue;
+        }
+        // Whatever else is already here joins this one's transaction (never waiting for more).
+        let mut batch = vec![delivery];
+        while batch.len() < ctx.config.consume_batch {
+            match deliveries.next().now_or_never() {
+                Some(Some(delivery)) => batch.push(delivery?),
+                Some(None) => anyhow::bail!("the broker ended the consumer"),
+                None => break,
+            }
+        }
+        process_batch(ctx, &channel, &queue, kind, handler.as_ref(), batch).await?;
     }
 }
 
-/// Handles one delivery to the end: acked, dead-lettered, or (on shutdown) requeued. An error
-/// here means the channel is unusable; the message is redelivered after reconnecting.
-async fn process<H: Handler>(
+/// Applies several deliveries in one transaction, one savepoint each, and acks them after the
+/// one commit. A delivery that cannot be decoded or whose effect fails is rolled back to its
+/// savepoint and then goes through [`process`] on its own (retries, dead letter); so does every
+/// delivery of the batch when the transaction itself fails.
+async fn process_batch<H: Handler>(
     ctx: &ServiceContext,
     channel: &Channel,
     queue: &str,
     kind: MessageKind,
     handler: &H,
-    delivery: Delivery,
+    batch: Vec<Delivery>,
 ) -> anyhow::Result<()> {
+    let mut prepared = Vec::with_capacity(batch.len());
+    let mut alone = Vec::new();
+    for delivery in batch {
+        let (span, incoming) = prepare(queue, kind, &delivery);
+        match incoming {
+            Ok(incoming) => prepared.push((delivery, span, incoming)),
+            Err(_) => alone.push(delivery),
+        }
+    }
+    tracing::debug!(messages = prepared.len(), "applying a batch of deliveries");
+    let started = std::time::Instant::now();
+    let (committed, published) = match apply_batch(ctx, handler, &prepared).await {
+        Ok(result) => result,
+        Err(failure) => {
+            tracing::warn!(
+                reason = failure.reason(),
+                messages = prepared.len(),
+                "batch transaction failed; applying its messages one by one"
+            );
+            (vec![false; prepared.len()], 0)
+        }
+    };
+    crate::fault::point("consumer.after_commit");
+    if published > 0 {
+        ctx.outbox_wake.notify_waiters();
+    }
+    let service = ctx.config.service_name.as_str();
+    let applied = committed.iter().filter(|ok| **ok).count();
+    if applied > 0 {
+        crate::metrics::metrics().events_consumed.add(
+            applied as u64,
+            &crate::metrics::attributes(&[("service", service), ("outcome", "applied")]),
+        );
+        crate::metrics::metrics().stage_duration.record(
+            started.elapsed().as_secs_f64() / applied as f64,
+            &crate::metrics::attributes(&[("service", service), ("event_type", "batch")]),
+        );
+    }
+    for ((delivery, span, _), ok) in prepared.into_iter().zip(committed) {
+        if ok {
+            delivery
+                .ack(BasicAckOptions::default())
+                .instrument(span)
+                .await?;
+        } else {
+            alone.push(delivery);
+        }
+    }
+    for delivery in alone {
+        process(ctx, channel, queue, kind, handler, delivery).await?;
+    }
+    Ok(())
+}
+
+/// The batch's transaction: per message, whether it is committed (applied or a duplicate),
+/// and how many events were written to the outbox.
+async fn apply_batch<H: Handler>(
+    ctx: &ServiceContext,
+    handler: &H,
+    prepared: &[(Delivery, tracing::Span, Incoming)],
+) -> Result<(Vec<bool>, usize), Failure> {
+    let mut client = ctx.pool.get().await?;
+    let mut tx = client.transaction().await?;
+    let mut committed = Vec::with_capacity(prepared.len());
+    let mut published = 0;
+    for (_, span, incoming) in prepared {
+        let savepoint = tx.savepoint("message").await?;
+        match apply_in(ctx, handler, incoming, &savepoint)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(outcome) => {
+                savepoint.commit().await?;
+                if let Outcome::Applied { published: events } = outcome {
+                    published += events;
+                }
+                committed.push(true);
+            }
+            Err(failure) => {
+                span.in_scope(|| {
+                    tracing::info!(
+                        reason = failure.reason(),
+                        "failed inside a batch; retried on its own"
+                    )
+                });
+                savepoint.rollback().await?;
+                committed.push(false);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok((committed, published))
+}
+
+/// The message's `process` span (continuing the trace it carries) and what the handler sees,
+/// or the permanent failure of a message that is not a landfall event.
+fn prepare(
+    queue: &str,
+    kind: MessageKind,
+    delivery: &Delivery,
+) -> (tracing::Span, Result<Incoming, Failure>) {
     let headers = text_headers(&delivery.properties);
     let message_id = delivery
         .properties
@@ -169,30 +285,44 @@ async fn process<H: Handler>(
         trace_id = tracing::field::Empty,
     );
     crate::telemetry::continue_trace(&span, &headers);
-    async {
-        let mut incoming = Incoming {
-            body: delivery.data.clone(),
-            routing_key: delivery.routing_key.to_string(),
-            headers,
-            redelivered: delivery.redelivered,
-            event: None,
-        };
-        if kind == MessageKind::Events {
-            match Envelope::decode(&incoming.body) {
-                Ok(event) => {
-                    if let Some(batch) = &event.batch {
-                        tracing::Span::current().record("landfall.dataset", batch.dataset.as_str());
-                        tracing::Span::current()
-                            .record("landfall.batch", batch.ingestion_date.to_string());
-                    }
-                    incoming.event = Some(event);
+    let mut incoming = Incoming {
+        body: delivery.data.clone(),
+        routing_key: delivery.routing_key.to_string(),
+        headers,
+        redelivered: delivery.redelivered,
+        event: None,
+    };
+    if kind == MessageKind::Events {
+        match Envelope::decode(&incoming.body) {
+            Ok(event) => {
+                if let Some(batch) = &event.batch {
+                    span.record("landfall.dataset", batch.dataset.as_str());
+                    span.record("landfall.batch", batch.ingestion_date.to_string());
                 }
-                Err(error) => {
-                    let failure = Failure::permanent(error);
-                    return dead_letter(ctx, channel, queue, &delivery, &failure).await;
-                }
+                incoming.event = Some(event);
             }
+            Err(error) => return (span, Err(Failure::permanent(error))),
         }
+    }
+    (span, Ok(incoming))
+}
+
+/// Handles one delivery to the end: acked, dead-lettered, or (on shutdown) requeued. An error
+/// here means the channel is unusable; the message is redelivered after reconnecting.
+async fn process<H: Handler>(
+    ctx: &ServiceContext,
+    channel: &Channel,
+    queue: &str,
+    kind: MessageKind,
+    handler: &H,
+    delivery: Delivery,
+) -> anyhow::Result<()> {
+    let (span, incoming) = prepare(queue, kind, &delivery);
+    async {
+        let incoming = match incoming {
+            Ok(incoming) => incoming,
+            Err(failure) => return dead_letter(ctx, channel, queue, &delivery, &failure).await,
+        };
         let started = std::time::Instant::now();
         let service = ctx.config.service_name.as_str();
         let consumed = |outcome: &str| {
@@ -267,6 +397,20 @@ async fn apply<H: Handler>(
 ) -> Result<Outcome, Failure> {
     let mut client = ctx.pool.get().await?;
     let tx = client.transaction().await?;
+    let outcome = apply_in(ctx, handler, incoming, &tx).await?;
+    if matches!(outcome, Outcome::Applied { .. }) {
+        tx.commit().await?;
+    }
+    Ok(outcome)
+}
+
+/// The idempotency record, the effect and the outbox rows of one message, inside `tx`.
+async fn apply_in<H: Handler>(
+    ctx: &ServiceContext,
+    handler: &H,
+    incoming: &Incoming,
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<Outcome, Failure> {
     if let Some(event) = &incoming.event {
         // The row lock taken here also makes a concurrent duplicate wait for this commit.
         let inserted = tx
@@ -280,11 +424,10 @@ async fn apply<H: Handler>(
             return Ok(Outcome::Duplicate);
         }
     }
-    let events = handler.handle(incoming, &tx).await?;
+    let events = handler.handle(incoming, tx).await?;
     for event in &events {
-        crate::outbox::enqueue(&tx, &ctx.config.service_name, event).await?;
+        crate::outbox::enqueue(tx, &ctx.config.service_name, event).await?;
     }
-    tx.commit().await?;
     Ok(Outcome::Applied {
         published: events.len(),
     })
