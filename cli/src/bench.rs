@@ -663,6 +663,34 @@ async fn wait_exported(
     }
 }
 
+/// Typed tables like the staging ones (primary key on the natural key) for `psql \copy` of a
+/// batch's three files.
+const BATCH_TABLES: &str = "CREATE TABLE bench_psql_orders (
+     order_id int PRIMARY KEY, customer_id int NOT NULL, order_date date NOT NULL,
+     product_id int NOT NULL, unit_price numeric(12,2) NOT NULL,
+     quantity int NOT NULL, total_price numeric(12,2) NOT NULL);
+ CREATE TABLE bench_psql_reviews (review smallint, product_id int NOT NULL);
+ CREATE TABLE bench_psql_shipment_deliveries (
+     shipment_id int PRIMARY KEY, order_id int NOT NULL, shipment_date date,
+     delivery_date date);";
+const DROP_BATCH_TABLES: &str =
+    "DROP TABLE bench_psql_orders, bench_psql_reviews, bench_psql_shipment_deliveries";
+
+/// `psql \copy` of each `(source, file)` into its `bench_psql_<source>` table, one psql each
+/// (as a script would); the summed time.
+async fn psql_copy_each(env: &BenchEnv, files: &[(&str, PathBuf)]) -> anyhow::Result<Duration> {
+    let mut total = Duration::ZERO;
+    for (source, path) in files {
+        total += env
+            .psql(&format!(
+                "\\copy bench_psql_{source} FROM '{}' WITH (FORMAT csv, HEADER true)",
+                path.display()
+            ))
+            .await?;
+    }
+    Ok(total)
+}
+
 /// The median over 5 tries of `psql \copy` of one batch's three files (one psql each, as a
 /// script would), into typed tables like the staging ones (primary key on the natural key).
 async fn psql_copy_batch(env: &BenchEnv, date: NaiveDate, orders: i64) -> anyhow::Result<f64> {
@@ -674,18 +702,7 @@ async fn psql_copy_batch(env: &BenchEnv, date: NaiveDate, orders: i64) -> anyhow
         std::fs::write(&path, body)?;
         paths.push((source, path));
     }
-    env.db
-        .batch_execute(
-            "CREATE TABLE bench_psql_orders (
-                 order_id int PRIMARY KEY, customer_id int NOT NULL, order_date date NOT NULL,
-                 product_id int NOT NULL, unit_price numeric(12,2) NOT NULL,
-                 quantity int NOT NULL, total_price numeric(12,2) NOT NULL);
-             CREATE TABLE bench_psql_reviews (review smallint, product_id int NOT NULL);
-             CREATE TABLE bench_psql_shipment_deliveries (
-                 shipment_id int PRIMARY KEY, order_id int NOT NULL, shipment_date date,
-                 delivery_date date);",
-        )
-        .await?;
+    env.db.batch_execute(BATCH_TABLES).await?;
     let mut tries = Vec::new();
     for _ in 0..5 {
         env.db
@@ -693,22 +710,9 @@ async fn psql_copy_batch(env: &BenchEnv, date: NaiveDate, orders: i64) -> anyhow
                 "TRUNCATE bench_psql_orders, bench_psql_reviews, bench_psql_shipment_deliveries",
             )
             .await?;
-        let mut total = Duration::ZERO;
-        for (source, path) in &paths {
-            total += env
-                .psql(&format!(
-                    "\\copy bench_psql_{source} FROM '{}' WITH (FORMAT csv, HEADER true)",
-                    path.display()
-                ))
-                .await?;
-        }
-        tries.push(total.as_secs_f64());
+        tries.push(psql_copy_each(env, &paths).await?.as_secs_f64());
     }
-    env.db
-        .batch_execute(
-            "DROP TABLE bench_psql_orders, bench_psql_reviews, bench_psql_shipment_deliveries",
-        )
-        .await?;
+    env.db.batch_execute(DROP_BATCH_TABLES).await?;
     tries.sort_by(f64::total_cmp);
     Ok(tries[tries.len() / 2])
 }
@@ -1189,33 +1193,11 @@ async fn bench_batch(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report>
     println!("Generated     {}", described.join(", "));
     // Baseline: psql \copy of each file into a typed table (one psql each), summed.
     env.db
-        .batch_execute(
-            "CREATE TABLE bench_psql_orders (
-                 order_id int PRIMARY KEY, customer_id int NOT NULL, order_date date NOT NULL,
-                 product_id int NOT NULL, unit_price numeric(12,2) NOT NULL,
-                 quantity int NOT NULL, total_price numeric(12,2) NOT NULL);
-             CREATE TABLE bench_psql_reviews (review smallint, product_id int NOT NULL);
-             CREATE TABLE bench_psql_shipment_deliveries (
-                 shipment_id int PRIMARY KEY, order_id int NOT NULL, shipment_date date,
-                 delivery_date date);
-             CHECKPOINT;",
-        )
+        .batch_execute(&format!("{BATCH_TABLES}\nCHECKPOINT;"))
         .await?;
-    let mut psql_s = 0.0;
-    for (source, path) in &files {
-        psql_s += env
-            .psql(&format!(
-                "\\copy bench_psql_{source} FROM '{}' WITH (FORMAT csv, HEADER true)",
-                path.display()
-            ))
-            .await?
-            .as_secs_f64();
-    }
+    let psql_s = psql_copy_each(env, &files).await?.as_secs_f64();
     env.db
-        .batch_execute(
-            "DROP TABLE bench_psql_orders, bench_psql_reviews, bench_psql_shipment_deliveries;
-             CHECKPOINT;",
-        )
+        .batch_execute(&format!("{DROP_BATCH_TABLES};\nCHECKPOINT;"))
         .await?;
     println!("psql \\copy    the three files: {psql_s:.2}s");
     let names: Vec<&'static str> = runtime::broker::PIPELINE

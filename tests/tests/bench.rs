@@ -1,11 +1,12 @@
-//! `landfall bench stage` runs end to end on its own database, prefix and S3 server and writes
-//! its figures as JSON. Timings are never pass/fail: this checks the shape and that every
+//! `landfall bench stage` and `events` run end to end on their own database, prefix and S3
+//! server and write their figures as JSON. Timings are never pass/fail: this checks the shape and that every
 //! figure is a positive number, not that a goal is met.
 
 use std::path::Path;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_stage_writes_its_figures_as_json() {
+/// Runs `landfall bench <args> --json FILE` from the repository; its table (stdout) and its
+/// JSON, failing the test if it fails.
+async fn run_bench(args: &[&str]) -> (String, serde_json::Value) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -15,7 +16,9 @@ async fn bench_stage_writes_its_figures_as_json() {
         rand::random::<u32>()
     ));
     let output = tokio::process::Command::new(landfall_tests::binary_path("landfall"))
-        .args(["bench", "stage", "--rows", "20000", "--json"])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         .arg(&json)
         .current_dir(&repo)
         .env("RUST_LOG", "warn")
@@ -24,25 +27,31 @@ async fn bench_stage_writes_its_figures_as_json() {
         .output()
         .await
         .expect("running landfall bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "landfall bench stage failed:\n{stdout}\n{}",
+        "landfall bench {args:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let text = std::fs::read_to_string(&json).expect("the JSON file");
+    let _ = std::fs::remove_file(&json);
+    let report = serde_json::from_str(&text).expect("valid JSON");
+    (stdout, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_stage_writes_its_figures_as_json() {
+    let (stdout, report) = run_bench(&["stage", "--rows", "20000"]).await;
     for column in ["figure", "value", "baseline", "ratio", "goal", "met?"] {
         assert!(
             stdout.contains(column),
             "the table lacks {column}:\n{stdout}"
         );
     }
-    let text = std::fs::read_to_string(&json).expect("the JSON file");
-    let _ = std::fs::remove_file(&json);
-    let report: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     assert_eq!(report["bench"], "stage");
     assert_eq!(report["params"]["rows"], "20000");
     let figures = report["figures"].as_array().expect("figures");
-    assert!(!figures.is_empty(), "no figures in {text}");
+    assert!(!figures.is_empty(), "no figures in {report}");
     for figure in figures {
         assert!(figure["figure"].is_string(), "{figure}");
         for field in ["value", "baseline", "ratio"] {
@@ -60,33 +69,7 @@ async fn bench_stage_writes_its_figures_as_json() {
 /// relay publishes every outbox row; the JSON carries positive figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_events_writes_its_figures_as_json() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repository folder");
-    let json = std::env::temp_dir().join(format!(
-        "landfall-bench-events-test-{:08x}.json",
-        rand::random::<u32>()
-    ));
-    let output = tokio::process::Command::new(landfall_tests::binary_path("landfall"))
-        .args(["bench", "events", "--events", "200", "--json"])
-        .arg(&json)
-        .current_dir(&repo)
-        .env("RUST_LOG", "warn")
-        .env("LANDFALL_DATASETS_DIR", repo.join("datasets"))
-        .env("LANDFALL_MODELS_DIR", repo.join("sql/models"))
-        .output()
-        .await
-        .expect("running landfall bench");
-    assert!(
-        output.status.success(),
-        "landfall bench events failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = std::fs::read_to_string(&json).expect("the JSON file");
-    let _ = std::fs::remove_file(&json);
-    let report: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let (_, report) = run_bench(&["events", "--events", "200"]).await;
     assert_eq!(report["bench"], "events");
     assert_eq!(report["params"]["events"], "200");
     let main = &report["figures"][0];
