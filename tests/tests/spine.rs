@@ -619,3 +619,203 @@ async fn landfall_migrate_and_reconcile_land_files_while_no_ingester_runs() {
     );
     env.cleanup().await;
 }
+
+/// A MinIO-style notification of `records` (key, ETag, event name), keys URL-encoded.
+fn notification(records: &[(&str, &str, &str)]) -> Vec<u8> {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(key, etag, event_name)| {
+            serde_json::json!({
+                "eventVersion": "2.0", "eventSource": "minio:s3", "eventName": event_name,
+                "s3": {"bucket": {"name": "lake"},
+                       "object": {"key": key.replace('/', "%2F"), "size": 10, "eTag": etag}}
+            })
+        })
+        .collect();
+    serde_json::json!({"EventName": records[0]["eventName"], "Records": records})
+        .to_string()
+        .into_bytes()
+}
+
+/// Notifications that wait in the queue together are recorded set-based, several in one
+/// transaction, with exactly the outcomes of one-by-one handling: an object announced twice
+/// in the same batch is one ledger row and one `FileLanded`; an unmapped key is recorded as
+/// ignored; a key outside the landing prefix is not recorded. A later batch holding a message
+/// that is not a notification falls back to one message at a time: that one is dead-lettered,
+/// a re-announced object stays one row, and the new one lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_waiting_together_are_recorded_in_one_transaction() {
+    let env = TestEnv::new().await;
+    env.set_notifications(false);
+    // One consumer, no reconcile (it would find the objects by listing): only the
+    // notifications published below reach the ledger.
+    let settings = [
+        ("LANDFALL_CONCURRENCY", "1"),
+        ("LANDFALL_RECONCILE_ON_START", "false"),
+        ("LANDFALL_RECONCILE_INTERVAL_S", "0"),
+    ];
+    // Started once to declare its queue, then stopped, so the notifications wait together.
+    let ingester = env.start_ingester(&settings);
+    env.wait_consuming("ingester", DEADLINE).await;
+    ingester.stop().await;
+
+    let orders = |day: u32| TestEnv::landing_key(&format!("2026-03-{day:02}"), "orders.csv");
+    let etag = |day: u32| format!("e{day:04}");
+    let mut messages = Vec::new();
+    for day in 1..=12 {
+        messages.push(notification(&[(
+            &orders(day),
+            &etag(day),
+            "s3:ObjectCreated:Put",
+        )]));
+    }
+    // The first three objects announced again, as a multipart upload completing.
+    for day in 1..=3 {
+        messages.push(notification(&[(
+            &orders(day),
+            &etag(day),
+            "s3:ObjectCreated:CompleteMultipartUpload",
+        )]));
+    }
+    // Two records in one message; a key no source matches; a key outside the landing prefix.
+    messages.push(notification(&[
+        (&key("reviews.csv"), "r1", "s3:ObjectCreated:Put"),
+        (
+            &key("shipment_deliveries.csv"),
+            "s1",
+            "s3:ObjectCreated:Put",
+        ),
+    ]));
+    messages.push(notification(&[(
+        &key("unknown.csv"),
+        "u1",
+        "s3:ObjectCreated:Put",
+    )]));
+    messages.push(notification(&[(
+        "exports/report.csv",
+        "x1",
+        "s3:ObjectCreated:Put",
+    )]));
+    for message in &messages {
+        env.publish_raw(
+            "s3",
+            "lake.created",
+            message,
+            lapin::BasicProperties::default(),
+        )
+        .await;
+    }
+    let ingester = env.start_ingester(&settings);
+    wait_until("14 files landed and 1 ignored", DEADLINE, || async {
+        let recorded = env.try_count("SELECT count(*) FROM ops.files").await?;
+        let events = env
+            .try_count("SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'")
+            .await?;
+        Ok((recorded == 15 && events == 14).then_some(()))
+    })
+    .await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.files WHERE state = 'landed'")
+            .await,
+        14
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM ops.files WHERE state = 'ignored' AND key LIKE '%unknown.csv'
+                AND reason IS NOT NULL AND finished_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(DISTINCT (bucket, key)) FROM ops.files")
+            .await,
+        15
+    );
+    // Each FileLanded names its own ledger row, with the row's key and version.
+    let rows = env
+        .db
+        .query(
+            "SELECT o.payload, f.file_id, f.key, f.version, f.dataset, f.source, f.ingestion_date
+               FROM ops.outbox o
+               JOIN ops.files f ON o.ingestion_date = f.ingestion_date AND f.state = 'landed'
+              WHERE o.event_type = 'file.landed'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut matched = 0;
+    for row in &rows {
+        let event = contract::Envelope::decode(row.get::<_, &[u8]>(0)).expect("an envelope");
+        let Event::FileLanded(landed) = &event.payload else {
+            panic!("not a FileLanded: {event:?}")
+        };
+        if landed.file_id == row.get::<_, i64>(1) {
+            assert_eq!(landed.key, row.get::<_, String>(2));
+            assert_eq!(landed.version, row.get::<_, String>(3));
+            assert_eq!(landed.source, row.get::<_, String>(5));
+            let batch = event.batch.as_ref().expect("a batch");
+            assert_eq!(batch.dataset, row.get::<_, String>(4));
+            assert_eq!(batch.ingestion_date, row.get::<_, chrono::NaiveDate>(6));
+            matched += 1;
+        }
+    }
+    assert_eq!(matched, 14, "every FileLanded matches its ledger row");
+    // Set-based: rows written by one transaction share its xmin; one message per transaction,
+    // or a savepoint per message, would give every message's rows their own (the orders files
+    // come one per message).
+    let most_in_one_transaction = env
+        .count(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM ops.files
+                                  WHERE key LIKE '%/orders.csv' GROUP BY xmin::text) t",
+        )
+        .await;
+    assert!(
+        most_in_one_transaction >= 2,
+        "expected several messages' files recorded by one transaction, the most was {most_in_one_transaction}"
+    );
+    ingester.stop().await;
+
+    // A batch with a message that is not a notification: handled one by one.
+    for message in [
+        notification(&[(&orders(1), &etag(1), "s3:ObjectCreated:Put")]),
+        b"{\"not\": \"a notification\"}".to_vec(),
+        notification(&[(&orders(13), &etag(13), "s3:ObjectCreated:Put")]),
+    ] {
+        env.publish_raw(
+            "s3",
+            "lake.created",
+            &message,
+            lapin::BasicProperties::default(),
+        )
+        .await;
+    }
+    let ingester = env.start_ingester(&settings);
+    let dead = wait_until("a message in ingester.dlq", DEADLINE, || async {
+        env.take_message("ingester.dlq").await
+    })
+    .await;
+    let reason =
+        runtime::broker::header_text(&dead.delivery.properties, runtime::broker::REASON_HEADER)
+            .expect("reason header");
+    assert!(reason.contains("not an S3 event notification"), "{reason}");
+    wait_until("the 13th day's orders landed", DEADLINE, || async {
+        Ok((env
+            .try_count("SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'")
+            .await?
+            == 15)
+            .then_some(()))
+    })
+    .await;
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.files WHERE key = '{}'",
+            orders(1)
+        ))
+        .await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM ops.files").await, 16);
+    ingester.stop().await;
+    env.cleanup().await;
+}

@@ -105,23 +105,257 @@ pub async fn record(
                 1,
                 &runtime::metrics::attributes(&[("dataset", &dataset), ("outcome", "landed")]),
             );
-            let event = Envelope::new(
-                Some(BatchKey {
-                    dataset,
-                    ingestion_date,
-                }),
-                None,
-                FileLanded {
-                    file_id,
-                    bucket: object.bucket.clone(),
-                    key: object.key.clone(),
-                    version: object.version().to_owned(),
-                    etag: object.etag.clone(),
-                    size: object.size,
-                    source,
-                },
-            );
-            Ok(Recorded::Landed(Box::new(event.into_event())))
+            Ok(landed(object, file_id, &dataset, &source, ingestion_date))
         }
     }
+}
+
+/// The `FileLanded` of a new ledger row.
+fn landed(
+    object: &ObjectCreated,
+    file_id: i64,
+    dataset: &str,
+    source: &str,
+    ingestion_date: chrono::NaiveDate,
+) -> Recorded {
+    let event = Envelope::new(
+        Some(BatchKey {
+            dataset: dataset.to_owned(),
+            ingestion_date,
+        }),
+        None,
+        FileLanded {
+            file_id,
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            version: object.version().to_owned(),
+            etag: object.etag.clone(),
+            size: object.size,
+            source: source.to_owned(),
+        },
+    );
+    Recorded::Landed(Box::new(event.into_event()))
+}
+
+/// Records several objects in one transaction with a constant number of statements, whatever
+/// their count: the set-based form of [`record`] with the same outcome per object, for the
+/// consumer's batches. Each object comes with the span of the message that announced it, so
+/// its ledger row and its `FileLanded` carry that message's trace.
+pub async fn record_many(
+    tx: &tokio_postgres::Transaction<'_>,
+    datasets: &Datasets,
+    landing_prefix: &str,
+    objects: &[(&ObjectCreated, &tracing::Span)],
+    discovered_by: DiscoveredBy,
+) -> Result<Vec<Recorded>, tokio_postgres::Error> {
+    use std::collections::HashSet;
+    use tokio_postgres::types::Type;
+
+    let matches: Vec<KeyMatch> = objects
+        .iter()
+        .map(|(object, _)| datasets.match_key(landing_prefix, &object.key))
+        .collect();
+    let mut recorded: Vec<Option<Recorded>> = vec![None; objects.len()];
+    // The same object announced twice in this batch (Put, then CompleteMultipartUpload; or a
+    // listing's ETag for a notification's version): the first one counts.
+    let mut versions = HashSet::new();
+    let mut etags = HashSet::new();
+    let mut candidates = Vec::new();
+    for (index, ((object, _), key_match)) in objects.iter().zip(&matches).enumerate() {
+        if *key_match == KeyMatch::Outside {
+            recorded[index] = Some(Recorded::Outside);
+            continue;
+        }
+        let by_version = (&object.bucket, &object.key, object.version());
+        let by_etag = (&object.bucket, &object.key, object.etag.as_str());
+        if versions.contains(&by_version) || etags.contains(&by_etag) {
+            recorded[index] = Some(Recorded::Duplicate);
+            continue;
+        }
+        versions.insert(by_version);
+        etags.insert(by_etag);
+        candidates.push(index);
+    }
+    if !candidates.is_empty() {
+        let column = |get: &dyn Fn(&ObjectCreated) -> String| -> Vec<String> {
+            candidates.iter().map(|&i| get(objects[i].0)).collect()
+        };
+        let buckets = column(&|o| o.bucket.clone());
+        let keys = column(&|o| o.key.clone());
+        let object_versions = column(&|o| o.version().to_owned());
+        let object_etags = column(&|o| o.etag.clone());
+        let lock_names = column(&|o| format!("{}/{}", o.bucket, o.key));
+        // The same per-key locks as `record`, taken in one order (by lock id) so that two
+        // batches never wait for each other in a cycle; then, in a later statement (so under
+        // a snapshot taken after the locks), which of the candidates the ledger already has.
+        tx.query_typed(
+            "SELECT pg_advisory_xact_lock(h)
+               FROM (SELECT DISTINCT hashtextextended(k, 0) AS h
+                       FROM unnest($1::text[]) AS k ORDER BY 1) AS locks",
+            &[(&lock_names, Type::TEXT_ARRAY)],
+        )
+        .await?;
+        let seen: HashSet<i64> = tx
+            .query_typed(
+                "SELECT o.n FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                        WITH ORDINALITY AS o(bucket, key, version, etag, n)
+                  WHERE EXISTS (SELECT 1 FROM ops.files f
+                                 WHERE f.bucket = o.bucket AND f.key = o.key
+                                   AND (f.version = o.version OR f.etag = o.etag))",
+                &[
+                    (&buckets, Type::TEXT_ARRAY),
+                    (&keys, Type::TEXT_ARRAY),
+                    (&object_versions, Type::TEXT_ARRAY),
+                    (&object_etags, Type::TEXT_ARRAY),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get::<_, i64>(0) - 1)
+            .collect();
+        let mut new = Vec::new();
+        for (position, &index) in candidates.iter().enumerate() {
+            if seen.contains(&(position as i64)) {
+                recorded[index] = Some(Recorded::Duplicate);
+            } else {
+                new.push(index);
+            }
+        }
+        if !new.is_empty() {
+            let file_ids = insert_new(tx, objects, &matches, &new, discovered_by).await?;
+            for index in new {
+                let (object, span) = objects[index];
+                recorded[index] = Some(match &matches[index] {
+                    KeyMatch::File {
+                        dataset,
+                        source,
+                        ingestion_date,
+                    } => {
+                        let file_id = file_ids[&(
+                            object.bucket.clone(),
+                            object.key.clone(),
+                            object.version().to_owned(),
+                        )];
+                        span.in_scope(|| {
+                            tracing::info!(file_id, key = object.key, dataset, source, %ingestion_date, "file landed")
+                        });
+                        runtime::metrics::metrics().files.add(
+                            1,
+                            &runtime::metrics::attributes(&[
+                                ("dataset", dataset),
+                                ("outcome", "landed"),
+                            ]),
+                        );
+                        landed(object, file_id, dataset, source, *ingestion_date)
+                    }
+                    KeyMatch::Unmapped(reason) => {
+                        span.in_scope(|| {
+                            tracing::warn!(
+                                key = object.key,
+                                reason,
+                                "landed key maps to no dataset source; ignored"
+                            )
+                        });
+                        runtime::metrics::metrics()
+                            .files
+                            .add(1, &runtime::metrics::attributes(&[("outcome", "ignored")]));
+                        Recorded::Unmapped(reason.clone())
+                    }
+                    KeyMatch::Outside => unreachable!("not a candidate"),
+                });
+            }
+        }
+    }
+    Ok(recorded
+        .into_iter()
+        .map(|outcome| outcome.expect("every object has an outcome"))
+        .collect())
+}
+
+/// One multi-row insert of the new objects `new` (indexes into `objects`); their file ids by
+/// bucket, key and version (unique among them: duplicates were dropped before).
+async fn insert_new(
+    tx: &tokio_postgres::Transaction<'_>,
+    objects: &[(&ObjectCreated, &tracing::Span)],
+    matches: &[KeyMatch],
+    new: &[usize],
+    discovered_by: DiscoveredBy,
+) -> Result<std::collections::HashMap<(String, String, String), i64>, tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    let mut buckets = Vec::new();
+    let mut keys = Vec::new();
+    let mut versions = Vec::new();
+    let mut etags = Vec::new();
+    let mut sizes = Vec::new();
+    let mut dataset_names: Vec<Option<&str>> = Vec::new();
+    let mut sources: Vec<Option<&str>> = Vec::new();
+    let mut dates: Vec<Option<chrono::NaiveDate>> = Vec::new();
+    let mut reasons: Vec<Option<&str>> = Vec::new();
+    let mut trace_ids: Vec<Option<String>> = Vec::new();
+    let mut traceparents: Vec<Option<String>> = Vec::new();
+    for &index in new {
+        let (object, span) = objects[index];
+        buckets.push(object.bucket.as_str());
+        keys.push(object.key.as_str());
+        versions.push(object.version());
+        etags.push(object.etag.as_str());
+        sizes.push(object.size as i64);
+        trace_ids.push(span.in_scope(telemetry::current_trace_id));
+        match &matches[index] {
+            KeyMatch::File {
+                dataset,
+                source,
+                ingestion_date,
+            } => {
+                dataset_names.push(Some(dataset.as_str()));
+                sources.push(Some(source.as_str()));
+                dates.push(Some(*ingestion_date));
+                reasons.push(None);
+                traceparents.push(
+                    span.in_scope(telemetry::current_trace_headers)
+                        .remove("traceparent"),
+                );
+            }
+            KeyMatch::Unmapped(reason) => {
+                dataset_names.push(None);
+                sources.push(None);
+                dates.push(None);
+                reasons.push(Some(reason.as_str()));
+                traceparents.push(None);
+            }
+            KeyMatch::Outside => unreachable!("not a candidate"),
+        }
+    }
+    let rows = tx
+        .query_typed(
+            "INSERT INTO ops.files (bucket, key, version, etag, size_bytes, dataset, source, ingestion_date,
+                                    state, reason, discovered_by, finished_at, trace_id, traceparent)
+             SELECT o.bucket, o.key, o.version, o.etag, o.size_bytes, o.dataset, o.source, o.ingestion_date,
+                    CASE WHEN o.dataset IS NULL THEN 'ignored' ELSE 'landed' END, o.reason, $12,
+                    CASE WHEN o.dataset IS NULL THEN clock_timestamp() END, o.trace_id, o.traceparent
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[],
+                           $7::text[], $8::date[], $9::text[], $10::text[], $11::text[])
+                    AS o(bucket, key, version, etag, size_bytes, dataset, source, ingestion_date,
+                         reason, trace_id, traceparent)
+             RETURNING bucket, key, version, file_id",
+            &[
+                (&buckets, Type::TEXT_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&versions, Type::TEXT_ARRAY),
+                (&etags, Type::TEXT_ARRAY),
+                (&sizes, Type::INT8_ARRAY),
+                (&dataset_names, Type::TEXT_ARRAY),
+                (&sources, Type::TEXT_ARRAY),
+                (&dates, Type::DATE_ARRAY),
+                (&reasons, Type::TEXT_ARRAY),
+                (&trace_ids, Type::TEXT_ARRAY),
+                (&traceparents, Type::TEXT_ARRAY),
+                (&discovered_by.as_str(), Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| ((row.get(0), row.get(1), row.get(2)), row.get(3)))
+        .collect())
 }

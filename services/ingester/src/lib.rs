@@ -87,6 +87,57 @@ impl Handler for NotificationHandler {
         }
         Ok(events)
     }
+
+    const BATCHED: bool = true;
+
+    /// The whole batch's objects recorded with a constant number of statements; a message
+    /// that is not a notification fails the batch, whose messages then go one by one.
+    async fn handle_batch(
+        &self,
+        messages: &[(&tracing::Span, &Incoming)],
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<Vec<Vec<Envelope<Event>>>, Failure> {
+        let mut parsed = Vec::with_capacity(messages.len());
+        for (_, message) in messages {
+            parsed.push(notification::parse(&message.body).map_err(Failure::permanent)?);
+        }
+        let objects: Vec<(&notification::ObjectCreated, &tracing::Span)> = parsed
+            .iter()
+            .zip(messages)
+            .flat_map(|(objects, (span, _))| objects.iter().map(move |object| (object, *span)))
+            .collect();
+        let mut recorded = ledger::record_many(
+            tx,
+            &self.ctx.datasets,
+            &self.ctx.config.s3.landing_prefix,
+            &objects,
+            DiscoveredBy::Notification,
+        )
+        .await?
+        .into_iter()
+        .zip(&objects);
+        let mut caused = Vec::with_capacity(messages.len());
+        for objects in &parsed {
+            let mut events = Vec::new();
+            for (outcome, (object, span)) in recorded.by_ref().take(objects.len()) {
+                match outcome {
+                    Recorded::Landed(event) => events.push(*event),
+                    Recorded::Duplicate => span.in_scope(|| {
+                        tracing::info!(
+                            key = object.key,
+                            "duplicate notification; already in the ledger"
+                        )
+                    }),
+                    Recorded::Outside => span.in_scope(|| {
+                        tracing::debug!(key = object.key, "key outside the landing prefix; skipped")
+                    }),
+                    Recorded::Unmapped(_) => {}
+                }
+            }
+            caused.push(events);
+        }
+        Ok(caused)
+    }
 }
 
 /// Runs the ingester until `shutdown`: the AMQP notification queue always (it costs nothing

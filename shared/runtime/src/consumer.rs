@@ -53,6 +53,29 @@ pub trait Handler: Send + Sync + 'static {
         message: &'a Incoming,
         tx: &'a tokio_postgres::Transaction<'_>,
     ) -> impl Future<Output = Result<Vec<Envelope<Event>>, Failure>> + Send + 'a;
+
+    /// Whether [`Handler::handle_batch`] applies a batch of messages set-based (a constant
+    /// number of statements per batch). When it does, the consumer first tries a batch with it
+    /// in one transaction, and only if that fails goes message by message (a savepoint each).
+    const BATCHED: bool = false;
+
+    /// Applies several messages inside `tx`, each with the span of its delivery, and returns
+    /// the events each causes, in order. All or nothing: an error rolls back the whole batch,
+    /// whose messages are then applied one by one with [`Handler::handle`]. The default applies
+    /// them one after the other.
+    fn handle_batch<'a>(
+        &'a self,
+        messages: &'a [(&'a tracing::Span, &'a Incoming)],
+        tx: &'a tokio_postgres::Transaction<'_>,
+    ) -> impl Future<Output = Result<Vec<Vec<Envelope<Event>>>, Failure>> + Send + 'a {
+        async move {
+            let mut caused = Vec::with_capacity(messages.len());
+            for (span, message) in messages {
+                caused.push(self.handle(message, tx).instrument((*span).clone()).await?);
+            }
+            Ok(caused)
+        }
+    }
 }
 
 /// How one delivery ended.
@@ -174,16 +197,34 @@ async fn process_batch<H: Handler>(
     }
     tracing::debug!(messages = prepared.len(), "applying a batch of deliveries");
     let started = std::time::Instant::now();
-    let (committed, published) = match apply_batch(ctx, handler, &prepared).await {
-        Ok(result) => result,
-        Err(failure) => {
-            tracing::warn!(
-                reason = failure.reason(),
-                messages = prepared.len(),
-                "batch transaction failed; applying its messages one by one"
-            );
-            (vec![false; prepared.len()], 0)
+    let set_based = if H::BATCHED && !prepared.is_empty() {
+        match apply_set(ctx, handler, &prepared).await {
+            Ok(published) => Some((vec![true; prepared.len()], published)),
+            Err(failure) => {
+                tracing::info!(
+                    reason = failure.reason(),
+                    messages = prepared.len(),
+                    "set-based batch failed; applying its messages with a savepoint each"
+                );
+                None
+            }
         }
+    } else {
+        None
+    };
+    let (committed, published) = match set_based {
+        Some(result) => result,
+        None => match apply_batch(ctx, handler, &prepared).await {
+            Ok(result) => result,
+            Err(failure) => {
+                tracing::warn!(
+                    reason = failure.reason(),
+                    messages = prepared.len(),
+                    "batch transaction failed; applying its messages one by one"
+                );
+                (vec![false; prepared.len()], 0)
+            }
+        },
     };
     crate::fault::point("consumer.after_commit");
     if published > 0 {
@@ -200,6 +241,16 @@ async fn process_batch<H: Handler>(
             started.elapsed().as_secs_f64() / applied as f64,
             &crate::metrics::attributes(&[("service", service), ("event_type", "batch")]),
         );
+    }
+    if alone.is_empty() && committed.iter().all(|ok| *ok) {
+        // Every delivery of the batch is committed, and this channel's earlier deliveries
+        // were all settled before it began: one ack of the last tag settles the batch.
+        if let Some((last, span, _)) = prepared.last() {
+            last.ack(BasicAckOptions { multiple: true })
+                .instrument(span.clone())
+                .await?;
+        }
+        return Ok(());
     }
     for ((delivery, span, _), ok) in prepared.into_iter().zip(committed) {
         if ok {
@@ -255,6 +306,69 @@ async fn apply_batch<H: Handler>(
     }
     tx.commit().await?;
     Ok((committed, published))
+}
+
+/// The set-based transaction of a batch, for handlers with [`Handler::BATCHED`]: the
+/// idempotency records of all its events in one statement (an event already processed, or a
+/// second copy within the batch, is a duplicate and changes nothing), the handler's effect for
+/// the rest, and all the events they cause in one outbox insert. Returns how many events were
+/// written. Any error rolls back the whole batch.
+async fn apply_set<H: Handler>(
+    ctx: &ServiceContext,
+    handler: &H,
+    prepared: &[(Delivery, tracing::Span, Incoming)],
+) -> Result<usize, Failure> {
+    use tokio_postgres::types::Type;
+    let mut client = ctx.pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut fresh: Vec<(&tracing::Span, &Incoming)> = prepared
+        .iter()
+        .map(|(_, span, incoming)| (span, incoming))
+        .collect();
+    let events: Vec<&Envelope<Event>> = prepared
+        .iter()
+        .filter_map(|(_, _, incoming)| incoming.event.as_ref())
+        .collect();
+    if !events.is_empty() {
+        let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.event_id).collect();
+        let types: Vec<&str> = events
+            .iter()
+            .map(|event| event.event_type.as_str())
+            .collect();
+        let mut inserted: std::collections::HashSet<uuid::Uuid> = tx
+            .query_typed(
+                "INSERT INTO ops.processed_events (consumer, event_id, event_type)
+                 SELECT $1, e.id, e.type FROM unnest($2::uuid[], $3::text[]) AS e(id, type)
+                 ON CONFLICT DO NOTHING RETURNING event_id",
+                &[
+                    (&ctx.config.service_name, Type::TEXT),
+                    (&ids, Type::UUID_ARRAY),
+                    (&types, Type::TEXT_ARRAY),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        // The first copy of each newly recorded event is applied; every other is a duplicate.
+        fresh.retain(|(span, incoming)| match &incoming.event {
+            Some(event) if inserted.remove(&event.event_id) => true,
+            Some(_) => {
+                span.in_scope(|| tracing::info!("event already processed; dropping the duplicate"));
+                false
+            }
+            None => true,
+        });
+    }
+    let caused = handler.handle_batch(&fresh, &tx).await?;
+    let mut outgoing = Vec::new();
+    for ((span, _), events) in fresh.iter().zip(&caused) {
+        let headers = span.in_scope(crate::telemetry::current_trace_headers);
+        outgoing.extend(events.iter().map(|event| (event, headers.clone())));
+    }
+    crate::outbox::enqueue_many(&tx, &ctx.config.service_name, &outgoing).await?;
+    tx.commit().await?;
+    Ok(outgoing.len())
 }
 
 /// The message's `process` span (continuing the trace it carries) and what the handler sees,

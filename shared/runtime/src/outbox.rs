@@ -50,6 +50,50 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Writes several events to the outbox inside `tx` in one statement, each with the trace
+/// headers of the message that caused it.
+pub async fn enqueue_many(
+    tx: &tokio_postgres::Transaction<'_>,
+    service: &str,
+    events: &[(&Envelope<Event>, BTreeMap<String, String>)],
+) -> Result<(), tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut datasets = Vec::with_capacity(events.len());
+    let mut dates = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut headers = Vec::with_capacity(events.len());
+    for (envelope, trace_headers) in events {
+        ids.push(envelope.event_id);
+        types.push(envelope.event_type.as_str());
+        datasets.push(envelope.batch.as_ref().map(|batch| batch.dataset.as_str()));
+        dates.push(envelope.batch.as_ref().map(|batch| batch.ingestion_date));
+        payloads.push(envelope.encode());
+        headers.push(serde_json::to_value(trace_headers).expect("string map serializes"));
+    }
+    tx.query_typed(
+        "INSERT INTO ops.outbox (event_id, event_type, routing_key, dataset, ingestion_date, payload, headers, created_by)
+         SELECT e.id, e.type, e.type, e.dataset, e.ingestion_date, e.payload, e.headers, $7
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::bytea[], $6::jsonb[])
+                AS e(id, type, dataset, ingestion_date, payload, headers)",
+        &[
+            (&ids, Type::UUID_ARRAY),
+            (&types, Type::TEXT_ARRAY),
+            (&datasets, Type::TEXT_ARRAY),
+            (&dates, Type::DATE_ARRAY),
+            (&payloads, Type::BYTEA_ARRAY),
+            (&headers, Type::JSONB_ARRAY),
+            (&service, Type::TEXT),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Publishes unsent outbox rows. Every replica of every service runs one; `FOR UPDATE SKIP
 /// LOCKED` lets them share the work without publishing a row twice in the normal case.
 #[derive(Clone)]
