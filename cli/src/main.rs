@@ -6,6 +6,7 @@ mod dataset_check;
 mod demo;
 mod dlq;
 mod operate;
+mod progress;
 mod sample;
 mod sample_retail;
 mod status;

@@ -11,16 +11,9 @@ use contract::{BatchKey, CheckOutcome, Envelope, ModelRun, QualityPassed, Transf
 use runtime::datasets::Datasets;
 use runtime::{CommonConfig, Env};
 
+use crate::progress::Progress;
+use crate::status::BATCH_STATES;
 use crate::table::Table;
-
-const STATES: &[&str] = &[
-    "staging",
-    "ready",
-    "transformed",
-    "quality_passed",
-    "quality_failed",
-    "exported",
-];
 
 #[derive(Debug, clap::Subcommand)]
 pub enum OpsCommand {
@@ -117,9 +110,9 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
 pub async fn runs(client: &tokio_postgres::Client, filter: &RunsFilter) -> anyhow::Result<String> {
     if let Some(state) = &filter.state {
         anyhow::ensure!(
-            STATES.contains(&state.as_str()),
-            "--state '{state}' is not one of: {}",
-            STATES.join(", ")
+            BATCH_STATES.contains(&state.as_str()),
+            "--state '{state}' is not one of the batch states: {}",
+            BATCH_STATES.join(", ")
         );
     }
     let rows = client
@@ -361,17 +354,22 @@ impl Operator {
         Ok(())
     }
 
-    /// Follows the batch until it is exported or fails its checks after `since`, printing each
-    /// stage as it is reached.
+    /// Follows the batch, re-run `from` a stage, until it is exported or fails its checks after
+    /// `since`, showing on `progress` what it waits for. With `count_stages`, the checks and the
+    /// export each count as a unit done (replay); otherwise only the phase changes (backfill
+    /// counts dates).
     async fn follow(
         &self,
         batch: &BatchKey,
         since: DateTime<Utc>,
         wait: &WaitArgs,
+        progress: &mut Progress,
+        from: Stage,
+        count_stages: bool,
     ) -> anyhow::Result<()> {
         let client = self.client().await?;
         let deadline = Instant::now() + Duration::from_secs(wait.timeout_s);
-        let mut shown = Vec::new();
+        let mut counted = Vec::new();
         loop {
             let row = client
                 .query_opt(
@@ -406,18 +404,39 @@ impl Operator {
                     false,
                 ),
             };
-            let reached = [
-                ("transformed", transformed),
-                ("checked", checked),
-                ("exported", exported),
-            ];
-            for (stage, done) in reached {
-                if done && !shown.contains(&stage) {
-                    shown.push(stage);
-                    println!("  {batch}  {stage}");
+            let settled = landed == 0 && current;
+            let phase = if landed > 0 {
+                format!("{batch} {landed} file(s) landed; waiting for the stager")
+            } else if !missing.is_empty() {
+                format!("{batch} waiting for required source(s): {missing}")
+            } else if exported && settled && state == "exported" {
+                format!("{batch} exported")
+            } else if checked && state == "quality_failed" {
+                format!("{batch} failed its checks")
+            } else if checked {
+                format!("{batch} checked; waiting for the export")
+            } else if from == Stage::Export {
+                format!("{batch} waiting for the export")
+            } else if transformed && settled {
+                format!("{batch} transformed; waiting for the checks")
+            } else if from == Stage::Quality {
+                format!("{batch} waiting for the checks")
+            } else {
+                format!("{batch} waiting for the transform")
+            };
+            let mut advanced = false;
+            if count_stages {
+                for (stage, done) in [("checked", checked), ("exported", exported)] {
+                    if done && !counted.contains(&stage) {
+                        counted.push(stage);
+                        progress.advance(format!("{batch} {stage}"));
+                        advanced = true;
+                    }
                 }
             }
-            let settled = landed == 0 && current;
+            if !advanced {
+                progress.phase(phase);
+            }
             if exported && settled && state == "exported" {
                 return Ok(());
             }
@@ -461,23 +480,50 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         ingestion_date: args.date,
     };
     let since = operator.now().await?;
+    // The units shown: the models run here (from transform), then the checks (from transform or
+    // quality) and the export, both done by the services.
+    let stages = match args.from_stage {
+        Stage::Transform => 3,
+        Stage::Quality => 2,
+        Stage::Export => 1,
+    };
+    let mut progress = Progress::new(stages, "stages");
     match args.from_stage {
         Stage::Transform => {
-            let models = operator.transform(&batch).await?;
-            println!("{batch}: {models} model(s) ran");
+            progress.phase(format!("{batch} running the models"));
+            let models = progress.during(operator.transform(&batch)).await?;
+            progress.message(format!("{batch}: {models} model(s) ran"));
+            progress.advance(format!("{batch} transformed"));
         }
-        Stage::Quality => operator.requeue_quality(&batch).await?,
-        Stage::Export => operator.requeue_export(&batch).await?,
+        Stage::Quality => {
+            progress.phase(format!("{batch} asking for the checks again"));
+            operator.requeue_quality(&batch).await?;
+        }
+        Stage::Export => {
+            progress.phase(format!("{batch} asking for the export again"));
+            operator.requeue_export(&batch).await?;
+        }
     }
     let published = operator.publish().await?;
-    println!(
+    progress.message(format!(
         "{batch}: replayed from the {} stage; {published} event(s) published",
         format!("{:?}", args.from_stage).to_lowercase()
-    );
+    ));
     if args.wait.no_wait {
+        progress.finish();
         return Ok(());
     }
-    operator.follow(&batch, since, &args.wait).await?;
+    operator
+        .follow(
+            &batch,
+            since,
+            &args.wait,
+            &mut progress,
+            args.from_stage,
+            true,
+        )
+        .await?;
+    progress.finish();
     println!("{batch}: exported");
     Ok(())
 }
@@ -498,24 +544,29 @@ async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
         .collect();
     let started = Instant::now();
     let (mut exported, mut skipped) = (0, 0);
-    for (index, date) in dates.iter().enumerate() {
+    let mut progress = Progress::new(dates.len() as u64, "dates");
+    for date in &dates {
         let batch = BatchKey {
             dataset: args.dataset.clone(),
             ingestion_date: *date,
         };
         let since = operator.now().await?;
         let prefix = format!("{}/ingestion_date={date}/", args.dataset);
-        let report = ingester::reconcile::reconcile(
-            &operator.pool,
-            &s3,
-            &operator.config.s3,
-            &operator.datasets,
-            &operator.config.service_name,
-            Some(&prefix),
-        )
-        .await
-        .with_context(|| format!("listing {prefix}"))?;
-        let progress = format!("[{}/{}]", index + 1, dates.len());
+        progress.phase(format!(
+            "{batch} listing s3://{}/{}{prefix}",
+            operator.config.s3.bucket, operator.config.s3.landing_prefix
+        ));
+        let report = progress
+            .during(ingester::reconcile::reconcile(
+                &operator.pool,
+                &s3,
+                &operator.config.s3,
+                &operator.datasets,
+                &operator.config.service_name,
+                Some(&prefix),
+            ))
+            .await
+            .with_context(|| format!("listing {prefix}"))?;
         let staged: i64 = operator
             .client()
             .await?
@@ -526,38 +577,58 @@ async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
             .await?
             .get(0);
         if report.landed > 0 {
-            println!(
-                "{progress} {batch}: {} object(s) listed, {} new file(s) landed",
+            progress.message(format!(
+                "{batch}: {} object(s) listed, {} new file(s) landed",
                 report.listed, report.landed
-            );
+            ));
         } else if staged > 0 {
-            let models = operator.transform(&batch).await?;
-            println!(
-                "{progress} {batch}: {} object(s) listed, nothing missing; {models} model(s) re-ran",
+            progress.phase(format!("{batch} re-running the models"));
+            let models = progress.during(operator.transform(&batch)).await?;
+            progress.message(format!(
+                "{batch}: {} object(s) listed, nothing missing; {models} model(s) re-ran",
                 report.listed
-            );
+            ));
         } else if report.listed > 0 {
-            println!(
-                "{progress} {batch}: {} object(s) listed, none of them staged (rejected? see `landfall status --dataset {} --date {date}`); skipped",
+            progress.message(format!(
+                "{batch}: {} object(s) listed, none of them staged (rejected? see `landfall status --dataset {} --date {date}`); skipped",
                 report.listed, args.dataset
-            );
+            ));
             skipped += 1;
+            progress.advance(format!("{batch} skipped"));
             continue;
         } else {
-            println!(
-                "{progress} {batch}: no files in s3://{}/{}{prefix}; skipped",
+            progress.message(format!(
+                "{batch}: no files in s3://{}/{}{prefix}; skipped",
                 operator.config.s3.bucket, operator.config.s3.landing_prefix
-            );
+            ));
             skipped += 1;
+            progress.advance(format!("{batch} skipped"));
             continue;
         }
         operator.publish().await?;
         if args.wait.no_wait {
+            progress.advance(format!("{batch} events published"));
             continue;
         }
-        operator.follow(&batch, since, &args.wait).await?;
+        let batch_started = Instant::now();
+        operator
+            .follow(
+                &batch,
+                since,
+                &args.wait,
+                &mut progress,
+                Stage::Transform,
+                false,
+            )
+            .await?;
         exported += 1;
+        progress.message(format!(
+            "{batch}: exported ({:.1}s)",
+            batch_started.elapsed().as_secs_f64()
+        ));
+        progress.advance(format!("{batch} exported"));
     }
+    progress.finish();
     if args.wait.no_wait {
         println!(
             "{} date(s): events published, {skipped} skipped; follow them with `landfall runs --dataset {}`",

@@ -4,6 +4,62 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::table::{Table, truncate};
 
+/// The states of a batch (`ops.batches.state`), in pipeline order.
+pub const BATCH_STATES: &[&str] = &[
+    "staging",
+    "ready",
+    "transformed",
+    "quality_passed",
+    "quality_failed",
+    "exported",
+];
+
+/// The states of a file (`ops.files.state`).
+pub const FILE_STATES: &[&str] = &[
+    "landed",
+    "staged",
+    "rejected",
+    "superseded",
+    "missing",
+    "ignored",
+];
+
+/// What `--state` names: a file state, a batch state (the two sets share no name), or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter<'a> {
+    None,
+    File(&'a str),
+    Batch(&'a str),
+}
+
+impl StatusFilter {
+    pub fn state_filter(&self) -> anyhow::Result<StateFilter<'_>> {
+        match self.state.as_deref() {
+            None => Ok(StateFilter::None),
+            Some(state) if FILE_STATES.contains(&state) => Ok(StateFilter::File(state)),
+            Some(state) if BATCH_STATES.contains(&state) => Ok(StateFilter::Batch(state)),
+            Some(state) => anyhow::bail!(
+                "--state '{state}' is neither a batch state ({}) nor a file state ({})",
+                BATCH_STATES.join(", "),
+                FILE_STATES.join(", ")
+            ),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.dataset.is_some() || self.date.is_some() || self.state.is_some()
+    }
+
+    /// (file state, batch state) as query parameters.
+    fn states(&self) -> anyhow::Result<(Option<&str>, Option<&str>)> {
+        Ok(match self.state_filter()? {
+            StateFilter::None => (None, None),
+            StateFilter::File(state) => (Some(state), None),
+            StateFilter::Batch(state) => (None, Some(state)),
+        })
+    }
+}
+
 /// Which rows to show.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StatusFilter {
@@ -13,7 +69,10 @@ pub struct StatusFilter {
     /// Only this ingestion date (YYYY-MM-DD).
     #[arg(long)]
     pub date: Option<NaiveDate>,
-    /// Only files in this state (landed, staged, rejected, superseded, missing, ignored).
+    /// Only this state. A batch state (staging, ready, transformed, quality_passed,
+    /// quality_failed, exported): the batches in it and their files. A file state (landed,
+    /// staged, rejected, superseded, missing, ignored): the files in it and the batches holding
+    /// one (an ignored key belongs to no batch).
     #[arg(long)]
     pub state: Option<String>,
     /// At most this many files, newest first.
@@ -26,6 +85,7 @@ pub async fn render(
     client: &tokio_postgres::Client,
     filter: &StatusFilter,
 ) -> anyhow::Result<String> {
+    filter.state_filter()?;
     let mut out = String::new();
     out.push_str(&batches(client, filter).await?);
     out.push('\n');
@@ -34,6 +94,7 @@ pub async fn render(
 }
 
 async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow::Result<String> {
+    let (file_state, batch_state) = filter.states()?;
     let rows = client
         .query(
             "SELECT b.dataset, b.ingestion_date, b.state, array_to_string(b.sources_staged, ', '),
@@ -41,8 +102,11 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
                     b.transformed_at, b.quality_at, b.exported_at, coalesce(b.trace_id, '')
                FROM ops.batches b
               WHERE ($1::text IS NULL OR b.dataset = $1) AND ($2::date IS NULL OR b.ingestion_date = $2)
+                AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM ops.files f WHERE f.dataset = b.dataset
+                                                    AND f.ingestion_date = b.ingestion_date AND f.state = $3))
+                AND ($4::text IS NULL OR b.state = $4)
               ORDER BY b.dataset, b.ingestion_date DESC",
-            &[&filter.dataset, &filter.date],
+            &[&filter.dataset, &filter.date, &file_state, &batch_state],
         )
         .await?;
     let quality = quality_summary(client).await?;
@@ -82,7 +146,9 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
             row.get(10),
         ]);
     }
-    Ok(if table.is_empty() {
+    Ok(if table.is_empty() && filter.any() {
+        "Batches: none match\n".into()
+    } else if table.is_empty() {
         "Batches: none yet\n".into()
     } else {
         format!("Batches (each stage's duration)\n{}", table.render())
@@ -125,6 +191,7 @@ async fn quality_summary(
 }
 
 async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow::Result<String> {
+    let (file_state, batch_state) = filter.states()?;
     let rows = client
         .query(
             "SELECT f.file_id, coalesce(f.dataset, '-'), coalesce(f.ingestion_date::text, '-'), coalesce(f.source, '-'),
@@ -133,8 +200,10 @@ async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow
                FROM ops.files f
               WHERE ($1::text IS NULL OR f.dataset = $1) AND ($2::date IS NULL OR f.ingestion_date = $2)
                 AND ($3::text IS NULL OR f.state = $3)
-              ORDER BY f.file_id DESC LIMIT $4",
-            &[&filter.dataset, &filter.date, &filter.state, &filter.limit],
+                AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM ops.batches b WHERE b.dataset = f.dataset
+                                                    AND b.ingestion_date = f.ingestion_date AND b.state = $4))
+              ORDER BY f.file_id DESC LIMIT $5",
+            &[&filter.dataset, &filter.date, &file_state, &batch_state, &filter.limit],
         )
         .await?;
     let mut table = Table::new(&[
@@ -186,4 +255,46 @@ async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow
 
 fn seconds(duration: chrono::TimeDelta) -> String {
     format!("{:.2}s", duration.num_milliseconds() as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_state(state: &str) -> StatusFilter {
+        StatusFilter {
+            state: Some(state.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_state_names_a_batch_or_a_file_state() {
+        assert!(
+            BATCH_STATES
+                .iter()
+                .all(|state| !FILE_STATES.contains(state))
+        );
+        assert_eq!(
+            with_state("exported").state_filter().unwrap(),
+            StateFilter::Batch("exported")
+        );
+        assert_eq!(
+            with_state("rejected").state_filter().unwrap(),
+            StateFilter::File("rejected")
+        );
+        assert_eq!(
+            StatusFilter::default().state_filter().unwrap(),
+            StateFilter::None
+        );
+        let error = with_state("done").state_filter().unwrap_err().to_string();
+        assert!(
+            error.contains("neither a batch state (staging, ready"),
+            "{error}"
+        );
+        assert!(
+            error.contains("nor a file state (landed, staged"),
+            "{error}"
+        );
+    }
 }

@@ -472,6 +472,142 @@ async fn two_days_of_invoice_lines_give_the_hand_computed_reports_beside_ecommer
     env.cleanup().await;
 }
 
+/// `landfall gen --dataset online_retail` for two days, then `landfall demo --input` on those
+/// files (the embedded S3 server and the five service binaries as processes, on this test's
+/// database): every batch is exported, every data line of the files is either a fact row or a
+/// reject in the ledger, and every report has rows for each date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_sample_days_run_through_the_pipeline() {
+    const DATES: [&str; 2] = ["2026-05-11", "2026-05-12"];
+    const REPORTS: [&str; 3] = [
+        "retail_revenue_by_country_month",
+        "retail_top_products",
+        "retail_cancellation_rate",
+    ];
+    let env = TestEnv::new().await;
+    let dir = std::env::temp_dir().join(format!("landfall-retail-gen-{}", env.suffix));
+    let data_dir = dir.join("data").display().to_string();
+    let work_dir = dir.join("demo").display().to_string();
+
+    let generated = landfall_ok(
+        &env,
+        &[
+            "gen",
+            "--dataset",
+            "online_retail",
+            "--days",
+            "2",
+            "--last-date",
+            DATES[1],
+            "--orders-per-day",
+            "150",
+            "--dirty",
+            "0.01",
+            "--out",
+            &data_dir,
+        ],
+    )
+    .await;
+    assert_eq!(generated, format!("2 files written under {data_dir}\n"));
+    // The data lines of each day's file (the header aside; no field spans lines).
+    let mut lines = Vec::new();
+    for date in DATES {
+        let path = dir.join("data").join(date).join("transactions.csv");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        assert!(text.starts_with("invoice_no,stock_code,"), "{text}");
+        lines.push(text.lines().count() as i64 - 1);
+    }
+
+    let demo = landfall_ok(
+        &env,
+        &[
+            "demo",
+            "--dataset",
+            "online_retail",
+            "--input",
+            &data_dir,
+            "--database-url",
+            &env.database_url,
+            "--amqp-prefix",
+            &env.prefix,
+            "--work-dir",
+            &work_dir,
+        ],
+    )
+    .await;
+    for expected in [
+        "Uploaded      2026-05-11: 1 files",
+        "Uploaded      2026-05-12: 1 files",
+        "Batch 2026-05-11: ",
+        "Batch 2026-05-12: ",
+        "retail_cancellation_rate",
+    ] {
+        assert!(demo.contains(expected), "'{expected}' missing:\n{demo}");
+    }
+
+    // Every batch exported, each with its three reports.
+    assert_eq!(
+        query_text(&env, "SELECT ingestion_date::text, state FROM ops.batches WHERE dataset = 'online_retail' ORDER BY ingestion_date").await,
+        rows(&[&[DATES[0], "exported"], &[DATES[1], "exported"]])
+    );
+    for date in DATES {
+        assert_eq!(
+            env.count(&format!("SELECT count(*) FROM ops.exports WHERE dataset = 'online_retail' AND ingestion_date = '{date}'")).await,
+            3
+        );
+        for report in REPORTS {
+            let csv =
+                dir.join("demo/s3/landfall-demo")
+                    .join(export_key("online_retail", report, date));
+            assert!(csv.exists(), "{} missing", csv.display());
+        }
+    }
+
+    // The ledger accounts for every line: one staged file a day, its lines loaded or rejected,
+    // each reject stored with its line; the facts hold exactly the loaded lines.
+    let mut rejected_total = 0;
+    for (date, lines) in DATES.iter().zip(&lines) {
+        let ledger = query_text(&env, &format!("SELECT state, rows_loaded::text, rows_rejected::text, (SELECT count(*) FROM ops.rejected_rows r WHERE r.file_id = f.file_id)::text FROM ops.files f WHERE dataset = 'online_retail' AND ingestion_date = '{date}'")).await;
+        assert_eq!(ledger.len(), 1, "{date}: {ledger:?}");
+        let [state, loaded, rejected, stored] = &ledger[0][..] else {
+            unreachable!()
+        };
+        let (loaded, rejected): (i64, i64) = (loaded.parse().unwrap(), rejected.parse().unwrap());
+        assert_eq!(state, "staged", "{date}");
+        assert_eq!(
+            loaded + rejected,
+            *lines,
+            "{date}: every data line loaded or rejected"
+        );
+        assert_eq!(stored, &rejected.to_string(), "{date}: every reject stored");
+        assert_eq!(
+            env.count(&format!("SELECT count(*) FROM warehouse.retail_fact_transactions WHERE ingestion_date = '{date}'")).await,
+            lines - rejected,
+            "{date}"
+        );
+        rejected_total += rejected;
+    }
+    assert!(rejected_total > 0, "--dirty 0.01 made lines to reject");
+    assert_eq!(
+        env.count("SELECT count(*) FROM warehouse.retail_fact_transactions")
+            .await,
+        lines.iter().sum::<i64>() - rejected_total
+    );
+
+    // Every report has rows for each date.
+    for report in REPORTS {
+        assert_eq!(
+            query_text(&env, &format!("SELECT ingestion_date::text FROM analytics.{report} GROUP BY ingestion_date ORDER BY ingestion_date")).await,
+            rows(&[&[DATES[0]], &[DATES[1]]]),
+            "{report}"
+        );
+    }
+
+    env.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs `landfall` with the test's configuration; fails the test when it fails.
 async fn landfall_ok(env: &TestEnv, args: &[&str]) -> String {
     let output = env.landfall(args).await;
@@ -515,6 +651,43 @@ async fn operator_commands(env: &TestEnv) {
     assert!(day2.contains("17 passed, 0 failed, 0 warned"), "{day2}");
     let none = landfall_ok(env, &["runs", "--state", "quality_failed"]).await;
     assert_eq!(none, "No transform runs match.\n");
+    // --dataset: only that dataset's runs (column 2), the other dataset's are left out.
+    let ecommerce = landfall_ok(env, &["runs", "--dataset", "ecommerce"]).await;
+    let runs_of = |output: &str| -> Vec<(String, String)> {
+        output
+            .lines()
+            .skip(2)
+            .map(|line| {
+                let cells: Vec<&str> = line.split_whitespace().collect();
+                (cells[1].to_owned(), cells[2].to_owned())
+            })
+            .collect()
+    };
+    assert_eq!(
+        runs_of(&ecommerce),
+        [("ecommerce".to_owned(), DAY1.to_owned())],
+        "{ecommerce}"
+    );
+    let exported = landfall_ok(
+        env,
+        &["runs", "--dataset", "online_retail", "--state", "exported"],
+    )
+    .await;
+    assert_eq!(runs_of(&exported).len(), 3, "{exported}");
+    assert!(
+        runs_of(&exported)
+            .iter()
+            .all(|(dataset, _)| dataset == "online_retail"),
+        "{exported}"
+    );
+    let bad = env.landfall(&["runs", "--state", "rejected"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("is not one of the batch states: staging, ready"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     // Replay day 2's export: the same objects are written again, nothing else runs.
     let runs_before = env.count("SELECT count(*) FROM ops.transform_runs").await;
@@ -571,10 +744,13 @@ async fn operator_commands(env: &TestEnv) {
         query_text(env, &format!("SELECT max(run_at)::text FROM ops.quality_results WHERE dataset = 'online_retail' AND ingestion_date = '{DAY1}'")).await,
         checked_before
     );
+    assert!(replayed.contains("2/2 stages, "), "{replayed}");
     assert_eq!(
         env.count("SELECT count(*) FROM ops.transform_runs").await,
         runs_before
     );
+
+    replay_from_transform(env).await;
 
     // Backfill days 2 to 4 after day 3's file landed without a notification: day 2 has all its
     // files and is re-run, day 3's file is landed by the backfill's listing, day 4 has none.
@@ -598,16 +774,33 @@ async fn operator_commands(env: &TestEnv) {
         ],
     )
     .await;
+    // stdout is a pipe here: plain progress lines (`1/3 dates, 2 s: …`), not a redrawn bar.
     for expected in [
-        "[1/3] online_retail/2026-03-03: 1 object(s) listed, nothing missing; 8 model(s) re-ran",
-        "[2/3] online_retail/2026-03-04: 1 object(s) listed, 1 new file(s) landed",
-        "online_retail/2026-03-04  exported",
-        "[3/3] online_retail/2026-03-05: no files in s3://lake/landing/online_retail/ingestion_date=2026-03-05/; skipped",
+        "0/3 dates, ",
+        ": online_retail/2026-03-03 listing s3://lake/landing/online_retail/ingestion_date=2026-03-03/",
+        "online_retail/2026-03-03: 1 object(s) listed, nothing missing; 8 model(s) re-ran",
+        "online_retail/2026-03-03: exported (",
+        "online_retail/2026-03-04: 1 object(s) listed, 1 new file(s) landed",
+        "online_retail/2026-03-04: exported (",
+        "online_retail/2026-03-05: no files in s3://lake/landing/online_retail/ingestion_date=2026-03-05/; skipped",
         "3 date(s) in ",
         "2 exported, 1 skipped",
     ] {
         assert!(output.contains(expected), "'{expected}' missing:\n{output}");
     }
+    let counts: Vec<&str> = output
+        .lines()
+        .filter_map(|line| line.split(" dates, ").next().filter(|c| c.len() == 3))
+        .collect();
+    assert!(
+        counts.windows(2).all(|pair| pair[0] <= pair[1])
+            && ["1/3", "2/3", "3/3"].iter().all(|c| counts.contains(c)),
+        "one progress line per date done, in order: {counts:?}\n{output}"
+    );
+    assert!(
+        !output.contains('\r') && !output.contains("[#"),
+        "no bar in a pipe:\n{output}"
+    );
     // Day 3 as of day 3: 13 + 1 invoices, still 3 with cancellations → 3/14 = 21.43%; sales
     // 301.61 + 10 × 3.39 = 335.51; cancelled 53.72 → 53.72 / 335.51 = 16.01%.
     assert_eq!(
@@ -622,5 +815,302 @@ async fn operator_commands(env: &TestEnv) {
     assert_eq!(
         report(env, "retail_cancellation_rate", "ingestion_date", DAY2).await,
         rows(&[&["(2026-03-03,13,3,23.08,301.61,53.72,17.81)"]])
+    );
+
+    status_filters(env).await;
+}
+
+/// `replay` from the transform stage (the default) on a finished batch: a new transform run,
+/// a new quality run answering it and a new export answering that, and reports as they were.
+async fn replay_from_transform(env: &TestEnv) {
+    let batch = format!("dataset = 'online_retail' AND ingestion_date = '{DAY2}'");
+    let runs_before = env
+        .count(&format!(
+            "SELECT count(*) FROM ops.transform_runs WHERE {batch}"
+        ))
+        .await;
+    let last_run_before = env
+        .count(&format!(
+            "SELECT max(run_id) FROM ops.transform_runs WHERE {batch}"
+        ))
+        .await;
+    let checked_by_before = query_text(
+        env,
+        &format!("SELECT DISTINCT transform_event_id::text FROM ops.quality_results WHERE {batch}"),
+    )
+    .await;
+    let exports_before = query_text(env, &format!("SELECT report, event_id::text, rows::text, sha256 FROM ops.exports WHERE {batch} ORDER BY report")).await;
+    let reports_before = (
+        report(
+            env,
+            "retail_revenue_by_country_month",
+            "month, country",
+            DAY2,
+        )
+        .await,
+        report(env, "retail_top_products", "rank", DAY2).await,
+        report(env, "retail_cancellation_rate", "ingestion_date", DAY2).await,
+    );
+    let csv_before = env
+        .get_text(&export_key("online_retail", "retail_top_products", DAY2))
+        .await;
+    let started: String = query_text(env, "SELECT clock_timestamp()::text").await[0][0].clone();
+
+    let replayed = landfall_ok(
+        env,
+        &["replay", "--dataset", "online_retail", "--date", DAY2],
+    )
+    .await;
+    for expected in [
+        "0/3 stages, ",
+        ": online_retail/2026-03-03 running the models",
+        "online_retail/2026-03-03: 8 model(s) ran",
+        "1/3 stages, ",
+        "online_retail/2026-03-03: replayed from the transform stage; ",
+        "2/3 stages, ",
+        "3/3 stages, ",
+        "online_retail/2026-03-03: exported",
+    ] {
+        assert!(
+            replayed.contains(expected),
+            "'{expected}' missing:\n{replayed}"
+        );
+    }
+
+    // One new transform run of the batch, from the same files.
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.transform_runs WHERE {batch}"
+        ))
+        .await,
+        runs_before + 1
+    );
+    assert_eq!(
+        env.count(&format!("SELECT count(*) FROM ops.transform_runs WHERE {batch} AND run_id > {last_run_before} AND started_at > '{started}' AND file_ids = (SELECT transformed_files FROM ops.batches WHERE {batch})")).await,
+        1
+    );
+    // Every check ran again, answering one new transform.completed.
+    let checked_by = query_text(
+        env,
+        &format!("SELECT DISTINCT transform_event_id::text FROM ops.quality_results WHERE {batch}"),
+    )
+    .await;
+    assert_eq!(checked_by.len(), 1, "{checked_by:?}");
+    assert_ne!(checked_by, checked_by_before);
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.quality_results WHERE {batch} AND run_at > '{started}'"
+        ))
+        .await,
+        17
+    );
+    // Every report exported again (a new quality.passed, a later time), with the same rows and
+    // bytes; the batch's stage times moved on.
+    let exports = query_text(env, &format!("SELECT report, event_id::text, rows::text, sha256 FROM ops.exports WHERE {batch} ORDER BY report")).await;
+    assert_eq!(exports.len(), 3);
+    for (after, before) in exports.iter().zip(&exports_before) {
+        assert_eq!(after[0], before[0]);
+        assert_ne!(after[1], before[1], "{} answered a new event", after[0]);
+        assert_eq!(
+            after[2..],
+            before[2..],
+            "{} has the same rows and bytes",
+            after[0]
+        );
+    }
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.exports WHERE {batch} AND exported_at > '{started}'"
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        env.count(&format!("SELECT count(*) FROM ops.batches WHERE {batch} AND state = 'exported' AND transformed_at > '{started}' AND quality_at > transformed_at AND exported_at > quality_at")).await,
+        1
+    );
+    // The reports are unchanged.
+    let reports_after = (
+        report(
+            env,
+            "retail_revenue_by_country_month",
+            "month, country",
+            DAY2,
+        )
+        .await,
+        report(env, "retail_top_products", "rank", DAY2).await,
+        report(env, "retail_cancellation_rate", "ingestion_date", DAY2).await,
+    );
+    assert_eq!(reports_after, reports_before);
+    assert_eq!(
+        env.get_text(&export_key("online_retail", "retail_top_products", DAY2))
+            .await,
+        csv_before
+    );
+}
+
+/// The rows of `landfall status`: (batches, files), each row's cells split on whitespace
+/// (dataset, batch, state first for a batch; file, dataset, batch, source, state for a file).
+fn status_rows(output: &str) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let mut sections = output.split("\n\n");
+    let table = |section: Option<&str>| -> Vec<Vec<String>> {
+        let section = section.unwrap_or_default();
+        if section.starts_with("Batches:") || section.starts_with("Files:") {
+            return Vec::new();
+        }
+        section
+            .lines()
+            .skip(3)
+            .map(|line| line.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    let batches = table(sections.next());
+    let files = table(sections.next());
+    (batches, files)
+}
+
+/// `status` filtered by dataset and by state, a batch state or a file state: only matching rows.
+async fn status_filters(env: &TestEnv) {
+    // A batch left waiting (ecommerce day 2: orders only, reviews and shipments missing) and a
+    // rejected file (online_retail day 4: a header the dataset does not know).
+    env.set_notifications(true);
+    env.put(
+        &TestEnv::landing_key(DAY2, "orders.csv"),
+        data::orders_csv(100, 5),
+    )
+    .await;
+    env.put(&retail_key(DAY4), "invoice,stock,what\n1,2,3\n")
+        .await;
+    wait_until("ecommerce day 2 waiting, online_retail day 4 rejected", DEADLINE, || async {
+        let waiting = env.try_count(&format!("SELECT count(*) FROM ops.batches WHERE dataset = 'ecommerce' AND ingestion_date = '{DAY2}' AND state = 'staging' AND sources_missing <> '{{}}'")).await?;
+        let rejected = env.try_count(&format!("SELECT count(*) FROM ops.files WHERE dataset = 'online_retail' AND ingestion_date = '{DAY4}' AND state = 'rejected'")).await?;
+        Ok((waiting == 1 && rejected == 1).then_some(()))
+    })
+    .await;
+    let cells = |rows: &[Vec<String>], columns: &[usize]| -> Vec<Vec<String>> {
+        let mut picked: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| columns.iter().map(|&index| row[index].clone()).collect())
+            .collect();
+        picked.sort();
+        picked
+    };
+    let owned = |rows: &[&[&str]]| -> Vec<Vec<String>> {
+        let mut rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| row.iter().map(|cell| (*cell).to_owned()).collect())
+            .collect();
+        rows.sort();
+        rows
+    };
+
+    // --dataset: that dataset's batches and files only.
+    let output = landfall_ok(env, &["status", "--dataset", "ecommerce"]).await;
+    let (batches, files) = status_rows(&output);
+    assert_eq!(
+        cells(&batches, &[0, 1, 2]),
+        owned(&[
+            &["ecommerce", DAY1, "exported"],
+            &["ecommerce", DAY2, "staging"]
+        ]),
+        "{output}"
+    );
+    assert_eq!(
+        cells(&files, &[1, 2, 3, 4]),
+        owned(&[
+            &["ecommerce", DAY1, "orders", "staged"],
+            &["ecommerce", DAY1, "reviews", "staged"],
+            &["ecommerce", DAY1, "shipment_deliveries", "staged"],
+            &["ecommerce", DAY2, "orders", "staged"],
+        ]),
+        "{output}"
+    );
+
+    // A batch state: the batches in it and their files.
+    let output = landfall_ok(env, &["status", "--state", "staging"]).await;
+    let (batches, files) = status_rows(&output);
+    assert_eq!(
+        cells(&batches, &[0, 1, 2]),
+        owned(&[&["ecommerce", DAY2, "staging"]]),
+        "{output}"
+    );
+    assert_eq!(
+        cells(&files, &[1, 2, 3, 4]),
+        owned(&[&["ecommerce", DAY2, "orders", "staged"]]),
+        "{output}"
+    );
+    let output = landfall_ok(
+        env,
+        &[
+            "status",
+            "--dataset",
+            "online_retail",
+            "--state",
+            "exported",
+        ],
+    )
+    .await;
+    let (batches, files) = status_rows(&output);
+    assert_eq!(
+        cells(&batches, &[0, 1, 2]),
+        owned(&[
+            &["online_retail", DAY1, "exported"],
+            &["online_retail", DAY2, "exported"],
+            &["online_retail", DAY3, "exported"],
+        ]),
+        "{output}"
+    );
+    assert_eq!(
+        cells(&files, &[1, 2, 3, 4]),
+        owned(&[
+            &["online_retail", DAY1, "transactions", "staged"],
+            &["online_retail", DAY2, "transactions", "staged"],
+            &["online_retail", DAY3, "transactions", "staged"],
+        ]),
+        "{output}"
+    );
+
+    // A file state: the files in it and the batches holding one.
+    let output = landfall_ok(env, &["status", "--state", "rejected"]).await;
+    let (batches, files) = status_rows(&output);
+    assert!(
+        batches.is_empty(),
+        "a rejected file alone makes no batch:\n{output}"
+    );
+    assert!(output.starts_with("Batches: none match\n"), "{output}");
+    assert_eq!(
+        cells(&files, &[1, 2, 3, 4]),
+        owned(&[&["online_retail", DAY4, "transactions", "rejected"]]),
+        "{output}"
+    );
+    let output = landfall_ok(
+        env,
+        &["status", "--dataset", "ecommerce", "--state", "staged"],
+    )
+    .await;
+    let (batches, files) = status_rows(&output);
+    assert_eq!(
+        cells(&batches, &[0, 1, 2]),
+        owned(&[
+            &["ecommerce", DAY1, "exported"],
+            &["ecommerce", DAY2, "staging"]
+        ]),
+        "{output}"
+    );
+    assert_eq!(files.len(), 4, "{output}");
+    assert!(
+        files
+            .iter()
+            .all(|file| file[1] == "ecommerce" && file[4] == "staged"),
+        "{output}"
+    );
+
+    // A state that is neither is refused, naming both lists.
+    let bad = env.landfall(&["status", "--state", "done"]).await;
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("'done' is neither a batch state (staging, ready, transformed, quality_passed, quality_failed, exported) nor a file state (landed, staged, rejected, superseded, missing, ignored)"),
+        "{stderr}"
     );
 }
