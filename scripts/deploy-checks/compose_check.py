@@ -12,7 +12,10 @@ Checks that the stack starts in a safe order and that its parts agree with each 
   - MinIO's AMQP target publishes to the exchange the ingester binds (LANDFALL_NOTIFY_EXCHANGE)
     with a matching declaration (durable topic), and minio-init's rule uses that target's ARN
     and the landing prefix;
-  - every file the stack mounts or builds from exists.
+  - every file the stack mounts or builds from exists;
+  - Prometheus (its mounted prometheus.yml) scrapes only services of the stack, and RabbitMQ's
+    metrics port (15692) only on a broker that mounts an enabled_plugins file enabling
+    rabbitmq_prometheus.
 
 With --schema FILE (the Compose specification's JSON schema, as shipped in dclint), it also lists
 every schema violation with its path; dclint reports only the first, without naming the field.
@@ -104,6 +107,7 @@ def check(compose, base_dir):
     problems += check_cycles(services)
     problems += check_landfall_services(services)
     problems += check_minio(services)
+    problems += check_prometheus(services, base_dir)
     return problems
 
 
@@ -225,6 +229,53 @@ def check_minio(services):
             problems.append(f"compose service minio-init: the event rule does not use --prefix {landing}")
         if "--event put" not in event_add.group(3):
             problems.append("compose service minio-init: the event rule does not select put events")
+    return problems
+
+
+def mounted_file(service, base_dir, target):
+    """The host path of the file `service` mounts at `target` (short volume syntax), or None."""
+    for volume in service.get("volumes") or []:
+        if not isinstance(volume, str):
+            continue
+        parts = volume.split(":")
+        if len(parts) >= 2 and parts[1] == target and parts[0].startswith("."):
+            return os.path.normpath(os.path.join(base_dir, parts[0]))
+    return None
+
+
+def check_prometheus(services, base_dir):
+    prometheus = services.get("prometheus")
+    if not prometheus:
+        return []
+    config_path = mounted_file(prometheus, base_dir, "/etc/prometheus/prometheus.yml")
+    if not config_path:
+        return ["compose service prometheus: mounts no prometheus.yml at /etc/prometheus/prometheus.yml"]
+    if not os.path.isfile(config_path):
+        return []  # reported as a missing mount above
+    with open(config_path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    problems = []
+    for job in config.get("scrape_configs") or []:
+        name = job.get("job_name")
+        for static in job.get("static_configs") or []:
+            for target in static.get("targets") or []:
+                host, _, port = str(target).rpartition(":")
+                if host in ("127.0.0.1", "localhost"):
+                    continue
+                if host not in services:
+                    problems.append(f"prometheus.yml job {name}: target {target} is not a service of the stack")
+                    continue
+                if port == "15692":
+                    plugins = mounted_file(services[host], base_dir, "/etc/rabbitmq/enabled_plugins")
+                    text = ""
+                    if plugins and os.path.isfile(plugins):
+                        with open(plugins, encoding="utf-8") as handle:
+                            text = handle.read()
+                    if "rabbitmq_prometheus" not in text:
+                        problems.append(
+                            f"prometheus.yml job {name}: scrapes {target}, but compose service {host} mounts no "
+                            "/etc/rabbitmq/enabled_plugins enabling rabbitmq_prometheus"
+                        )
     return problems
 
 

@@ -2,6 +2,8 @@
 //! polled by the ingester. Runs against moto (PyPI `moto[server]`), a real local S3 + SQS
 //! endpoint whose bucket notifications really deliver the AWS event JSON to the queue. The
 //! database and the RabbitMQ names are the test's own (TestEnv); only S3 and SQS are moto.
+//! The first test runs all five services end to end: put object → notification → SQS → ledger →
+//! staging → transform → quality → the reports exported into moto's bucket.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -229,14 +231,28 @@ impl Aws {
         }
     }
 
-    /// `PutBucketNotificationConfiguration`: every `s3:ObjectCreated:*` to the queue. AWS (and
-    /// moto) then sends an `s3:TestEvent` to the queue.
+    /// `PutBucketNotificationConfiguration`: every `s3:ObjectCreated:*` under `landing/` to the
+    /// queue, as docs/DEPLOY.md sets it up (so the exporter's own writes under
+    /// `analytics_export/` are not announced). AWS (and moto) then sends an `s3:TestEvent` to the
+    /// queue.
     async fn notify_queue(&self) {
-        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        use aws_sdk_s3::types::{
+            Event, FilterRule, FilterRuleName, NotificationConfiguration,
+            NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+        };
+        let landing = FilterRule::builder()
+            .name(FilterRuleName::Prefix)
+            .value("landing/")
+            .build();
         let queue = QueueConfiguration::builder()
             .id("landfall-ingester")
             .queue_arn(queue_arn(&self.sqs, &self.queue_url).await)
             .events(Event::from("s3:ObjectCreated:*"))
+            .filter(
+                NotificationConfigurationFilter::builder()
+                    .key(S3KeyFilter::builder().filter_rules(landing).build())
+                    .build(),
+            )
             .build()
             .expect("queue configuration");
         self.s3
@@ -465,14 +481,36 @@ async fn wait_for_state(env: &TestEnv, key: &str, state: &str) {
 
 // ---------------------------------------------------------------------------------------------
 
+/// The reports the ecommerce dataset exports for every batch (`sql/models/ecommerce/exports.toml`).
+const REPORTS: &[&str] = &[
+    "agg_public_holiday",
+    "agg_shipments",
+    "best_performing_product",
+    "sales_by_month",
+    "top_products_by_revenue",
+];
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Put object → S3 notification → SQS → ingester → ledger → file.landed → stager → (the batch
+/// complete) transformer → quality-checker → exporter → reports in the same moto S3. All five
+/// services run; only S3 and SQS are moto.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_notifications_through_sqs_land_and_stage() {
+async fn s3_notifications_through_sqs_run_the_pipeline_to_the_export() {
     let env = TestEnv::new().await;
     let aws = Aws::new(5).await;
     let orders_key = TestEnv::landing_key(DATE, "orders.csv");
     let reviews_key = TestEnv::landing_key(DATE, "reviews.csv");
+    let shipments_key = TestEnv::landing_key(DATE, "shipment_deliveries.csv");
     let orders = data::orders_csv(1, 25);
     let reviews = data::reviews_csv(20);
+    let shipments = data::shipments_csv(25);
     // Landed before the bucket notified anyone: only the SNS-wrapped message below announces it.
     let reviews_etag = aws.put(&reviews_key, reviews.clone()).await;
     aws.notify_queue().await;
@@ -482,9 +520,16 @@ async fn s3_notifications_through_sqs_land_and_stage() {
     })
     .await;
 
+    // All five services, every one on moto's S3 (the exporter writes the reports there).
     let overrides = aws.overrides();
     let ingester = env.start_ingester(&as_pairs(&overrides));
     let stager = env.start_stager(&as_pairs(&overrides));
+    let transformer = env.start_transformer(&as_pairs(&overrides));
+    let checker = env.start_quality_checker(&as_pairs(&overrides));
+    let exporter = env.start_exporter(&as_pairs(&overrides));
+    for service in ["transformer", "quality-checker", "exporter"] {
+        env.wait_consuming(service, DEADLINE).await;
+    }
 
     // S3 → SQS → ingester → ledger → file.landed → stager.
     let orders_etag = aws.put(&orders_key, orders.clone()).await;
@@ -513,6 +558,36 @@ async fn s3_notifications_through_sqs_land_and_stage() {
     wait_for_state(&env, &reviews_key, "staged").await;
     aws.wait_until_drained("the SNS-wrapped and duplicate notifications")
         .await;
+    // Two of the three required sources: the batch waits for the third.
+    wait_until("the batch waiting for shipment_deliveries", DEADLINE, || async {
+        let waiting = env
+            .try_count(
+                "SELECT count(*) FROM ops.batches WHERE state = 'staging'
+                    AND cardinality(sources_staged) = 2 AND sources_missing = '{shipment_deliveries}'",
+            )
+            .await?;
+        Ok((waiting == 1).then_some(()))
+    })
+    .await;
+
+    // The third required source completes the batch: it runs through every stage.
+    let shipments_etag = aws.put(&shipments_key, shipments.clone()).await;
+    let exported_at: String = wait_until("the batch exported", DEADLINE, || async {
+        let row = env
+            .db
+            .query_opt(
+                "SELECT exported_at::text FROM ops.batches
+                  WHERE dataset = 'ecommerce' AND ingestion_date = $1::text::date
+                    AND state = 'exported' AND exported_at IS NOT NULL",
+                &[&DATE],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
+    })
+    .await;
+    assert!(!exported_at.is_empty());
+    aws.wait_until_drained("the third file's notification")
+        .await;
 
     let files = env
         .db
@@ -526,37 +601,136 @@ async fn s3_notifications_through_sqs_land_and_stage() {
         .iter()
         .map(|row| [0, 1, 2, 3, 4].map(|index| row.get::<_, String>(index)))
         .collect();
+    let file = |key: &str, etag: &str| -> [String; 5] {
+        [
+            key.to_owned(),
+            aws.bucket.clone(),
+            "staged".into(),
+            "notification".into(),
+            etag.to_owned(),
+        ]
+    };
     assert_eq!(
         files,
         [
-            [
-                orders_key.clone(),
-                aws.bucket.clone(),
-                "staged".into(),
-                "notification".into(),
-                orders_etag.clone()
-            ],
-            [
-                reviews_key.clone(),
-                aws.bucket.clone(),
-                "staged".into(),
-                "notification".into(),
-                reviews_etag.clone()
-            ],
+            file(&orders_key, &orders_etag),
+            file(&reviews_key, &reviews_etag),
+            file(&shipments_key, &shipments_etag),
         ]
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'")
+    for (event_type, expected) in [
+        ("file.landed", 3),
+        ("staging.loaded", 3),
+        ("transform.completed", 1),
+        ("quality.passed", 1),
+        ("export.completed", 1),
+    ] {
+        assert_eq!(
+            env.count(&format!(
+                "SELECT count(*) FROM ops.outbox WHERE event_type = '{event_type}'"
+            ))
             .await,
-        2
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'staging.loaded'")
-            .await,
-        2
-    );
+            expected,
+            "{event_type} events"
+        );
+    }
     assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 25);
     assert_eq!(env.count("SELECT count(*) FROM staging.reviews").await, 20);
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging.shipment_deliveries")
+            .await,
+        25
+    );
+
+    // The reports are in moto's bucket, each as the ledger of exports recorded it, beside its
+    // manifest; nothing else was written there.
+    let exports = env
+        .db
+        .query(
+            "SELECT report, bucket, key, manifest_key, sha256, bytes FROM ops.exports
+              WHERE dataset = 'ecommerce' AND ingestion_date = $1::text::date ORDER BY report",
+            &[&DATE],
+        )
+        .await
+        .unwrap();
+    let reported: Vec<String> = exports.iter().map(|row| row.get(0)).collect();
+    assert_eq!(reported, REPORTS);
+    let mut expected_keys = Vec::new();
+    for row in &exports {
+        let report: String = row.get(0);
+        let (bucket, key, manifest_key) = (
+            row.get::<_, String>(1),
+            row.get::<_, String>(2),
+            row.get::<_, String>(3),
+        );
+        assert_eq!(bucket, aws.bucket, "{report}");
+        assert_eq!(
+            key,
+            format!("analytics_export/ecommerce/{report}/ingestion_date={DATE}/{report}.csv")
+        );
+        let csv = aws
+            .s3
+            .get_object()
+            .bucket(&aws.bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("getting {key} from moto: {error:?}"))
+            .body
+            .collect()
+            .await
+            .expect("the report's body")
+            .into_bytes();
+        assert_eq!(csv.len() as i64, row.get::<_, i64>(5), "{key}: bytes");
+        assert_eq!(hex_sha256(&csv), row.get::<_, String>(4), "{key}: sha256");
+        assert!(
+            csv.starts_with(b"ingestion_date,")
+                && csv.windows(DATE.len()).any(|w| w == DATE.as_bytes()),
+            "{key}: {}",
+            String::from_utf8_lossy(&csv)
+        );
+        let manifest = aws
+            .s3
+            .get_object()
+            .bucket(&aws.bucket)
+            .key(&manifest_key)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("getting {manifest_key} from moto: {error:?}"))
+            .body
+            .collect()
+            .await
+            .expect("the manifest's body")
+            .into_bytes();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&manifest).expect("the manifest is JSON");
+        assert_eq!(
+            manifest["sha256"],
+            row.get::<_, String>(4).as_str(),
+            "{manifest}"
+        );
+        expected_keys.push(key);
+        expected_keys.push(manifest_key);
+    }
+    expected_keys.sort();
+    let listed = aws
+        .s3
+        .list_objects_v2()
+        .bucket(&aws.bucket)
+        .prefix("analytics_export/")
+        .send()
+        .await
+        .expect("listing the exports");
+    let mut listed: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|object| object.key().map(str::to_owned))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, expected_keys);
+    // The exports under analytics_export/ were not announced to the ingester (the notification
+    // filters on the landing prefix), and nothing was dead-lettered.
+    assert_eq!(env.count("SELECT count(*) FROM ops.files").await, 3);
     assert_eq!(
         aws.counts(&aws.dlq_url).await.unwrap(),
         (0, 0),
@@ -564,6 +738,9 @@ async fn s3_notifications_through_sqs_land_and_stage() {
     );
     ingester.stop().await;
     stager.stop().await;
+    transformer.stop().await;
+    checker.stop().await;
+    exporter.stop().await;
     env.cleanup().await;
 }
 

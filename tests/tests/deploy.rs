@@ -203,3 +203,55 @@ fn a_readiness_probe_without_its_port_is_rejected() {
         "{text}"
     );
 }
+
+/// KEDA objects are not Kubernetes built-ins: kubernetes-validate cannot check them, and the
+/// API server would accept a misspelt field and KEDA silently ignore it. The `keda` step must
+/// catch both kinds of mistake, in every rendered kustomization.
+#[test]
+fn a_scaled_object_with_a_misspelt_field_or_a_wrong_type_is_rejected() {
+    let k8s = K8sCopy::new("keda");
+    // A misspelt field (KEDA would run with the default cool-down instead).
+    k8s.edit(
+        "base/keda.yaml",
+        "  cooldownPeriod: 300\n  minReplicaCount: 1\n  maxReplicaCount: 2\n",
+        "  coolDownPeriod: 300\n  minReplicaCount: 1\n  maxReplicaCount: 2\n",
+    );
+    // A wrong type: a duration string where KEDA wants whole seconds.
+    k8s.edit(
+        "base/keda.yaml",
+        "    name: exporter\n  pollingInterval: 15\n",
+        "    name: exporter\n  pollingInterval: \"15s\"\n",
+    );
+    let (output, text) = validate_deploy(&["--k8s", k8s.path().to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected the validator to fail:\n{text}"
+    );
+    assert!(text.contains("FAIL keda:"), "{text}");
+    for rendered in ["base", "dev", "prod"] {
+        assert!(
+            text.contains(&format!(
+                "{rendered}: ScaledObject/transformer: .spec.coolDownPeriod is not a field of ScaledObjectSpec"
+            )),
+            "the misspelt field should be named, with the object, in {rendered}:\n{text}"
+        );
+        assert!(
+            text.lines().any(|line| line.contains(&format!(
+                "{rendered}: ScaledObject/exporter: /spec/pollingInterval"
+            )) && line.contains("integer")),
+            "the wrong type should be named, with the object and the field, in {rendered}:\n{text}"
+        );
+    }
+    // Only the KEDA check can see these: everything else still passes.
+    for step in [
+        "kustomize",
+        "kubernetes",
+        "policy",
+        "yamllint",
+        "compose",
+        "dockerfile",
+    ] {
+        assert!(text.contains(&format!("ok   {step}:")), "{step}:\n{text}");
+    }
+}
