@@ -819,3 +819,107 @@ async fn notifications_waiting_together_are_recorded_in_one_transaction() {
     ingester.stop().await;
     env.cleanup().await;
 }
+
+/// Reconcile also runs on a timer: an object whose notification is lost while the ingester
+/// runs is landed by the next periodic listing, without a restart or a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_reconcile_lands_a_file_put_while_the_ingester_runs() {
+    let env = TestEnv::new().await;
+    let ingester = env.start_ingester(&[
+        ("LANDFALL_RECONCILE_ON_START", "false"),
+        ("LANDFALL_RECONCILE_INTERVAL_S", "1"),
+    ]);
+    env.wait_consuming("ingester", DEADLINE).await;
+    env.set_notifications(false);
+    let orders_key = key("orders.csv");
+    env.put(&orders_key, data::orders_csv(1, 5)).await;
+    wait_until(
+        "the periodic reconcile to land the file",
+        DEADLINE,
+        || async {
+            Ok((env
+                .try_count(&format!(
+                    "SELECT count(*) FROM ops.files
+                  WHERE key = '{orders_key}' AND discovered_by = 'reconcile' AND state = 'landed'"
+                ))
+                .await?
+                == 1)
+                .then_some(()))
+        },
+    )
+    .await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'")
+            .await,
+        1
+    );
+    ingester.stop().await;
+    env.cleanup().await;
+}
+
+/// A complete batch announced by three `StagingLoaded` events at once, to two transformer
+/// processes' worth of consumers, is transformed once: the events all say "ready", and the
+/// batch's row lock and the transformed-files record turn all but one into no-ops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_events_for_one_complete_batch_lead_to_one_transform() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    // Declare the transformer's queue, then stop it: the three events wait there together.
+    let transformer = env.start_transformer(&[]);
+    env.wait_consuming("transformer", DEADLINE).await;
+    transformer.stop().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    env.put(&key("orders.csv"), data::orders_csv(1, 20)).await;
+    env.put(&key("reviews.csv"), data::reviews_csv(8)).await;
+    env.put(&key("shipment_deliveries.csv"), data::shipments_csv(15))
+        .await;
+    spy.until("three files staged", DEADLINE, |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 3
+    })
+    .await;
+    // Two transformers, each with two consumers: up to four handle the three events at once.
+    let first = env.start_transformer(&[("LANDFALL_CONCURRENCY", "2"), ("LANDFALL_PREFETCH", "1")]);
+    let second =
+        env.start_transformer(&[("LANDFALL_CONCURRENCY", "2"), ("LANDFALL_PREFETCH", "1")]);
+    wait_until(
+        "the transformers to handle all three events",
+        DEADLINE,
+        || async {
+            Ok((env
+                .try_count(
+                    "SELECT count(*) FROM ops.processed_events
+                  WHERE consumer = 'transformer' AND event_type = 'staging.loaded'",
+                )
+                .await?
+                == 3)
+                .then_some(()))
+        },
+    )
+    .await;
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.transform_runs
+              WHERE dataset = 'ecommerce' AND ingestion_date = '{DATE}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.outbox WHERE event_type = 'transform.completed'")
+            .await,
+        1
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.batches
+              WHERE ingestion_date = '{DATE}' AND state = 'transformed'"
+        ))
+        .await,
+        1
+    );
+    for service in [first, second, ingester, stager] {
+        service.stop().await;
+    }
+    env.cleanup().await;
+}
