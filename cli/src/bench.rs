@@ -960,8 +960,16 @@ async fn bench_events(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report
     use lapin::options::QueueDeclareOptions;
     anyhow::ensure!(args.events >= 1, "--events must be at least 1");
     let n = args.events;
+    // What the ingester process will see: the bench's variables over this process's
+    // environment (which the child inherits), so LANDFALL_PREFETCH=… on the command line
+    // is reported as it is used.
     let config = runtime::CommonConfig::from_env(
-        &runtime::Env::from_fn(|name| env.vars.get(name).cloned()),
+        &runtime::Env::from_fn(|name| {
+            env.vars
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        }),
         "ingester",
     )?;
     let topology = runtime::broker::Topology::from_config(&config);
@@ -1053,8 +1061,8 @@ async fn bench_events(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report
     }
     .await;
     let config_note = format!(
-        "LANDFALL_CONCURRENCY={}, LANDFALL_PREFETCH={}",
-        config.concurrency, config.prefetch
+        "LANDFALL_CONCURRENCY={}, LANDFALL_PREFETCH={}, LANDFALL_CONSUME_BATCH={}",
+        config.concurrency, config.prefetch, config.consume_batch
     );
     services.stop().await;
     let (landed, total_s, consume_s) = measured?;

@@ -292,4 +292,70 @@ mod tests {
             .count();
         assert!((50..200).contains(&bad), "about 10% dirty, got {bad}");
     }
+
+    fn body<'a>(files: &'a [SampleFile], source: &str) -> &'a str {
+        &files.iter().find(|f| f.source == source).unwrap().body
+    }
+
+    /// The shapes the reports exist for are all in the sample (spec §3, `agg_shipments`):
+    /// delivered shipments; late ones (shipped 6 or more days after the order, not delivered);
+    /// undelivered ones (never shipped, ordered 15 or more days before the batch date); and
+    /// snapshots that change between days, and the holiday calendar.
+    #[test]
+    fn samples_hold_every_shape_the_reports_look_for() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        let day0 = batch_files(date - Duration::days(1), 0, 2000, 0.0);
+        let day1 = batch_files(date, 1, 2000, 0.0);
+        let orders: std::collections::HashMap<&str, NaiveDate> = body(&day0, "orders")
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let fields: Vec<&str> = line.split(',').collect();
+                (fields[0], fields[2].parse().unwrap())
+            })
+            .collect();
+        let (mut delivered, mut late, mut undelivered) = (0, 0, 0);
+        for line in body(&day0, "shipment_deliveries").lines().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let ordered = orders[fields[1]];
+            match (fields[2], fields[3]) {
+                ("", "") if ordered + Duration::days(15) <= date - Duration::days(1) => {
+                    undelivered += 1
+                }
+                ("", "") => {}
+                (shipped, "") => {
+                    let shipped: NaiveDate = shipped.parse().unwrap();
+                    if shipped >= ordered + Duration::days(6) {
+                        late += 1;
+                    }
+                }
+                (shipped, delivered_on) => {
+                    let shipped: NaiveDate = shipped.parse().unwrap();
+                    let delivered_on: NaiveDate = delivered_on.parse().unwrap();
+                    assert!(shipped >= ordered && delivered_on > shipped, "{line}");
+                    delivered += 1;
+                }
+            }
+        }
+        for (what, count) in [
+            ("delivered", delivered),
+            ("late", late),
+            ("undelivered", undelivered),
+        ] {
+            assert!(count >= 20, "{what}: only {count} of 2000 shipments");
+        }
+        assert_ne!(body(&day0, "customers"), body(&day1, "customers"));
+        assert_ne!(body(&day0, "products"), body(&day1, "products"));
+        // Day 1 renames product 1 (a type-2 change) and no other.
+        let renamed: Vec<(&str, &str)> = body(&day0, "products")
+            .lines()
+            .zip(body(&day1, "products").lines())
+            .filter(|(before, after)| before != after)
+            .collect();
+        assert_eq!(renamed.len(), 1, "{renamed:?}");
+        assert!(renamed[0].1.starts_with("1,"), "{renamed:?}");
+        let holidays = body(&day0, "holidays");
+        assert!(holidays.lines().count() > 10, "{holidays}");
+        assert!(holidays.starts_with("holiday_date,name\n"));
+    }
 }
