@@ -1,8 +1,9 @@
 //! `landfall dataset check DIR`: validates a dataset definition folder and its SQL before a file
 //! lands, reporting every problem found with its file and line:
 //!
-//! 1. `DIR/dataset.toml`, parsed and validated as the services do (`runtime::datasets`), and its
-//!    staging table names against the other datasets' (they share the `staging` schema);
+//! 1. `DIR/dataset.toml`, parsed and validated as the services do (`runtime::datasets`: key
+//!    patterns included), and its staging table names and key patterns against the other
+//!    datasets' (they share the `staging` schema and the landing prefix);
 //! 2. the models in `<models-dir>/<dataset>/*.sql`: headers and dependency order, as the
 //!    transformer loads them (`transformer::models::ModelSet`);
 //! 3. `checks.toml` and `exports.toml` beside them, as the quality-checker and the exporter read
@@ -159,22 +160,35 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
         path: definition_path,
         text,
     };
+    // A source's mode and key pattern are shown where they are not the dataset's default.
     let sources: Vec<String> = dataset
         .sources
         .iter()
-        .map(|source| format!("{} → staging.{}", source.name, source.table_name()))
+        .map(|source| {
+            let mut notes = Vec::new();
+            if source.mode() != dataset.mode {
+                notes.push(source.mode().as_str().to_owned());
+            }
+            if !source.pattern().is_default() {
+                notes.push(format!("keys {}.csv[.gz]", source.pattern().resolved()));
+            }
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join("; "))
+            };
+            format!("{} → staging.{}{notes}", source.name, source.table_name())
+        })
         .collect();
     report.stage(
         "dataset",
         format!(
-            "{} ({}, {:?} mode): {}",
+            "{} ({}, {} mode): {}",
             dataset.name,
             definition.path.display(),
-            dataset.mode,
+            dataset.mode.as_str(),
             sources.join(", ")
-        )
-        .replace("Snapshot mode", "snapshot mode")
-        .replace("Delta mode", "delta mode"),
+        ),
     );
     check_other_datasets(args, &dataset, &definition, &mut report);
 
@@ -258,6 +272,19 @@ fn check_other_datasets(
                     dataset.name,
                     path.display()
                 ),
+            );
+        }
+        if let Some((source, message)) = runtime::datasets::patterns_overlap(dataset, &other) {
+            let line = source
+                .key_pattern
+                .as_ref()
+                .or(dataset.key_pattern.as_ref())
+                .and_then(|written| find_line(&definition.text, &format!("\"{written}\"")))
+                .or_else(|| find_line(&definition.text, &format!("name = \"{}\"", source.name)));
+            report.problem(
+                &definition.path,
+                line,
+                format!("{message} ({})", path.display()),
             );
         }
         for source in &dataset.sources {
@@ -846,5 +873,29 @@ mod tests {
             ),
             Some(4)
         );
+    }
+
+    #[test]
+    fn a_key_pattern_problem_points_to_its_line() {
+        let definition = "name = \"shop\"\nkey_pattern = \"{dataset}/{date}/{source}\"\n[[sources]]\nname = \"orders\"\ncolumns = [{ name = \"id\", type = \"int\" }]\n[[sources]]\nname = \"refunds\"\nkey_pattern = \"{dataset}/{date}/orders\"\ncolumns = [{ name = \"id\", type = \"int\" }]\n";
+        let line = |text: &str| {
+            let error = Datasets::parse(text).expect_err("a broken pattern");
+            let (line, message) = locate(text, &error);
+            (
+                line.or_else(|| line_of_quoted_name(text, &message)),
+                message,
+            )
+        };
+        // Two sources matching the same keys: the explicit pattern's line.
+        let (found, message) = line(definition);
+        assert_eq!(found, Some(8), "{message}");
+        assert!(message.contains("sources 'orders' and 'refunds' can match the same key"));
+        // A pattern without a date, on the dataset: its line.
+        let (found, message) =
+            line(&definition.replace("{dataset}/{date}/{source}", "{dataset}/{source}"));
+        assert_eq!(found, Some(2), "{message}");
+        // An unknown placeholder on a source.
+        let (found, message) = line(&definition.replace("{date}/orders", "{day}/orders"));
+        assert_eq!(found, Some(8), "{message}");
     }
 }

@@ -551,22 +551,42 @@ async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
             ingestion_date: *date,
         };
         let since = operator.now().await?;
-        let prefix = format!("{}/ingestion_date={date}/", args.dataset);
-        progress.phase(format!(
-            "{batch} listing s3://{}/{}{prefix}",
-            operator.config.s3.bucket, operator.config.s3.landing_prefix
-        ));
-        let report = progress
-            .during(ingester::reconcile::reconcile(
-                &operator.pool,
-                &s3,
-                &operator.config.s3,
-                &operator.datasets,
-                &operator.config.service_name,
-                Some(&prefix),
-            ))
-            .await
-            .with_context(|| format!("listing {prefix}"))?;
+        // The folders the dataset's key patterns put this date's files in; only the keys that
+        // map to this batch are landed from them.
+        let prefixes = operator
+            .datasets
+            .get(&args.dataset)
+            .map(|dataset| dataset.listing_prefixes(*date))
+            .unwrap_or_default();
+        let listing = prefixes
+            .iter()
+            .map(|prefix| {
+                format!(
+                    "s3://{}/{}{prefix}",
+                    operator.config.s3.bucket, operator.config.s3.landing_prefix
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        progress.phase(format!("{batch} listing {listing}"));
+        let mut report = ingester::reconcile::ReconcileReport::default();
+        for prefix in &prefixes {
+            let found = progress
+                .during(ingester::reconcile::reconcile_batch(
+                    &operator.pool,
+                    &s3,
+                    &operator.config.s3,
+                    &operator.datasets,
+                    &operator.config.service_name,
+                    prefix,
+                    &batch,
+                ))
+                .await
+                .with_context(|| format!("listing {prefix}"))?;
+            report.listed += found.listed;
+            report.landed += found.landed;
+            report.unmapped += found.unmapped;
+        }
         let staged: i64 = operator
             .client()
             .await?
@@ -597,10 +617,7 @@ async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
             progress.advance(format!("{batch} skipped"));
             continue;
         } else {
-            progress.message(format!(
-                "{batch}: no files in s3://{}/{}{prefix}; skipped",
-                operator.config.s3.bucket, operator.config.s3.landing_prefix
-            ));
+            progress.message(format!("{batch}: no files in {listing}; skipped"));
             skipped += 1;
             progress.advance(format!("{batch} skipped"));
             continue;

@@ -1,11 +1,12 @@
 //! Reconcile: list the landing prefix and land every object the ledger does not have, so a
 //! file whose notification was lost is still loaded. Runs on start, on a timer, and on
-//! `landfall reconcile`.
+//! `landfall reconcile`; `landfall backfill` lists one batch's folders with [`reconcile_batch`].
 
 use anyhow::Context as _;
+use contract::BatchKey;
 use deadpool_postgres::Pool;
 use runtime::config::S3Config;
-use runtime::datasets::Datasets;
+use runtime::datasets::{Datasets, KeyMatch};
 use tracing::Instrument as _;
 
 use crate::ledger::{self, DiscoveredBy, Recorded};
@@ -31,6 +32,54 @@ pub async fn reconcile(
     service: &str,
     sub_prefix: Option<&str>,
 ) -> anyhow::Result<ReconcileReport> {
+    reconcile_filtered(pool, s3, s3_config, datasets, service, sub_prefix, &|_| {
+        true
+    })
+    .await
+}
+
+/// Like [`reconcile`], for one batch: of the keys listed under `sub_prefix`, only those mapping
+/// to `batch` (and those mapping to no source, recorded as ignored) are looked at and counted;
+/// a key of another batch found there is left to that batch.
+pub async fn reconcile_batch(
+    pool: &Pool,
+    s3: &aws_sdk_s3::Client,
+    s3_config: &S3Config,
+    datasets: &Datasets,
+    service: &str,
+    sub_prefix: &str,
+    batch: &BatchKey,
+) -> anyhow::Result<ReconcileReport> {
+    let keep = |key_match: &KeyMatch| match key_match {
+        KeyMatch::File {
+            dataset,
+            ingestion_date,
+            ..
+        } => *dataset == batch.dataset && *ingestion_date == batch.ingestion_date,
+        KeyMatch::Unmapped(_) => true,
+        KeyMatch::Outside => false,
+    };
+    reconcile_filtered(
+        pool,
+        s3,
+        s3_config,
+        datasets,
+        service,
+        Some(sub_prefix),
+        &keep,
+    )
+    .await
+}
+
+async fn reconcile_filtered(
+    pool: &Pool,
+    s3: &aws_sdk_s3::Client,
+    s3_config: &S3Config,
+    datasets: &Datasets,
+    service: &str,
+    sub_prefix: Option<&str>,
+    keep: &(dyn Fn(&KeyMatch) -> bool + Sync),
+) -> anyhow::Result<ReconcileReport> {
     let prefix = format!("{}{}", s3_config.landing_prefix, sub_prefix.unwrap_or(""));
     let mut report = ReconcileReport::default();
     let mut pages = s3
@@ -53,6 +102,7 @@ pub async fn reconcile(
                     version_id: None,
                 })
             })
+            .filter(|object| keep(&datasets.match_key(&s3_config.landing_prefix, &object.key)))
             .collect();
         report.listed += objects.len() as u64;
         let mut client = pool.get().await.context("reconcile: database")?;
