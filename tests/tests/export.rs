@@ -492,6 +492,17 @@ async fn retention_keeps_the_staging_rows_of_the_newest_batches_only() {
             .await
             .expect("inserting staging rows");
     }
+    // Customers (an optional snapshot source) came on the first two days only: the kept
+    // batches read the snapshot of 02-26, which stays; the one of 02-25 goes.
+    for day in ["2026-02-25", "2026-02-26"] {
+        env.db
+            .batch_execute(&format!(
+                "INSERT INTO staging.customers (_file_id, _line, _batch, customer_id, customer_name, postal_code)
+                 VALUES (1, 2, DATE '{day}', 1, 'Ada', '10115'), (1, 3, DATE '{day}', 2, 'Bo', '10117');"
+            ))
+            .await
+            .expect("inserting customer snapshots");
+    }
 
     publish_quality_passed(&env, "2026-03-01").await;
     let (_, completed) = export_completed(&mut spy, 1).await;
@@ -505,6 +516,10 @@ async fn retention_keeps_the_staging_rows_of_the_newest_batches_only() {
     assert_eq!(staged_batches(&env, "orders").await, kept(3));
     assert_eq!(staged_batches(&env, "reviews").await, kept(2));
     assert_eq!(staged_batches(&env, "shipment_deliveries").await, kept(1));
+    assert_eq!(
+        staged_batches(&env, "customers").await,
+        vec![("2026-02-26".to_owned(), 2)]
+    );
     // The ledger of what landed stays.
     assert_eq!(
         env.count("SELECT count(DISTINCT ingestion_date) FROM ops.staged_sources")

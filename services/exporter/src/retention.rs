@@ -1,10 +1,11 @@
 //! The staging retention policy: once a batch is exported, staging keeps the rows of the
 //! newest N batches of its dataset and drops the rest, so staging tables do not grow for ever.
 //! The ledger (`ops.files`, `ops.staged_sources`) is kept: it is the record of what landed.
+//! An optional snapshot source also keeps its newest snapshot from before the cutoff.
 
 use chrono::NaiveDate;
 use runtime::Failure;
-use runtime::datasets::Dataset;
+use runtime::datasets::{Dataset, Mode};
 use tokio_postgres::Transaction;
 
 use crate::classify;
@@ -52,18 +53,23 @@ pub async fn prune_staging(
     let mut rows_deleted = 0;
     for source in &dataset.sources {
         let table = source.qualified_table();
-        let deleted = tx
-            .execute(
-                &format!("DELETE FROM {table} WHERE _batch < $1"),
-                &[&oldest_kept],
+        // An optional snapshot source may be missing from a kept batch, whose models then read
+        // the latest snapshot before it (`snapshot.<table>`): the newest one older than the
+        // cutoff stays too. A required source has a file in every batch that is transformed.
+        let sql = if source.mode() == Mode::Snapshot && !source.required {
+            format!(
+                "DELETE FROM {table} WHERE _batch < $1
+                    AND _batch < (SELECT coalesce(max(_batch), $1) FROM {table} WHERE _batch < $1)"
             )
-            .await
-            .map_err(|error| {
-                classify::db(
-                    error,
-                    format!("dropping staging rows before {oldest_kept} from {table}"),
-                )
-            })?;
+        } else {
+            format!("DELETE FROM {table} WHERE _batch < $1")
+        };
+        let deleted = tx.execute(&sql, &[&oldest_kept]).await.map_err(|error| {
+            classify::db(
+                error,
+                format!("dropping staging rows before {oldest_kept} from {table}"),
+            )
+        })?;
         if deleted > 0 {
             tracing::info!(
                 table,
