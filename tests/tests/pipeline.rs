@@ -402,9 +402,31 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
         rows(&[&["(2026-03-03,Radio,2025-12-25,t,15,0.00,0.00,25.00,75.00,0.00,100.00,0.00)"]])
     );
     // Product 2 now has 15.00 + 5.00 = 20.00, tying product 3: the lower id ranks first.
+    // Order counts over day 2's eight orders: product 1 orders 1, 3, 4 (3); product 2 orders 2,
+    // 6 and the new 8 (3); product 3 order 5 (1); product 9 order 7 (1).
     assert_eq!(
-        query_text(&env, &format!("SELECT rank::text, product_id::text, coalesce(product_name, 'NULL'), revenue::text FROM analytics.top_products_by_revenue WHERE ingestion_date = '{DAY2}' ORDER BY rank")).await,
-        rows(&[&["1", "1", "Atlas", "50.00"], &["2", "2", "Kite Pro", "20.00"], &["3", "3", "Radio", "20.00"], &["4", "9", "NULL", "1.00"]])
+        query_text(&env, &format!("SELECT rank::text, product_id::text, coalesce(product_name, 'NULL'), revenue::text, order_count::text FROM analytics.top_products_by_revenue WHERE ingestion_date = '{DAY2}' ORDER BY rank")).await,
+        rows(&[&["1", "1", "Atlas", "50.00", "3"], &["2", "2", "Kite Pro", "20.00", "3"], &["3", "3", "Radio", "20.00", "1"], &["4", "9", "NULL", "1.00", "1"]])
+    );
+    // D = 2026-03-03: the 12 months are still Apr 2025 … Mar 2026. Day 2's snapshot is day 1's
+    // seven orders plus order 8 (2026-03-03, 5.00), which is on D itself (order_date ≤ D), so
+    // March becomes order 4 (10.00) + order 8 (5.00) = 15.00 from 2 orders. The other months
+    // are as on day 1: Dec 2025 order 5 (20.00); Jan order 1 (10.00); Feb orders 2, 3, 7
+    // (10 + 30 + 1 = 41.00); order 6 (Jan 2025) is outside. The remaining 8 months are zero:
+    // 12 rows, 86.00 from 7 orders in all.
+    let sales_day2 = query_text(&env, &format!("SELECT month::text, revenue::text, order_count::text FROM analytics.sales_by_month WHERE ingestion_date = '{DAY2}' AND order_count > 0 ORDER BY month")).await;
+    assert_eq!(
+        sales_day2,
+        rows(&[
+            &["2025-12-01", "20.00", "1"],
+            &["2026-01-01", "10.00", "1"],
+            &["2026-02-01", "41.00", "3"],
+            &["2026-03-01", "15.00", "2"]
+        ])
+    );
+    assert_eq!(
+        query_text(&env, &format!("SELECT count(*)::text, min(month)::text, max(month)::text, sum(revenue)::text, sum(order_count)::text, count(*) FILTER (WHERE order_count = 0 AND revenue = 0)::text FROM analytics.sales_by_month WHERE ingestion_date = '{DAY2}'")).await,
+        rows(&[&["12", "2025-04-01", "2026-03-01", "86.00", "7", "8"]])
     );
     // Day 1's rows are still there (history kept).
     assert_eq!(
@@ -523,4 +545,471 @@ async fn wait_exported(env: &TestEnv, date: &str) {
 /// When each report of the batch was last exported.
 async fn exported_at(env: &TestEnv, date: &str) -> Vec<Vec<String>> {
     query_text(env, &format!("SELECT report, exported_at::text FROM ops.exports WHERE ingestion_date = '{date}' ORDER BY report")).await
+}
+
+/// Day 1's six files, the snapshots first (as in the big test), then waits until all are
+/// staged.
+async fn land_day1(env: &TestEnv) {
+    put(env, DAY1, "holidays", HOLIDAYS.into()).await;
+    put(env, DAY1, "products", PRODUCTS_DAY1.into()).await;
+    put(env, DAY1, "customers", CUSTOMERS.into()).await;
+    wait_staged(env, DAY1, 3).await;
+    put(env, DAY1, "orders", ORDERS_DAY1.into()).await;
+    put(env, DAY1, "shipment_deliveries", SHIPMENTS_DAY1.into()).await;
+    put(env, DAY1, "reviews", REVIEWS_DAY1.into()).await;
+    wait_staged(env, DAY1, 6).await;
+}
+
+/// Each model's dependencies, as its file's header declares them.
+fn ecommerce_dependencies(env: &TestEnv) -> Vec<(String, Vec<String>)> {
+    let dir = env.common_config("test").models_dir.join("ecommerce");
+    transformer::models::ModelSet::load(&dir)
+        .expect("the ecommerce models load")
+        .models()
+        .iter()
+        .map(|model| (model.name.clone(), model.depends_on.clone()))
+        .collect()
+}
+
+/// Fails unless every model in `ran` comes after each of its dependencies that also ran.
+fn assert_dependency_order(ran: &[&str], dependencies: &[(String, Vec<String>)]) {
+    for (index, model) in ran.iter().enumerate() {
+        let (_, depends_on) = dependencies
+            .iter()
+            .find(|(name, _)| name == model)
+            .unwrap_or_else(|| panic!("{model} is not an ecommerce model"));
+        for dependency in depends_on {
+            if let Some(position) = ran.iter().position(|name| name == dependency) {
+                assert!(
+                    position < index,
+                    "{model} ran before its dependency {dependency}: {ran:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The `transform.completed` of the batch names every model of the dataset once, in dependency
+/// order, with the rows each wrote — the same counts as the tables hold for the batch, worked
+/// out by hand from the fixture on a fresh database — and timings that fit within the run
+/// recorded in `ops.transform_runs`, which holds the same list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transform_completed_carries_every_models_row_count_and_timing() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    let transformer = env.start_transformer(&[]);
+    land_day1(&env).await;
+    spy.until("transform.completed", DEADLINE, |seen| {
+        seen.iter()
+            .any(|event| event.event_type == "transform.completed")
+    })
+    .await;
+    let completed = spy.of_type("transform.completed");
+    assert_eq!(completed.len(), 1, "one transform of the batch");
+    assert_eq!(
+        completed[0]
+            .batch
+            .as_ref()
+            .map(|batch| (batch.dataset.clone(), batch.ingestion_date.to_string())),
+        Some(("ecommerce".to_owned(), DAY1.to_owned()))
+    );
+    let contract::Event::TransformCompleted(payload) = &completed[0].payload else {
+        panic!("unexpected payload {:?}", completed[0].payload);
+    };
+    // The six staged files of the batch.
+    let staged: Vec<i64> = env
+        .db
+        .query(
+            "SELECT file_id FROM ops.staged_sources WHERE ingestion_date = $1::text::date ORDER BY file_id",
+            &[&DAY1],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(staged.len(), 6);
+    assert_eq!(payload.file_ids, staged);
+
+    // One entry per model of the dataset, each after the models it depends on.
+    let dependencies = ecommerce_dependencies(&env);
+    let ran: Vec<&str> = payload
+        .models
+        .iter()
+        .map(|run| run.model.as_str())
+        .collect();
+    let mut names = ran.clone();
+    names.sort();
+    let mut all: Vec<&str> = dependencies.iter().map(|(name, _)| name.as_str()).collect();
+    all.sort();
+    assert_eq!(names, all, "every model once: {ran:?}");
+    assert_eq!(all.len(), 11);
+    assert_dependency_order(&ran, &dependencies);
+
+    // Rows per model, by hand, on an empty warehouse, and what the tables hold for the batch:
+    // dim_date the whole years 2025 and 2026 (orders from 2025-01-01 to 2026-03-01, the
+    // calendar 2025–2026) = 365 + 365; customers 10 and 11; products 1, 2 and 3; orders 1–7;
+    // shipments 100–106; the seven review lines (the empty one too); one row per batch for
+    // the three single-row reports; sales_by_month the 12 months Apr 2025 … Mar 2026;
+    // top_products_by_revenue products 1, 3, 2 and 9 (four products ordered, fewer than 10).
+    let d = DAY1;
+    let expected: &[(&str, u64, String)] = &[
+        (
+            "dim_date",
+            730,
+            "SELECT count(*) FROM warehouse.dim_date".into(),
+        ),
+        (
+            "dim_customer",
+            2,
+            "SELECT count(*) FROM warehouse.dim_customer WHERE customer_key <> -1".into(),
+        ),
+        (
+            "dim_product",
+            3,
+            "SELECT count(*) FROM warehouse.dim_product WHERE product_key <> -1".into(),
+        ),
+        (
+            "fact_orders",
+            7,
+            format!("SELECT count(*) FROM warehouse.fact_orders WHERE last_batch = '{d}'"),
+        ),
+        (
+            "fact_shipments",
+            7,
+            format!("SELECT count(*) FROM warehouse.fact_shipments WHERE last_batch = '{d}'"),
+        ),
+        (
+            "fact_reviews",
+            7,
+            format!("SELECT count(*) FROM warehouse.fact_reviews WHERE last_batch = '{d}'"),
+        ),
+        (
+            "agg_public_holiday",
+            1,
+            format!(
+                "SELECT count(*) FROM analytics.agg_public_holiday WHERE ingestion_date = '{d}'"
+            ),
+        ),
+        (
+            "agg_shipments",
+            1,
+            format!("SELECT count(*) FROM analytics.agg_shipments WHERE ingestion_date = '{d}'"),
+        ),
+        (
+            "best_performing_product",
+            1,
+            format!(
+                "SELECT count(*) FROM analytics.best_performing_product WHERE ingestion_date = '{d}'"
+            ),
+        ),
+        (
+            "sales_by_month",
+            12,
+            format!("SELECT count(*) FROM analytics.sales_by_month WHERE ingestion_date = '{d}'"),
+        ),
+        (
+            "top_products_by_revenue",
+            4,
+            format!(
+                "SELECT count(*) FROM analytics.top_products_by_revenue WHERE ingestion_date = '{d}'"
+            ),
+        ),
+    ];
+    for (model, rows, sql) in expected {
+        let run = payload
+            .models
+            .iter()
+            .find(|run| run.model == *model)
+            .unwrap_or_else(|| panic!("{model} missing from {ran:?}"));
+        assert_eq!(run.rows, *rows, "{model}: rows in transform.completed");
+        assert_eq!(
+            env.count(sql).await as u64,
+            *rows,
+            "{model}: rows in its table"
+        );
+    }
+
+    // The run as recorded: the same list, and the models' times fit within the run's.
+    let recorded = env
+        .db
+        .query_one(
+            "SELECT models::text, (extract(epoch FROM finished_at - started_at) * 1000)::float8
+               FROM ops.transform_runs WHERE ingestion_date = $1::text::date",
+            &[&DAY1],
+        )
+        .await
+        .unwrap();
+    let recorded_models: Vec<contract::ModelRun> =
+        serde_json::from_str(recorded.get::<_, &str>(0)).unwrap();
+    assert_eq!(recorded_models, payload.models);
+    let run_ms: f64 = recorded.get(1);
+    let models_ms: u64 = payload.models.iter().map(|run| run.duration_ms).sum();
+    assert!(
+        run_ms >= 0.0,
+        "the run ended before it started: {run_ms} ms"
+    );
+    assert!(
+        models_ms as f64 <= run_ms + 1.0,
+        "the models took {models_ms} ms in a run of {run_ms} ms: {:?}",
+        payload.models
+    );
+
+    transformer.stop().await;
+    stager.stop().await;
+    ingester.stop().await;
+    env.cleanup().await;
+}
+
+/// Running a batch again (`landfall transform`) publishes a second `transform.completed` whose
+/// report row counts are still the rows each report holds for the batch — 12 months, 4 ranked
+/// products, one row for each single-row report — not the rows the re-run deleted plus those
+/// it inserted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_reports_the_rows_each_report_holds_for_the_batch() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    let transformer = env.start_transformer(&[]);
+    land_day1(&env).await;
+    wait_transforms(&env, DAY1, 1).await;
+    let output = env
+        .landfall(&["transform", "--dataset", "ecommerce", "--date", DAY1])
+        .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    spy.until("two transform.completed", DEADLINE, |seen| {
+        seen.iter()
+            .filter(|event| event.event_type == "transform.completed")
+            .count()
+            == 2
+    })
+    .await;
+    // The command's event (the transformer's may be published after it).
+    let command_event: uuid::Uuid = env
+        .db
+        .query_one(
+            "SELECT event_id FROM ops.outbox WHERE created_by = 'landfall-transform'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let rerun = spy
+        .of_type("transform.completed")
+        .into_iter()
+        .find(|event| event.event_id == command_event)
+        .expect("the command's transform.completed");
+    let contract::Event::TransformCompleted(rerun) = &rerun.payload else {
+        panic!("not a TransformCompleted");
+    };
+    let rows_of = |model: &str| {
+        rerun
+            .models
+            .iter()
+            .find(|run| run.model == model)
+            .unwrap_or_else(|| panic!("{model} missing: {:?}", rerun.models))
+            .rows
+    };
+    for (report, rows) in [
+        ("sales_by_month", 12),
+        ("top_products_by_revenue", 4),
+        ("agg_public_holiday", 1),
+        ("agg_shipments", 1),
+        ("best_performing_product", 1),
+    ] {
+        let held = env
+            .count(&format!(
+                "SELECT count(*) FROM analytics.{report} WHERE ingestion_date = '{DAY1}'"
+            ))
+            .await;
+        assert_eq!(held, rows, "{report} holds {rows} rows for the batch");
+        assert_eq!(
+            rows_of(report),
+            rows as u64,
+            "{report}: the re-run's transform.completed says {} rows; the table holds {held} \
+             for the batch (landfall transform printed:\n{stdout})",
+            rows_of(report)
+        );
+    }
+    transformer.stop().await;
+    stager.stop().await;
+    ingester.stop().await;
+    env.cleanup().await;
+}
+
+/// `landfall transform --models m` runs m and the models upstream of it, in dependency order,
+/// and nothing else: the run recorded, the event published and the tables all show it. An
+/// unknown model is an error naming it, and nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landfall_transform_models_runs_them_with_their_upstream_only() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    // No transformer: the batch is staged and only the command transforms it.
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    land_day1(&env).await;
+    let dependencies = ecommerce_dependencies(&env);
+    let transform = |models: &'static [&'static str]| {
+        let env = &env;
+        async move {
+            let mut args = vec![
+                "transform",
+                "--dataset",
+                "ecommerce",
+                "--date",
+                DAY1,
+                "--models",
+            ];
+            args.extend_from_slice(models);
+            env.landfall(&args).await
+        }
+    };
+    let last_run = || {
+        let env = &env;
+        async move {
+            let models = query_text(
+            env,
+            "SELECT m ->> 'model' FROM ops.transform_runs r, jsonb_array_elements(r.models) WITH ORDINALITY AS e (m, n)
+              WHERE r.run_id = (SELECT max(run_id) FROM ops.transform_runs) ORDER BY n",
+        )
+        .await;
+            models
+                .into_iter()
+                .map(|row| row[0].clone())
+                .collect::<Vec<String>>()
+        }
+    };
+    let count = |table: &str| {
+        let sql = match table {
+            "warehouse.dim_customer" => {
+                format!("SELECT count(*) FROM {table} WHERE customer_key <> -1")
+            }
+            "warehouse.dim_product" => {
+                format!("SELECT count(*) FROM {table} WHERE product_key <> -1")
+            }
+            _ => format!("SELECT count(*) FROM {table}"),
+        };
+        let env = &env;
+        async move { env.count(&sql).await }
+    };
+
+    // agg_public_holiday depends on dim_date only.
+    let output = transform(&["agg_public_holiday"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(last_run().await, ["dim_date", "agg_public_holiday"]);
+    let table_models: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|word| dependencies.iter().any(|(name, _)| name == word))
+        .collect();
+    assert_eq!(table_models, ["dim_date", "agg_public_holiday"], "{stdout}");
+    spy.until("the command's transform.completed", DEADLINE, |seen| {
+        seen.iter()
+            .any(|event| event.event_type == "transform.completed")
+    })
+    .await;
+    let contract::Event::TransformCompleted(published) =
+        &spy.of_type("transform.completed")[0].payload
+    else {
+        panic!("not a TransformCompleted");
+    };
+    let published: Vec<&str> = published
+        .models
+        .iter()
+        .map(|run| run.model.as_str())
+        .collect();
+    assert_eq!(published, ["dim_date", "agg_public_holiday"]);
+    // Its value as worked out in the big test: order 1 (Jan 1), orders 2 and 3 (Feb 16), order
+    // 5 (Dec 25 2025) — it needs only dim_date's holiday flags.
+    assert_eq!(
+        report(&env, "analytics.agg_public_holiday", DAY1).await,
+        rows(&[&["(2026-03-02,1,2,0,0,0,0,0,0,0,0,0,1)"]])
+    );
+    assert_eq!(count("warehouse.dim_date").await, 730);
+    for table in [
+        "warehouse.dim_customer",
+        "warehouse.dim_product",
+        "warehouse.fact_orders",
+        "warehouse.fact_shipments",
+        "warehouse.fact_reviews",
+        "analytics.agg_shipments",
+        "analytics.best_performing_product",
+        "analytics.sales_by_month",
+        "analytics.top_products_by_revenue",
+    ] {
+        assert_eq!(count(table).await, 0, "{table} was not to run");
+    }
+
+    // best_performing_product: dim_date, dim_product, fact_reviews, fact_orders, and through
+    // fact_orders dim_customer too; not fact_shipments (it reads the staged shipments itself)
+    // nor the other reports.
+    let output = transform(&["best_performing_product"]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ran = last_run().await;
+    let mut ran_sorted = ran.clone();
+    ran_sorted.sort();
+    assert_eq!(
+        ran_sorted,
+        [
+            "best_performing_product",
+            "dim_customer",
+            "dim_date",
+            "dim_product",
+            "fact_orders",
+            "fact_reviews"
+        ]
+    );
+    assert_dependency_order(
+        &ran.iter().map(String::as_str).collect::<Vec<_>>(),
+        &dependencies,
+    );
+    // The big test's hand-worked day-1 row.
+    assert_eq!(
+        report(&env, "analytics.best_performing_product", DAY1).await,
+        rows(&[&["(2026-03-02,Kite,2026-02-16,t,11,33.33,0.00,0.00,0.00,66.67,0.00,100.00)"]])
+    );
+    assert_eq!(count("warehouse.fact_orders").await, 7);
+    assert_eq!(count("warehouse.dim_customer").await, 2);
+    for table in [
+        "warehouse.fact_shipments",
+        "analytics.agg_shipments",
+        "analytics.sales_by_month",
+        "analytics.top_products_by_revenue",
+    ] {
+        assert_eq!(count(table).await, 0, "{table} was not to run");
+    }
+
+    // An unknown model: an error naming it, no run.
+    let output = transform(&["agg_public_holidays"]).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no model named 'agg_public_holidays'"),
+        "{stderr}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.transform_runs").await,
+        2
+    );
+
+    stager.stop().await;
+    ingester.stop().await;
+    env.cleanup().await;
 }

@@ -1,6 +1,7 @@
 //! What every service does the same way, tested on the real binaries and servers: start,
-//! health, readiness, drain on SIGTERM, configuration errors, migrations run concurrently,
-//! trace context across hops, transient failures retried then dead-lettered.
+//! health, readiness, drain on SIGTERM (also with a message in hand), configuration errors,
+//! migrations run concurrently, trace context across hops, transient failures retried then
+//! dead-lettered, and the queue topology as the broker holds it.
 
 use std::time::Duration;
 
@@ -368,6 +369,384 @@ async fn a_bad_message_in_a_batch_is_dead_lettered_alone_and_the_rest_commit() {
             .await,
         12
     );
+    ingester.stop().await;
+    env.cleanup().await;
+}
+
+/// `rabbitmqctl <args> --formatter json`, parsed (the broker's own view, not the client's).
+async fn rabbitmqctl(args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .args(args)
+        .args(["--quiet", "--formatter", "json"])
+        .output()
+        .await
+        .expect("running rabbitmqctl (the tests run as root beside the broker)");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "rabbitmqctl {args:?} printed no JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// The queues of this test's prefix, by name, as `rabbitmqctl list_queues` reports them with
+/// `columns`.
+async fn queues_of(
+    env: &TestEnv,
+    columns: &[&str],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut args = vec!["list_queues", "name"];
+    args.extend_from_slice(columns);
+    let listed = rabbitmqctl(&args).await;
+    listed
+        .as_array()
+        .expect("list_queues prints an array")
+        .iter()
+        .filter_map(|queue| {
+            let name = queue["name"].as_str()?;
+            name.starts_with(&format!("{}.", env.prefix))
+                .then(|| (name.to_owned(), queue.clone()))
+        })
+        .collect()
+}
+
+/// A queue argument's value from `list_queues arguments` (printed as `[[name, type, value], …]`,
+/// or as an object by some RabbitMQ versions).
+fn queue_argument(queue: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    match &queue["arguments"] {
+        serde_json::Value::Object(map) => map.get(name).cloned(),
+        serde_json::Value::Array(entries) => entries.iter().find_map(|entry| {
+            let entry = entry.as_array()?;
+            (entry.first()?.as_str()? == name).then(|| entry.last().cloned().unwrap_or_default())
+        }),
+        _ => None,
+    }
+}
+
+/// The topology as the broker holds it: every consumer queue is a durable quorum queue that
+/// dead-letters to `<prefix>.dlx` with its own name as routing key, with the configured
+/// delivery limit, and no policy overrides that; each dead-letter queue is durable, quorum and
+/// bound to the DLX with that routing key. Then the limit is shown to work: a message
+/// requeued again and again is delivered once plus `limit` redeliveries and then lands in the
+/// dead-letter queue, intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_consumer_queue_is_a_durable_quorum_queue_with_dead_lettering_and_a_delivery_limit() {
+    const LIMIT: i64 = 3;
+    let env = TestEnv::new().await;
+    // One service declares the whole topology; a non-default limit shows the setting is used.
+    let limit = LIMIT.to_string();
+    let stager = env.start_stager(&[("LANDFALL_DELIVERY_LIMIT", &limit)]);
+    env.wait_consuming("stager", DEADLINE).await;
+
+    let queues = queues_of(
+        &env,
+        &[
+            "type",
+            "durable",
+            "auto_delete",
+            "exclusive",
+            "arguments",
+            "policy",
+        ],
+    )
+    .await;
+    // Policies by name (user and operator), each with its definition.
+    let mut policies = std::collections::BTreeMap::new();
+    for command in ["list_policies", "list_operator_policies"] {
+        for policy in rabbitmqctl(&[command])
+            .await
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let definition = match &policy["definition"] {
+                serde_json::Value::String(text) => {
+                    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+                }
+                other => other.clone(),
+            };
+            let name = policy["name"].as_str().unwrap_or_default().to_owned();
+            policies.insert(format!("{command}:{name}"), definition);
+        }
+    }
+    let mut expected_names: Vec<String> = SERVICES
+        .iter()
+        .flat_map(|service| {
+            [
+                format!("{}.{service}", env.prefix),
+                format!("{}.{service}.dlq", env.prefix),
+            ]
+        })
+        .collect();
+    expected_names.sort();
+    assert_eq!(
+        queues.keys().cloned().collect::<Vec<_>>(),
+        expected_names,
+        "one queue and one dead-letter queue per service, nothing else"
+    );
+    let dlx = format!("{}.dlx", env.prefix);
+    for (name, queue) in &queues {
+        assert_eq!(queue["type"], "quorum", "{name} is a quorum queue: {queue}");
+        assert_eq!(queue["durable"], true, "{name} is durable: {queue}");
+        assert_eq!(queue["auto_delete"], false, "{name}: {queue}");
+        // Not exclusive: no owning connection (printed as false or as an empty owner).
+        assert!(
+            queue["exclusive"] == false || queue["exclusive"] == "",
+            "{name}: {queue}"
+        );
+        assert_eq!(
+            queue_argument(queue, "x-queue-type"),
+            Some(serde_json::json!("quorum")),
+            "{name}: {queue}"
+        );
+        // No policy replaces what the arguments declare (a policy's delivery-limit or
+        // dead-letter-exchange would win over, or combine with, the arguments): not the one
+        // applied to the queue, nor any operator policy (list_queues does not name those).
+        let applied = queue["policy"].as_str().unwrap_or_default();
+        for (policy, definition) in &policies {
+            if !(policy == &format!("list_policies:{applied}")
+                || policy.starts_with("list_operator_policies:"))
+            {
+                continue;
+            }
+            for key in [
+                "delivery-limit",
+                "dead-letter-exchange",
+                "dead-letter-routing-key",
+            ] {
+                assert!(
+                    definition.get(key).is_none(),
+                    "{name}: policy {policy} sets {key}: {definition}"
+                );
+            }
+        }
+        if name.ends_with(".dlq") {
+            assert_eq!(
+                queue_argument(queue, "x-dead-letter-exchange"),
+                None,
+                "a dead-letter queue dead-letters nowhere: {queue}"
+            );
+            continue;
+        }
+        assert_eq!(
+            queue_argument(queue, "x-dead-letter-exchange"),
+            Some(serde_json::json!(dlx)),
+            "{name}: {queue}"
+        );
+        assert_eq!(
+            queue_argument(queue, "x-dead-letter-routing-key"),
+            Some(serde_json::json!(name)),
+            "{name}: {queue}"
+        );
+        assert_eq!(
+            queue_argument(queue, "x-delivery-limit"),
+            Some(serde_json::json!(LIMIT)),
+            "{name}: {queue}"
+        );
+    }
+    // Each dead-letter queue is bound to the DLX with its queue's name.
+    let bindings = rabbitmqctl(&[
+        "list_bindings",
+        "source_name",
+        "destination_name",
+        "destination_kind",
+        "routing_key",
+    ])
+    .await;
+    for service in SERVICES {
+        let queue = format!("{}.{service}", env.prefix);
+        let dead_letter_queue = format!("{queue}.dlq");
+        let bound: Vec<&serde_json::Value> = bindings
+            .as_array()
+            .expect("list_bindings prints an array")
+            .iter()
+            .filter(|binding| binding["destination_name"] == dead_letter_queue.as_str())
+            .filter(|binding| binding["source_name"] != "")
+            .collect();
+        assert_eq!(bound.len(), 1, "{dead_letter_queue}: {bound:?}");
+        assert_eq!(bound[0]["source_name"], dlx.as_str(), "{bound:?}");
+        assert_eq!(bound[0]["routing_key"], queue.as_str(), "{bound:?}");
+        assert_eq!(bound[0]["destination_kind"], "queue", "{bound:?}");
+    }
+
+    // The limit at work, on the exporter's queue (nothing consumes it here): a message that
+    // keeps coming back is delivered 1 + LIMIT times, then dead-lettered.
+    let body = b"a message every consumer gives back";
+    env.publish_raw(
+        "events",
+        "quality.passed",
+        body,
+        lapin::BasicProperties::default().with_message_id("poison".into()),
+    )
+    .await;
+    let connection =
+        lapin::Connection::connect(&env.amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let exporter_queue = format!("{}.exporter", env.prefix);
+    let mut deliveries = 0;
+    let started = std::time::Instant::now();
+    let dead = loop {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "after {deliveries} deliveries the message reached neither the queue nor its \
+             dead-letter queue within {DEADLINE:?}"
+        );
+        let got = channel
+            .basic_get(
+                exporter_queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: false },
+            )
+            .await
+            .unwrap();
+        if let Some(message) = got {
+            deliveries += 1;
+            assert_eq!(message.delivery.data, body);
+            assert!(
+                deliveries <= LIMIT + 1,
+                "delivered {deliveries} times with a delivery limit of {LIMIT}"
+            );
+            message
+                .delivery
+                .nack(lapin::options::BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            continue;
+        }
+        if let Some(dead) = env.take_message("exporter.dlq").await.unwrap() {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(
+        deliveries,
+        LIMIT + 1,
+        "one delivery and {LIMIT} redeliveries"
+    );
+    assert_eq!(dead.delivery.data, body);
+    assert_eq!(
+        dead.delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string()),
+        Some("poison".to_owned())
+    );
+    let _ = connection.close(200, "done".into()).await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+/// SIGTERM while the stager is in the middle of a file (its COPY under way, nothing committed):
+/// the process finishes that file, commits, acks, publishes its `staging.loaded`, and exits 0.
+/// The file is staged once with every row, the event is sent once, and the queue holds nothing
+/// (neither ready for redelivery nor unacked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_a_file_is_being_staged_finishes_commits_acks_and_exits_cleanly() {
+    // Big enough that staging takes a couple of seconds in a debug build: the signal lands
+    // well inside the COPY (the assertions below prove it did).
+    const ROWS: i64 = 500_000;
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.spawn_binary("stager", &[]);
+    let key = TestEnv::landing_key("2026-04-04", "orders.csv");
+    env.put(&key, data::orders_csv(1, ROWS)).await;
+
+    wait_until("the stager's COPY to be under way", DEADLINE, || async {
+        let copied = env
+            .db
+            .query_opt(
+                "SELECT tuples_processed FROM pg_stat_progress_copy
+                  WHERE datname = current_database() AND relid = 'staging.orders'::regclass",
+                &[],
+            )
+            .await?
+            .map(|row| row.get::<_, i64>(0));
+        Ok(copied.filter(|&copied| copied > 0))
+    })
+    .await;
+    // The database's clock when the signal goes: the file must be finished after it.
+    let signalled_at: String = env
+        .db
+        .query_one("SELECT clock_timestamp()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let status = stager.terminate().await;
+    assert!(
+        status.success(),
+        "the stager exited with {status} after SIGTERM"
+    );
+
+    // Finished after the signal, with every row, exactly once.
+    assert_eq!(
+        env.query_text(&format!(
+            "SELECT state, rows_loaded::text, rows_rejected::text,
+                    (staging_started_at < '{signalled_at}'::timestamptz)::text,
+                    (finished_at > '{signalled_at}'::timestamptz)::text
+               FROM ops.files"
+        ))
+        .await,
+        landfall_tests::rows(&[&["staged", &ROWS.to_string(), "0", "true", "true"]]),
+        "the file was being staged when the signal came, and was finished after it"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, ROWS);
+    assert_eq!(
+        env.count("SELECT count(DISTINCT order_id) FROM staging.orders")
+            .await,
+        ROWS
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.processed_events WHERE consumer = 'stager'")
+            .await,
+        1
+    );
+    // The drain flushed the outbox before exiting: one staging.loaded, sent.
+    assert_eq!(
+        env.query_text(
+            "SELECT (sent_at IS NOT NULL)::text FROM ops.outbox WHERE event_type = 'staging.loaded'"
+        )
+        .await,
+        landfall_tests::rows(&[&["true"]])
+    );
+    spy.until("the staging.loaded", DEADLINE, |seen| {
+        seen.iter()
+            .any(|event| event.event_type == "staging.loaded")
+    })
+    .await;
+    let loaded = spy.of_type("staging.loaded");
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    match &loaded[0].payload {
+        Event::StagingLoaded(staged) => assert_eq!(staged.rows_loaded, ROWS as u64),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // The file.landed was acked: once the stager's connections are gone, nothing is waiting to
+    // be redelivered and nothing is unacked; nothing was dead-lettered either.
+    let stager_queue = format!("{}.stager", env.prefix);
+    let queue = wait_until("the stager's consumers gone", DEADLINE, || async {
+        let queues = queues_of(
+            &env,
+            &["consumers", "messages_ready", "messages_unacknowledged"],
+        )
+        .await;
+        let queue = queues[&stager_queue].clone();
+        Ok((queue["consumers"] == 0).then_some(queue))
+    })
+    .await;
+    assert_eq!(queue["messages_ready"], 0, "{queue}");
+    assert_eq!(queue["messages_unacknowledged"], 0, "{queue}");
+    assert!(env.take_message("stager.dlq").await.unwrap().is_none());
     ingester.stop().await;
     env.cleanup().await;
 }

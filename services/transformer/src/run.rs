@@ -11,7 +11,8 @@ use tracing::Instrument as _;
 
 use crate::models::Model;
 
-/// Runs `models` in order for the batch dated `batch_date`; returns each one's rows and time.
+/// Runs `models` in order for the batch dated `batch_date`; returns each one's rows (see
+/// [`rows_written`]) and time.
 /// A model's SQL sees the batch date as `ops.batch_date()`.
 pub async fn run_models(
     tx: &Transaction<'_>,
@@ -52,13 +53,14 @@ pub async fn run_models(
                     Failure::Permanent(error)
                 }
             })?;
-        let rows: u64 = messages
+        let completed: Vec<u64> = messages
             .iter()
-            .map(|message| match message {
-                SimpleQueryMessage::CommandComplete(rows) => *rows,
-                _ => 0,
+            .filter_map(|message| match message {
+                SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
+                _ => None,
             })
-            .sum();
+            .collect();
+        let rows = rows_written(&model.sql, &completed);
         span.record("landfall.rows", rows);
         let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(model = model.name, rows, duration_ms, "model ran");
@@ -69,4 +71,159 @@ pub async fn run_models(
         });
     }
     Ok(runs)
+}
+
+/// The rows a model wrote: the counts of its `INSERT`, `UPDATE` and `MERGE` statements (also
+/// behind a `WITH`), given each statement's count in order. The `DELETE` that clears the
+/// batch's old rows before they are inserted again, and `SELECT`s and `SET`s, do not count, so
+/// a re-run reports what the batch holds, not what it deleted plus what it inserted. Should the
+/// statements not line up with the counts (SQL this reader splits differently from the
+/// server), every count is summed, as before.
+pub fn rows_written(sql: &str, completed: &[u64]) -> u64 {
+    let verbs = statement_verbs(sql);
+    if verbs.len() != completed.len() {
+        return completed.iter().sum();
+    }
+    verbs
+        .iter()
+        .zip(completed)
+        .filter(|(verb, _)| matches!(verb.as_str(), "INSERT" | "UPDATE" | "MERGE"))
+        .map(|(_, rows)| rows)
+        .sum()
+}
+
+/// The main verb of each statement in `sql`, upper-cased: its first word, or for a `WITH` the
+/// first `INSERT`/`UPDATE`/`DELETE`/`MERGE`/`SELECT` outside the parentheses of its common
+/// table expressions. Quotes, dollar quotes and comments are skipped; empty statements too.
+pub fn statement_verbs(sql: &str) -> Vec<String> {
+    let bytes = sql.as_bytes();
+    let mut verbs = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    let finish = |words: &mut Vec<String>, verbs: &mut Vec<String>| {
+        if let Some(first) = words.first() {
+            let verb = if first == "WITH" {
+                words
+                    .iter()
+                    .find(|word| {
+                        matches!(
+                            word.as_str(),
+                            "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "SELECT"
+                        )
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| first.clone())
+            } else {
+                first.clone()
+            };
+            verbs.push(verb);
+        }
+        words.clear();
+    };
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b'\'' | b'"' => {
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == c {
+                        // A doubled quote is one quote inside the literal.
+                        if bytes.get(i + 1) == Some(&c) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // A dollar quote: $$ or $tag$ … the same tag; otherwise a parameter like $1.
+                let tag_end = bytes[i + 1..]
+                    .iter()
+                    .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                    .map(|offset| i + 1 + offset);
+                match tag_end {
+                    Some(end) if bytes[end] == b'$' && !bytes[i + 1].is_ascii_digit() => {
+                        let tag = &sql[i..=end];
+                        i = sql[end + 1..]
+                            .find(tag)
+                            .map(|offset| end + 1 + offset + tag.len())
+                            .unwrap_or(bytes.len());
+                    }
+                    _ => i += 1,
+                }
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b';' => {
+                finish(&mut words, &mut verbs);
+                depth = 0;
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                if depth == 0 {
+                    words.push(sql[start..i].to_ascii_uppercase());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    finish(&mut words, &mut verbs);
+    verbs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_of_statements_skip_quotes_comments_and_ctes() {
+        let sql = "-- model: x; not a statement\n\
+                   SET LOCAL work_mem = '64MB';\n\
+                   /* a; comment */ DELETE FROM t WHERE note = 'it''s; fine';\n\
+                   WITH fresh AS (SELECT 1 AS a), gone AS (DELETE FROM u RETURNING 1)\n\
+                   INSERT INTO t SELECT a FROM fresh;\n\
+                   SELECT $body$ ; DELETE $body$, $1;\n\
+                   merge into t using s on true when matched then do nothing;\n\
+                   ;\n";
+        assert_eq!(
+            statement_verbs(sql),
+            ["SET", "DELETE", "INSERT", "SELECT", "MERGE"]
+        );
+    }
+
+    #[test]
+    fn rows_written_leave_out_deletes_and_selects() {
+        let sql = "DELETE FROM r WHERE d = ops.batch_date(); INSERT INTO r SELECT 1";
+        assert_eq!(rows_written(sql, &[12, 12]), 12);
+        let sql = "SELECT set_config('x', '1', true); WITH a AS (SELECT 1) UPDATE r SET v = 1";
+        assert_eq!(rows_written(sql, &[1, 4]), 4);
+        // Counts that do not line up with the statements: all of them, as the server said.
+        assert_eq!(rows_written("INSERT INTO r SELECT 1", &[3, 4]), 7);
+    }
 }
