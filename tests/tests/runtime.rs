@@ -750,3 +750,51 @@ async fn sigterm_while_a_file_is_being_staged_finishes_commits_acks_and_exits_cl
     ingester.stop().await;
     env.cleanup().await;
 }
+
+/// A drain cut short by the grace period is not a clean exit: SIGTERM mid-COPY with a 100 ms
+/// grace, the stager exits non-zero saying so; nothing is lost, a restarted stager loads the
+/// file (its message went back to the queue) exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_cut_short_by_the_grace_period_exits_non_zero_and_loses_nothing() {
+    const ROWS: i64 = 500_000;
+    let env = TestEnv::new().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.spawn_binary("stager", &[("LANDFALL_SHUTDOWN_GRACE_MS", "100")]);
+    let key = TestEnv::landing_key("2026-04-05", "orders.csv");
+    env.put(&key, data::orders_csv(1, ROWS)).await;
+    wait_until("the stager's COPY to be under way", DEADLINE, || async {
+        let copied = env
+            .db
+            .query_opt(
+                "SELECT tuples_processed FROM pg_stat_progress_copy
+                  WHERE datname = current_database() AND relid = 'staging.orders'::regclass",
+                &[],
+            )
+            .await?
+            .map(|row| row.get::<_, i64>(0));
+        Ok(copied.filter(|&copied| copied > 0))
+    })
+    .await;
+    let status = stager.terminate().await;
+    assert!(
+        !status.success(),
+        "the stager abandoned its file but exited with {status}"
+    );
+    let restarted = env.spawn_binary("stager", &[]);
+    wait_until(
+        "the file staged by the restarted stager",
+        DEADLINE,
+        || async {
+            Ok((env
+                .try_count("SELECT count(*) FROM ops.files WHERE state = 'staged'")
+                .await?
+                == 1)
+                .then_some(()))
+        },
+    )
+    .await;
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, ROWS);
+    assert!(restarted.terminate().await.success());
+    ingester.stop().await;
+    env.cleanup().await;
+}

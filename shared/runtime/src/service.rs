@@ -126,8 +126,8 @@ impl ServiceContext {
     }
 
     /// Runs the service: health endpoint, outbox relay, a database watch, and `concurrency`
-    /// consumers of `spec`'s queue. Returns after shutdown once in-flight work is finished
-    /// (or the grace period ran out).
+    /// consumers of `spec`'s queue. Returns after shutdown once in-flight work is finished; an
+    /// error when the grace period ran out first (the process then exits non-zero).
     pub async fn serve<H: Handler>(
         self,
         spec: QueueSpec,
@@ -179,6 +179,13 @@ impl ServiceContext {
             consumers.abort_all();
             relay_abort.abort();
             tasks.abort_all();
+            // Nothing is lost (the unacked messages go back to the queue and the outbox keeps
+            // what was committed), but the exit status says the drain was cut short.
+            anyhow::bail!(
+                "in-flight work did not finish within the shutdown grace period of {:?} \
+                 (LANDFALL_SHUTDOWN_GRACE_MS); it was abandoned and its messages are redelivered",
+                self.config.shutdown_grace
+            );
         }
         tracing::info!("stopped");
         Ok(())
