@@ -22,6 +22,9 @@ pub const SERVICE: &str = "quality-checker";
 pub struct QualityChecker {
     /// Every dataset's checks, loaded and validated at start.
     pub catalog: Arc<Catalog>,
+    /// A second connection of the service's pool, to run a batch's checks on two connections at
+    /// once; `None` runs them one after another in the consumer's transaction.
+    pub second_connection: Option<run::Connect>,
 }
 
 impl Handler for QualityChecker {
@@ -48,7 +51,14 @@ impl Handler for QualityChecker {
                 batch.dataset
             ))
         })?;
-        let results = run::run_checks(tx, batch, checks, envelope.event_id).await?;
+        let results = run::run_checks(
+            tx,
+            batch,
+            checks,
+            envelope.event_id,
+            self.second_connection.as_ref(),
+        )
+        .await?;
         let event = verdict(batch, envelope.event_id, &results);
         let state = match event.payload {
             Event::QualityFailed(_) => "quality_failed",
@@ -150,8 +160,17 @@ pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()>
         }
     }
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    let pool = ctx.pool.clone();
+    let second_connection: run::Connect = Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let connection = pool.get().await?;
+            Ok(Box::new(connection) as Box<dyn run::Connection>)
+        })
+    });
     let checker = QualityChecker {
         catalog: Arc::new(catalog),
+        second_connection: Some(second_connection),
     };
     ctx.serve(spec, MessageKind::Events, checker).await
 }

@@ -1,8 +1,22 @@
-//! Running a batch's checks inside the consumer's transaction and storing one result per check.
+//! Running a batch's checks and storing one result per check in the consumer's transaction.
 //! Each check runs under its own savepoint, so a broken check is recorded as an error and the
 //! others still run; the batch's previous results are replaced in the same transaction.
+//!
+//! When a second connection can be had from the pool, the checks run on two connections at
+//! once: the consumer's transaction and a transaction of their own on the second connection
+//! (the batch date set the same way, rolled back at the end: checks only read). Each takes the
+//! next check not yet started, so a long check on one does not hold the others up. The checks
+//! read what the transform committed, which both connections see alike; the results are
+//! stored afterwards, in the consumer's transaction, in the order of the checks, exactly as
+//! when they run one after another on one connection (the fallback when no second connection
+//! is free).
 
-use std::time::Instant;
+use std::future::Future;
+use std::ops::DerefMut;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use contract::BatchKey;
 use runtime::Failure;
@@ -14,6 +28,33 @@ use crate::checks::{Check, Severity};
 
 /// Failing rows kept per check, as JSON objects, to show what went wrong.
 pub const SAMPLE_ROWS: u32 = 20;
+
+/// How long to wait for a second connection before running the checks on one.
+const SECOND_CONNECTION_WAIT: Duration = Duration::from_secs(1);
+
+/// A database connection of the pool, lent for one run of checks.
+pub trait Connection: Send {
+    fn client(&mut self) -> &mut tokio_postgres::Client;
+}
+
+/// A pooled connection (deadpool's object, which dereferences to its client wrapper and that
+/// to the `tokio_postgres` client).
+impl<T> Connection for T
+where
+    T: DerefMut + Send,
+    T::Target: DerefMut<Target = tokio_postgres::Client>,
+{
+    fn client(&mut self) -> &mut tokio_postgres::Client {
+        self
+    }
+}
+
+/// The future of [`Connect`].
+pub type ConnectFuture = Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Connection>>> + Send>>;
+
+/// Lends a second connection (from the service's pool) to run checks on beside the consumer's
+/// transaction.
+pub type Connect = Arc<dyn Fn() -> ConnectFuture + Send + Sync>;
 
 /// How one check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +101,14 @@ impl CheckResult {
 }
 
 /// Runs every check of `batch` and stores the results, replacing those of an earlier run of
-/// the same batch. `cause` is the `transform.completed` event the run answers.
+/// the same batch. `cause` is the `transform.completed` event the run answers. With `second`,
+/// the checks run on two connections at once when the pool has one to spare.
 pub async fn run_checks(
     tx: &Transaction<'_>,
     batch: &BatchKey,
     checks: &[Check],
     cause: Uuid,
+    second: Option<&Connect>,
 ) -> Result<Vec<CheckResult>, Failure> {
     // Two runs of one batch at once (a re-run racing the first) would interleave their
     // delete and insert; the second waits for the first to commit instead.
@@ -75,18 +118,95 @@ pub async fn run_checks(
     )
     .await?;
     // Transaction-local: `ops.batch_date()` means this batch's date in the checks' SQL.
-    tx.execute(
-        "SELECT set_config('landfall.batch_date', $1, true)",
-        &[&batch.ingestion_date.to_string()],
-    )
-    .await?;
+    set_batch_date(tx, batch).await?;
     tx.execute(
         "DELETE FROM ops.quality_results WHERE dataset = $1 AND ingestion_date = $2",
         &[&batch.dataset, &batch.ingestion_date],
     )
     .await?;
-    let mut results = Vec::with_capacity(checks.len());
-    for check in checks {
+    let mut connection = match second {
+        Some(connect) if checks.len() > 1 => lend(connect).await,
+        _ => None,
+    };
+    let results = match connection.as_mut() {
+        Some(connection) => run_on_two(tx, connection.client(), batch, checks).await?,
+        None => {
+            let next = AtomicUsize::new(0);
+            run_lane(tx, checks, &next)
+                .await?
+                .into_iter()
+                .map(|(_, result)| result)
+                .collect()
+        }
+    };
+    for result in &results {
+        store_result(tx, batch, cause, result).await?;
+    }
+    Ok(results)
+}
+
+async fn set_batch_date(tx: &Transaction<'_>, batch: &BatchKey) -> Result<(), Failure> {
+    tx.execute(
+        "SELECT set_config('landfall.batch_date', $1, true)",
+        &[&batch.ingestion_date.to_string()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A second connection, or `None` (the checks then run on one) when the pool has none free
+/// within [`SECOND_CONNECTION_WAIT`] or cannot make one.
+async fn lend(connect: &Connect) -> Option<Box<dyn Connection>> {
+    match tokio::time::timeout(SECOND_CONNECTION_WAIT, connect()).await {
+        Ok(Ok(connection)) => Some(connection),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %format!("{error:#}"), "no second connection for the checks; running them on one");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("no second connection free for the checks; running them on one");
+            None
+        }
+    }
+}
+
+/// Runs `checks` on the consumer's transaction and on a transaction of `client` at once; the
+/// results come back in the order of `checks`.
+async fn run_on_two(
+    tx: &Transaction<'_>,
+    client: &mut tokio_postgres::Client,
+    batch: &BatchKey,
+    checks: &[Check],
+) -> Result<Vec<CheckResult>, Failure> {
+    let side = client.transaction().await?;
+    set_batch_date(&side, batch).await?;
+    let next = AtomicUsize::new(0);
+    let (here, there) = tokio::join!(run_lane(tx, checks, &next), run_lane(&side, checks, &next));
+    // The checks only read: nothing of the side transaction is kept. (Dropped on an error
+    // above, it rolls back the same way.)
+    let (here, there) = (here?, there?);
+    if let Err(error) = side.rollback().await {
+        tracing::debug!(%error, "rolling back the checks' second transaction failed");
+    }
+    let mut results: Vec<(usize, CheckResult)> = here.into_iter().chain(there).collect();
+    results.sort_by_key(|(index, _)| *index);
+    debug_assert_eq!(results.len(), checks.len());
+    Ok(results.into_iter().map(|(_, result)| result).collect())
+}
+
+/// Runs checks on `tx` one after another, each time the next one no lane has taken yet
+/// (`next`), until none is left; returns each one's result with its index in `checks`.
+async fn run_lane(
+    tx: &Transaction<'_>,
+    checks: &[Check],
+    next: &AtomicUsize,
+) -> Result<Vec<(usize, CheckResult)>, Failure> {
+    let mut results = Vec::new();
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(check) = checks.get(index) else {
+            return Ok(results);
+        };
         let span = tracing::info_span!(
             "check",
             otel.name = format!("check {}", check.name),
@@ -100,10 +220,8 @@ pub async fn run_checks(
         if let Some(failing) = result.failing_rows {
             span.record("landfall.failing_rows", failing);
         }
-        store_result(tx, batch, cause, &result).await?;
-        results.push(result);
+        results.push((index, result));
     }
-    Ok(results)
 }
 
 /// Runs one check under a savepoint. A SQL error in the check becomes an `error` result; a

@@ -3,6 +3,8 @@
 -- Per month, the batch's orders placed on a public holiday within the year before the batch
 -- date: D − 1 year < order_date ≤ D (not every year of history pooled). One row per batch,
 -- replaced when the batch re-runs; other batches' rows are kept.
+-- (`(SELECT ops.batch_date())` is evaluated once per statement, not once per row, and lets the
+-- BRIN index on staging `_batch` work.)
 INSERT INTO analytics.agg_public_holiday AS a (
     ingestion_date,
     tt_order_hol_jan, tt_order_hol_feb, tt_order_hol_mar, tt_order_hol_apr,
@@ -15,12 +17,12 @@ SELECT ops.batch_date(),
        count(*) FILTER (WHERE d.month = 7),  count(*) FILTER (WHERE d.month = 8),
        count(*) FILTER (WHERE d.month = 9),  count(*) FILTER (WHERE d.month = 10),
        count(*) FILTER (WHERE d.month = 11), count(*) FILTER (WHERE d.month = 12)
-  FROM staging.orders o
+  FROM (SELECT (SELECT ops.batch_date()) AS batch_date) AS b
+  JOIN staging.orders o ON o._batch = b.batch_date
   JOIN warehouse.dim_date d ON d.calendar_date = o.order_date
- WHERE o._batch = ops.batch_date()
-   AND d.is_public_holiday
-   AND o.order_date > (ops.batch_date() - interval '1 year')::date
-   AND o.order_date <= ops.batch_date()
+ WHERE d.is_public_holiday
+   AND o.order_date > (b.batch_date - interval '1 year')::date
+   AND o.order_date <= b.batch_date
 ON CONFLICT (ingestion_date) DO UPDATE
    SET tt_order_hol_jan = EXCLUDED.tt_order_hol_jan, tt_order_hol_feb = EXCLUDED.tt_order_hol_feb,
        tt_order_hol_mar = EXCLUDED.tt_order_hol_mar, tt_order_hol_apr = EXCLUDED.tt_order_hol_apr,

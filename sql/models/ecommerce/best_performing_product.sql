@@ -6,6 +6,8 @@
 -- late (shipped ≥ 6 days after the order and not delivered) and the rest early. Reviews,
 -- orders and shipments are counted separately, never joined to each other (no fan-out).
 -- Without any review the row is still written, with NULLs.
+-- (`(SELECT ops.batch_date())` is evaluated once per statement, not once per row, and lets the
+-- BRIN index on staging `_batch` work.)
 WITH per_product AS (
     SELECT product_id,
            count(*) AS reviews,
@@ -16,7 +18,7 @@ WITH per_product AS (
            count(*) FILTER (WHERE review = 4) AS four_star,
            count(*) FILTER (WHERE review = 5) AS five_star
       FROM staging.reviews
-     WHERE _batch = ops.batch_date() AND review IS NOT NULL
+     WHERE _batch = (SELECT ops.batch_date()) AND review IS NOT NULL
      GROUP BY product_id
 ),
 best AS (
@@ -25,7 +27,7 @@ best AS (
 best_orders AS (
     SELECT o.order_id, o.order_date, o.quantity
       FROM staging.orders o JOIN best ON best.product_id = o.product_id
-     WHERE o._batch = ops.batch_date()
+     WHERE o._batch = (SELECT ops.batch_date())
 ),
 busiest_day AS (
     SELECT order_date FROM best_orders
@@ -38,7 +40,7 @@ shipments AS (
            count(*) FILTER (WHERE s.shipment_date >= o.order_date + 6 AND s.delivery_date IS NULL) AS late
       FROM staging.shipment_deliveries s
       JOIN best_orders o ON o.order_id = s.order_id
-     WHERE s._batch = ops.batch_date()
+     WHERE s._batch = (SELECT ops.batch_date())
 )
 INSERT INTO analytics.best_performing_product AS b (
     ingestion_date, product_name, most_ordered_day, is_public_holiday, tt_review_points,

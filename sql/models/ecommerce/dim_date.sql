@@ -8,16 +8,19 @@ WITH calendar AS (
       FROM staging.holidays
      WHERE _batch = (SELECT max(_batch) FROM staging.holidays)
 ),
+-- Each table's earliest and latest date in one pass over it (min and max ignore NULLs, and so
+-- do least and greatest unless every argument is NULL).
 referenced AS (
-    SELECT order_date AS day FROM staging.orders
-    UNION ALL SELECT shipment_date FROM staging.shipment_deliveries
-    UNION ALL SELECT delivery_date FROM staging.shipment_deliveries
-    UNION ALL SELECT holiday_date FROM calendar
-    UNION ALL SELECT ops.batch_date()
+    SELECT min(order_date) AS first_seen, max(order_date) AS last_seen FROM staging.orders
+    UNION ALL
+    SELECT least(min(shipment_date), min(delivery_date)), greatest(max(shipment_date), max(delivery_date))
+      FROM staging.shipment_deliveries
+    UNION ALL SELECT min(holiday_date), max(holiday_date) FROM calendar
+    UNION ALL SELECT ops.batch_date(), ops.batch_date()
 ),
 bounds AS (
-    SELECT make_date(extract(year FROM min(day))::int, 1, 1) AS first_day,
-           make_date(extract(year FROM max(day))::int, 12, 31) AS last_day
+    SELECT make_date(extract(year FROM min(first_seen))::int, 1, 1) AS first_day,
+           make_date(extract(year FROM max(last_seen))::int, 12, 31) AS last_day
       FROM referenced
 ),
 days AS (

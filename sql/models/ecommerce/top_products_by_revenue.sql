@@ -2,6 +2,7 @@
 -- depends_on: dim_product, fact_orders
 -- The 10 products with the most revenue among the batch's orders (ties → lower product_id),
 -- ranked 1..10, with the current product name.
+-- (`(SELECT ops.batch_date())` is evaluated once per statement, not once per row.)
 DELETE FROM analytics.top_products_by_revenue WHERE ingestion_date = ops.batch_date();
 
 INSERT INTO analytics.top_products_by_revenue (ingestion_date, rank, product_id, product_name, revenue, order_count)
@@ -10,7 +11,7 @@ SELECT ops.batch_date(), ranked.rank, ranked.product_id, p.product_name, ranked.
         SELECT product_id, sum(total_price) AS revenue, count(*) AS order_count,
                row_number() OVER (ORDER BY sum(total_price) DESC, product_id) AS rank
           FROM staging.orders
-         WHERE _batch = ops.batch_date()
+         WHERE _batch = (SELECT ops.batch_date())
          GROUP BY product_id
        ) ranked
   LEFT JOIN warehouse.dim_product p ON p.product_id = ranked.product_id AND p.is_current AND p.product_key <> -1
