@@ -82,6 +82,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let reports = exporter::catalog::ExportCatalog::load(&args.models_dir, &datasets)?
         .reports(&args.sample.dataset)
         .to_vec();
+    let required: Vec<String> = datasets
+        .get(&args.sample.dataset)
+        .map(|dataset| {
+            dataset
+                .required_sources()
+                .map(|source| source.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let batches = input_batches(&args, &work_dir)?;
     create_database_if_missing(&args.database_url).await?;
     let server = S3DevServer::start(S3DevConfig {
@@ -116,14 +125,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         models_dir: &args.models_dir,
     })?;
     let mut services = Services::start(&vars, &work_dir.join("logs")).await?;
-    let outcome = land_and_wait(&args, &vars, &batches, &reports, &mut services).await;
+    let outcome = land_and_wait(&args, &vars, &batches, &reports, &required, &mut services).await;
     if outcome.is_ok() && args.keep_running {
-        println!("\nServices and S3 keep running; Ctrl-C stops them.");
-        tokio::signal::ctrl_c().await?;
+        keep_running().await?;
     }
     services.stop().await;
     server.shutdown().await;
     outcome
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM, handled from before it says so.
+async fn keep_running() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    println!("\nServices and S3 keep running; Ctrl-C (SIGINT) or SIGTERM stops them.");
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
 }
 
 async fn land_and_wait(
@@ -131,6 +152,7 @@ async fn land_and_wait(
     vars: &HashMap<String, String>,
     batches: &[Batch],
     reports: &[ReportExport],
+    required: &[String],
     services: &mut Services,
 ) -> anyhow::Result<()> {
     let dataset = args.sample.dataset.as_str();
@@ -148,12 +170,16 @@ async fn land_and_wait(
     let (client, connection) =
         tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
+    let dead_letters = DeadLetters::watch(&args.amqp_url, &args.amqp_prefix).await?;
     let mut uploaded_at = Vec::new();
+    let mut uploads = Vec::new();
     for batch in batches {
+        let mut uploaded = Uploaded::default();
         for file in &batch.files {
             let name = file.file_name().unwrap_or_default().to_string_lossy();
             let key = format!("landing/{dataset}/ingestion_date={}/{name}", batch.date);
-            s3.put_object()
+            let put = s3
+                .put_object()
                 .bucket(BUCKET)
                 .key(&key)
                 .content_type("text/csv")
@@ -163,14 +189,33 @@ async fn land_and_wait(
                 .send()
                 .await
                 .with_context(|| format!("uploading {key}"))?;
+            uploaded
+                .etags
+                .push(put.e_tag().unwrap_or_default().trim_matches('"').to_owned());
+            uploaded.keys.push(key);
         }
         uploaded_at.push(Utc::now());
+        uploads.push(uploaded);
         println!("Uploaded      {}: {} files", batch.date, batch.files.len());
     }
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
-    for (batch, uploaded) in batches.iter().zip(&uploaded_at) {
-        wait_for_export(&client, dataset, batch.date, deadline, services).await?;
-        print_batch(&client, dataset, batch.date, *uploaded, reports).await?;
+    for ((batch, uploaded_at), uploaded) in batches.iter().zip(&uploaded_at).zip(&uploads) {
+        let watch = Watch {
+            client: &client,
+            dataset,
+            required,
+            dead_letters: &dead_letters,
+        };
+        wait_for_export(&watch, batch.date, uploaded, deadline, services).await?;
+        print_batch(
+            &client,
+            dataset,
+            batch.date,
+            *uploaded_at,
+            uploaded,
+            reports,
+        )
+        .await?;
     }
     println!(
         "\nExports       s3://{BUCKET}/analytics_export/{dataset}/… = {}",
@@ -188,16 +233,40 @@ async fn land_and_wait(
     Ok(())
 }
 
-/// Waits until the batch is exported from its current files; says which stage failed and why.
+/// The S3 keys this run put for one batch, with the ETags S3 answered.
+#[derive(Default)]
+struct Uploaded {
+    keys: Vec<String>,
+    etags: Vec<String>,
+}
+
+/// What waiting for a batch looks at.
+struct Watch<'a> {
+    client: &'a tokio_postgres::Client,
+    dataset: &'a str,
+    required: &'a [String],
+    dead_letters: &'a DeadLetters,
+}
+
+/// Waits until the batch is exported from its current files and every file this run put for it
+/// is staged or rejected; a failure names the stage and says why.
 async fn wait_for_export(
-    client: &tokio_postgres::Client,
-    dataset: &str,
+    watch: &Watch<'_>,
     date: NaiveDate,
+    uploaded: &Uploaded,
     deadline: Instant,
     services: &mut Services,
 ) -> anyhow::Result<()> {
+    let (client, dataset) = (watch.client, watch.dataset);
     loop {
         services.check_alive()?;
+        if let Some((service, reason)) = watch.dead_letters.newest().await? {
+            bail!(
+                "{} failed: the {service} gave up on a message (dead-lettered to {}.{service}.dlq): {reason}",
+                stage_of(service),
+                watch.dead_letters.prefix
+            );
+        }
         let row = client
             .query_opt(
                 "SELECT b.state, b.transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
@@ -214,20 +283,50 @@ async fn wait_for_export(
                 )
             })
             .unwrap_or_default();
-        if state == "exported" && current {
+        // This run's files of the batch: their state, and whether their source is staged.
+        let files = client
+            .query(
+                "SELECT u.key, f.state, coalesce(f.source, ''), coalesce(f.reason, ''),
+                        EXISTS (SELECT 1 FROM ops.staged_sources s WHERE s.dataset = f.dataset
+                                   AND s.ingestion_date = f.ingestion_date AND s.source = f.source)
+                   FROM unnest($1::text[], $2::text[]) AS u(key, etag)
+                   LEFT JOIN ops.files f ON f.bucket = $3 AND f.key = u.key AND f.etag = u.etag",
+                &[&uploaded.keys, &uploaded.etags, &BUCKET],
+            )
+            .await?;
+        let settled = files.iter().all(|file| {
+            file.get::<_, Option<String>>(1)
+                .is_some_and(|state| state != "landed")
+        });
+        for file in &files {
+            let source: String = file.get(2);
+            if file.get::<_, Option<String>>(1).as_deref() == Some("rejected")
+                && watch.required.contains(&source)
+                && !file.get::<_, bool>(4)
+            {
+                bail!(
+                    "staging failed: the stager rejected {}: {}; batch {date} cannot be transformed without its {source}",
+                    file.get::<_, String>(0),
+                    file.get::<_, String>(3)
+                );
+            }
+        }
+        if state == "exported" && current && settled {
             return Ok(());
         }
         if state == "quality_failed" && current {
             let failed = client
                 .query(
-                    "SELECT check_name || ' (' || failing_rows || ' rows)' FROM ops.quality_results
-                      WHERE dataset = $2 AND ingestion_date = $1 AND status <> 'passed' AND severity = 'error'",
+                    "SELECT check_name || ' (' || coalesce(failing_rows || ' failing rows', 'could not run: ' || error) || ')'
+                       FROM ops.quality_results
+                      WHERE dataset = $2 AND ingestion_date = $1 AND status <> 'passed' AND severity = 'error'
+                      ORDER BY check_name",
                     &[&date, &dataset],
                 )
                 .await?;
             let names: Vec<String> = failed.iter().map(|row| row.get(0)).collect();
             bail!(
-                "quality-checker: batch {date} failed its error-severity checks: {}; nothing was exported",
+                "quality failed: batch {date} failed its error-severity checks: {}; nothing was exported",
                 names.join(", ")
             );
         }
@@ -235,23 +334,131 @@ async fn wait_for_export(
             let rejected = client
                 .query("SELECT key, reason FROM ops.files WHERE dataset = $2 AND ingestion_date = $1 AND state = 'rejected'", &[&date, &dataset])
                 .await?;
-            let files: Vec<String> = rejected
+            let rejected: Vec<String> = rejected
                 .iter()
                 .map(|row| format!("{}: {}", row.get::<_, String>(0), row.get::<_, String>(1)))
                 .collect();
+            let staged: Vec<String> = client
+                .query(
+                    "SELECT source FROM ops.staged_sources WHERE dataset = $2 AND ingestion_date = $1",
+                    &[&date, &dataset],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let missing: Vec<&str> = watch
+                .required
+                .iter()
+                .filter(|source| !staged.contains(source))
+                .map(String::as_str)
+                .collect();
+            // The transformer marks a batch ready in its transform's transaction: a batch whose
+            // required sources are all staged but still 'staging' waits for the transform.
             let stage = match state.as_str() {
-                "" | "staging" => "stager (required files not staged)",
-                "ready" => "transformer",
-                "transformed" => "quality-checker",
-                "quality_passed" => "exporter",
-                _ => "pipeline",
+                "" | "staging" if !missing.is_empty() || !settled => {
+                    format!(
+                        "staging (stager; required sources not staged: {})",
+                        missing.join(", ")
+                    )
+                }
+                "" | "staging" | "ready" => "transform (transformer)".into(),
+                "transformed" => "quality (quality-checker)".into(),
+                "quality_passed" => "export (exporter)".into(),
+                _ => "the pipeline".into(),
             };
             bail!(
-                "batch {date} stuck at state '{state}' waiting for the {stage}; rejected files: [{}]; see the service logs",
-                files.join("; ")
+                "batch {date} stuck at state '{state}' waiting for {stage}; rejected files: [{}]; see the service logs",
+                rejected.join("; ")
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The pipeline stage a service runs.
+fn stage_of(service: &str) -> &'static str {
+    match service {
+        "ingester" => "ingest",
+        "stager" => "staging",
+        "transformer" => "transform",
+        "quality-checker" => "quality",
+        "exporter" => "export",
+        _ => "the pipeline",
+    }
+}
+
+/// The services' dead-letter queues: a message dead-lettered during this run is a stage that
+/// gave up, and its `x-landfall-reason` header says why.
+struct DeadLetters {
+    prefix: String,
+    channel: lapin::Channel,
+    connection: lapin::Connection,
+    /// (service, queue, messages in it when the run started)
+    queues: Vec<(&'static str, String, u32)>,
+}
+
+impl DeadLetters {
+    async fn watch(amqp_url: &str, prefix: &str) -> anyhow::Result<DeadLetters> {
+        let connection =
+            lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+                .await
+                .context("connecting to RabbitMQ to watch the dead-letter queues")?;
+        let channel = connection.create_channel().await?;
+        let mut dead_letters = DeadLetters {
+            prefix: prefix.to_owned(),
+            channel,
+            connection,
+            queues: Vec::new(),
+        };
+        for service in services_names() {
+            let queue = format!("{prefix}.{service}.dlq");
+            let depth = dead_letters.depth(&queue).await?;
+            dead_letters.queues.push((service, queue, depth));
+        }
+        Ok(dead_letters)
+    }
+
+    /// Messages in a dead-letter queue (the services declared it when they started).
+    async fn depth(&self, queue: &str) -> anyhow::Result<u32> {
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        Ok(self
+            .channel
+            .queue_declare(queue.into(), passive, Default::default())
+            .await
+            .with_context(|| format!("reading the depth of {queue}"))?
+            .message_count())
+    }
+
+    /// The service and reason of the newest message dead-lettered since the run started. The
+    /// messages read are put back (for `landfall dlq`).
+    async fn newest(&self) -> anyhow::Result<Option<(&'static str, String)>> {
+        for (service, queue, at_start) in &self.queues {
+            let depth = self.depth(queue).await?;
+            if depth <= *at_start {
+                continue;
+            }
+            let reader = self.connection.create_channel().await?;
+            let mut reason = String::from("(no reason recorded)");
+            for _ in 0..depth {
+                let options = lapin::options::BasicGetOptions { no_ack: false };
+                let Some(message) = reader.basic_get(queue.as_str().into(), options).await? else {
+                    break;
+                };
+                if let Some(text) = runtime::broker::header_text(
+                    &message.delivery.properties,
+                    runtime::broker::REASON_HEADER,
+                ) {
+                    reason = text;
+                }
+            }
+            reader.close(200, "read".into()).await.ok();
+            return Ok(Some((service, reason)));
+        }
+        Ok(None)
     }
 }
 
@@ -259,7 +466,8 @@ async fn print_batch(
     client: &tokio_postgres::Client,
     dataset: &str,
     date: NaiveDate,
-    uploaded: DateTime<Utc>,
+    uploaded_at: DateTime<Utc>,
+    uploaded: &Uploaded,
     reports: &[ReportExport],
 ) -> anyhow::Result<()> {
     let row = client
@@ -274,10 +482,10 @@ async fn print_batch(
         )
         .await?;
     let exported: DateTime<Utc> = row.get(0);
-    let timing = if exported >= uploaded {
+    let timing = if exported >= uploaded_at {
         format!(
             "{:.2}s from the last upload to the export",
-            (exported - uploaded).num_milliseconds() as f64 / 1000.0
+            (exported - uploaded_at).num_milliseconds() as f64 / 1000.0
         )
     } else {
         "already exported from these same files by an earlier run".to_owned()
@@ -287,6 +495,22 @@ async fn print_batch(
         row.get::<_, i64>(1),
         row.get::<_, i64>(2)
     );
+    // A rejected file of a source the batch can do without (e.g. a product snapshot).
+    let rejected = client
+        .query(
+            "SELECT u.key, f.reason FROM unnest($1::text[], $2::text[]) AS u(key, etag)
+               JOIN ops.files f ON f.bucket = $3 AND f.key = u.key AND f.etag = u.etag
+              WHERE f.state = 'rejected' ORDER BY u.key",
+            &[&uploaded.keys, &uploaded.etags, &BUCKET],
+        )
+        .await?;
+    for file in &rejected {
+        println!(
+            "  rejected by the stager   {}: {}",
+            file.get::<_, String>(0),
+            file.get::<_, String>(1)
+        );
+    }
     if dataset != "ecommerce" {
         return print_reports(client, date, reports).await;
     }
