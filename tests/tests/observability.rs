@@ -1,8 +1,10 @@
 //! One OTLP trace per file across all five services, span links from a batch's transform to
-//! its files, semantic-convention attributes, metrics — received by a real OTLP/gRPC receiver
-//! from the five real service binaries; and nothing exported when tracing is off.
+//! its files, semantic-convention attributes, metrics, the trace ids `landfall status` prints —
+//! received by a real OTLP/gRPC receiver from the real service binaries; the standard variables
+//! (service name, resource attributes, samplers); `tracestate` across hops; files by outcome;
+//! and nothing exported when tracing is off.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use landfall_tests::otlp::{OtlpReceiver, ReceivedSpan};
@@ -10,6 +12,8 @@ use landfall_tests::{TestEnv, data, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const DATE: &str = "2026-06-01";
+/// The test environment's bucket.
+const BUCKET: &str = "lake";
 const SERVICES: &[&str] = &[
     "ingester",
     "stager",
@@ -36,6 +40,77 @@ fn upstream_services(span: &ReceivedSpan, by_id: &BTreeMap<String, ReceivedSpan>
         parent = next.parent_span_id.clone();
     }
     services
+}
+
+/// The name of the stager's COPY span for `source`.
+fn copy_span_name(source: &str) -> String {
+    format!("COPY staging.\"{source}\"")
+}
+
+/// Fails unless `span` has each of these attribute values.
+fn assert_attributes(span: &ReceivedSpan, expected: &[(&str, &str)]) {
+    for (key, value) in expected {
+        assert_eq!(
+            span.attributes.get(*key).map(String::as_str),
+            Some(*value),
+            "{key} on {span:?}"
+        );
+    }
+}
+
+/// How many models `sql/models/ecommerce` holds (one `.sql` file each).
+fn model_count() -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/models/ecommerce");
+    std::fs::read_dir(dir)
+        .expect("sql/models/ecommerce")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "sql"))
+        })
+        .count()
+}
+
+/// The rows of the table `landfall status` prints under the line starting with `title`, as
+/// column name → cell. The columns are where the rule under the header has its dashes.
+fn status_table(output: &str, title: &str) -> Vec<BTreeMap<String, String>> {
+    let mut lines = output.lines().skip_while(|line| !line.starts_with(title));
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no {title} table in:\n{output}"));
+    let header = lines.next().expect("a header line");
+    let rule: Vec<char> = lines.next().expect("a rule line").chars().collect();
+    let mut columns = Vec::new();
+    let mut start = None;
+    for (index, &c) in rule.iter().chain([&' ']).enumerate() {
+        match (c == '-', start) {
+            (true, None) => start = Some(index),
+            (false, Some(from)) => {
+                columns.push((from, index));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    let cell = |line: &str, (from, to): (usize, usize)| -> String {
+        line.chars()
+            .skip(from)
+            .take(to - from)
+            .collect::<String>()
+            .trim()
+            .to_owned()
+    };
+    let names: Vec<String> = columns.iter().map(|&column| cell(header, column)).collect();
+    lines
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| {
+            names
+                .iter()
+                .cloned()
+                .zip(columns.iter().map(|&column| cell(line, column)))
+                .collect()
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,6 +308,110 @@ async fn one_file_is_one_trace_across_all_five_services() {
     linked.sort();
     assert_eq!(linked, file_traces);
 
+    // Every file's spans (the ingester's and the stager's, its COPY among them) and the
+    // batch's: what `landfall status` names.
+    let all = wait_until("the COPY span of each file", DEADLINE, || async {
+        let spans = receiver.spans();
+        let copied = ["orders", "reviews", "shipment_deliveries"]
+            .iter()
+            .all(|source| spans.iter().any(|span| span.name == copy_span_name(source)));
+        Ok(copied.then_some(spans))
+    })
+    .await;
+
+    // Database conventions on every span that runs SQL: each file's COPY, each model of the
+    // transform, each quality check.
+    for source in ["orders", "reviews", "shipment_deliveries"] {
+        let copy = all
+            .iter()
+            .find(|span| span.name == copy_span_name(source))
+            .unwrap();
+        assert_eq!(copy.service, "stager");
+        assert_attributes(
+            copy,
+            &[
+                ("db.system.name", "postgresql"),
+                ("db.operation.name", "COPY"),
+                ("db.collection.name", &format!("staging.{source}")),
+            ],
+        );
+    }
+    let models: Vec<&ReceivedSpan> = all
+        .iter()
+        .filter(|span| span.attributes.contains_key("landfall.model"))
+        .collect();
+    assert_eq!(
+        models.len(),
+        model_count(),
+        "one span per model of sql/models/ecommerce"
+    );
+    for model in models {
+        assert_eq!(model.service, "transformer");
+        assert_eq!(model.trace_id, trace, "{model:?}");
+        assert_attributes(model, &[("db.system.name", "postgresql")]);
+        assert!(
+            model
+                .attributes
+                .get("db.operation.name")
+                .is_some_and(|operation| !operation.is_empty()),
+            "db.operation.name on {model:?}"
+        );
+    }
+    let checks: Vec<&ReceivedSpan> = all
+        .iter()
+        .filter(|span| span.name.starts_with("check "))
+        .collect();
+    assert!(checks.len() > 5, "a span per quality check: {checks:?}");
+    for check in checks {
+        assert_eq!(check.service, "quality-checker");
+        assert_attributes(
+            check,
+            &[
+                ("db.system.name", "postgresql"),
+                ("db.operation.name", "SELECT"),
+            ],
+        );
+    }
+
+    // `landfall status` prints the trace id of each file and of the batch: the traces the
+    // receiver got the file's ingester and COPY spans in, and the batch's transform span.
+    let output = env.landfall(&["status"]).await;
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "landfall status: {}{printed}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let batches = status_table(&printed, "Batches");
+    assert_eq!(batches.len(), 1, "{printed}");
+    assert_eq!(batches[0]["batch"], DATE);
+    assert_eq!(
+        batches[0]["trace id"], transform.trace_id,
+        "the batch's trace id as printed:\n{printed}"
+    );
+    let files = status_table(&printed, "Files");
+    assert_eq!(files.len(), 3, "{printed}");
+    let mut printed_traces = BTreeSet::new();
+    for file in &files {
+        let source = file["source"].as_str();
+        let copy = all
+            .iter()
+            .find(|span| span.name == copy_span_name(source))
+            .unwrap_or_else(|| panic!("no COPY span for {source}"));
+        assert_eq!(
+            file["trace id"], copy.trace_id,
+            "{source}'s trace id as printed:\n{printed}"
+        );
+        assert!(
+            all.iter().any(|span| span.trace_id == copy.trace_id
+                && span.service == "ingester"
+                && span.name.starts_with("process ")),
+            "the ingester's span of {source} is in the printed trace"
+        );
+        printed_traces.insert(file["trace id"].clone());
+    }
+    assert_eq!(printed_traces.len(), 3, "one trace per file:\n{printed}");
+
     // A message the stager cannot read: dead-lettered, and counted.
     env.publish_raw(
         "events",
@@ -388,6 +567,542 @@ async fn json_log_lines_inside_a_span_carry_its_trace_id() {
         .unwrap_or_else(|| panic!("no JSON 'file landed' line in:\n{text}"));
     assert_eq!(landed["span"]["trace_id"], trace.as_str(), "{landed}");
     let _ = std::fs::remove_file(&log_path);
+    env.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The standard variables, trace context from outside, and metrics by outcome: one or two
+// service binaries each.
+
+/// The variables that send a service's spans and metrics to `endpoint` promptly.
+fn export_to(endpoint: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+    ]
+}
+
+/// A fresh W3C trace id and span id, as lowercase hex.
+fn new_ids() -> (String, String) {
+    (
+        format!("{:032x}", rand::random::<u128>() | 1),
+        format!("{:016x}", rand::random::<u64>() | 1),
+    )
+}
+
+/// Announces an object the way MinIO does, with these AMQP headers (a `traceparent`, say).
+async fn announce(env: &TestEnv, key: &str, etag: &str, headers: &BTreeMap<String, String>) {
+    let body = serde_json::json!({
+        "EventName": "s3:ObjectCreated:Put",
+        "Key": format!("{}/{key}", BUCKET),
+        "Records": [{
+            "eventVersion": "2.0", "eventSource": "minio:s3", "eventName": "s3:ObjectCreated:Put",
+            "s3": {"bucket": {"name": BUCKET},
+                   "object": {"key": key.replace('/', "%2F"), "size": 10, "eTag": etag}}
+        }]
+    })
+    .to_string();
+    env.publish_raw(
+        "s3",
+        "lake.created",
+        body.as_bytes(),
+        lapin::BasicProperties::default().with_headers(runtime::broker::header_table(headers)),
+    )
+    .await;
+}
+
+/// The trace id a `traceparent` names.
+fn trace_of(traceparent: &str) -> &str {
+    traceparent.split('-').nth(1).unwrap_or_default()
+}
+
+/// `OTEL_SERVICE_NAME` names the service and `OTEL_RESOURCE_ATTRIBUTES` adds to the resource of
+/// every span and metric; a notification's `traceparent` and `tracestate` are continued by the
+/// ingester, stored with its outbox row, published with `FileLanded`, and continued again by
+/// the stager into `StagingLoaded`; the default sampler (`parentbased_always_on`) records the
+/// sampled trace and drops the one whose parent was not sampled, though its context travels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_variables_shape_the_resource_and_tracestate_travels_each_hop() {
+    let env = TestEnv::new().await;
+    let receiver = OtlpReceiver::start("127.0.0.1:0").await.unwrap();
+    let endpoint = receiver.endpoint();
+    let ingester_name = format!("ingester-{}", env.suffix);
+    let run = format!("run-{}", env.suffix);
+    let resource_attributes = format!("deployment.environment=ci,landfall.test.run={run}");
+    let mut otel = export_to(&endpoint);
+    otel.push(("OTEL_RESOURCE_ATTRIBUTES", resource_attributes.as_str()));
+    let mut spy = env.spy().await;
+    let mut ingester_vars = otel.clone();
+    ingester_vars.push(("OTEL_SERVICE_NAME", ingester_name.as_str()));
+    // Only the notifications below land the files (reconcile would start traces of its own).
+    ingester_vars.push(("LANDFALL_RECONCILE_ON_START", "false"));
+    let ingester = env.spawn_binary("ingester", &ingester_vars);
+    let stager = env.spawn_binary("stager", &otel);
+    env.wait_consuming("ingester", DEADLINE).await;
+    env.wait_consuming("stager", DEADLINE).await;
+
+    // Two files, each announced with its own trace context: one sampled, one not.
+    env.set_notifications(false);
+    let orders_key = TestEnv::landing_key(DATE, "orders.csv");
+    let reviews_key = TestEnv::landing_key(DATE, "reviews.csv");
+    let orders_etag = env.put(&orders_key, data::orders_csv(1, 10)).await;
+    let reviews_etag = env.put(&reviews_key, data::reviews_csv(10)).await;
+    let (sampled_trace, sampled_parent) = new_ids();
+    let (unsampled_trace, unsampled_parent) = new_ids();
+    let sampled_state = "landfall=sampled,vendor=a1b2";
+    let unsampled_state = "landfall=unsampled";
+    let context = |trace: &str, parent: &str, flags: &str, state: &str| {
+        BTreeMap::from([
+            (
+                "traceparent".to_owned(),
+                format!("00-{trace}-{parent}-{flags}"),
+            ),
+            ("tracestate".to_owned(), state.to_owned()),
+        ])
+    };
+    announce(
+        &env,
+        &orders_key,
+        &orders_etag,
+        &context(&sampled_trace, &sampled_parent, "01", sampled_state),
+    )
+    .await;
+    announce(
+        &env,
+        &reviews_key,
+        &reviews_etag,
+        &context(&unsampled_trace, &unsampled_parent, "00", unsampled_state),
+    )
+    .await;
+    wait_count(
+        &env,
+        "both files staged and their StagingLoaded published",
+        "SELECT count(*) FROM ops.outbox WHERE event_type = 'staging.loaded' AND sent_at IS NOT NULL",
+        2,
+    )
+    .await;
+    spy.until("two FileLanded and two StagingLoaded", DEADLINE, |seen| {
+        seen.iter()
+            .filter(|event| event.event_type == "staging.loaded")
+            .count()
+            == 2
+            && seen
+                .iter()
+                .filter(|event| event.event_type == "file.landed")
+                .count()
+                == 2
+    })
+    .await;
+
+    // Each file's ledger row has the trace its notification carried.
+    let ledger = env
+        .query_text("SELECT source, trace_id FROM ops.files ORDER BY source")
+        .await;
+    assert_eq!(
+        ledger,
+        landfall_tests::rows(&[
+            &["orders", sampled_trace.as_str()],
+            &["reviews", unsampled_trace.as_str()]
+        ])
+    );
+    // Both outbox rows of each trace (the ingester's FileLanded, the stager's StagingLoaded)
+    // store its traceparent — sampled flag kept — and its tracestate.
+    let stored = env
+        .query_text(
+            "SELECT event_type, headers->>'traceparent', coalesce(headers->>'tracestate', 'NULL')
+               FROM ops.outbox ORDER BY id",
+        )
+        .await;
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    let mut stored_contexts: Vec<(String, String, String, String)> = stored
+        .iter()
+        .map(|row| {
+            let flags = row[1].rsplit('-').next().unwrap_or_default().to_owned();
+            (
+                row[0].clone(),
+                trace_of(&row[1]).to_owned(),
+                flags,
+                row[2].clone(),
+            )
+        })
+        .collect();
+    stored_contexts.sort();
+    let mut expected: Vec<(String, String, String, String)> = ["file.landed", "staging.loaded"]
+        .iter()
+        .flat_map(|event_type| {
+            [
+                (
+                    event_type.to_string(),
+                    sampled_trace.clone(),
+                    "01".to_owned(),
+                    sampled_state.to_owned(),
+                ),
+                (
+                    event_type.to_string(),
+                    unsampled_trace.clone(),
+                    "00".to_owned(),
+                    unsampled_state.to_owned(),
+                ),
+            ]
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(stored_contexts, expected, "outbox headers");
+    // And the same travels in the published events' AMQP headers.
+    let mut published: Vec<(String, String, String, String)> = spy
+        .seen
+        .iter()
+        .zip(&spy.headers)
+        .map(|(event, headers)| {
+            let traceparent = headers.get("traceparent").cloned().unwrap_or_default();
+            (
+                event.event_type.clone(),
+                trace_of(&traceparent).to_owned(),
+                traceparent
+                    .rsplit('-')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                headers
+                    .get("tracestate")
+                    .cloned()
+                    .unwrap_or_else(|| "NULL".into()),
+            )
+        })
+        .collect();
+    published.sort();
+    assert_eq!(published, expected, "AMQP headers of the published events");
+
+    let ingester_process = format!("process {}.ingester", env.prefix);
+    let stager_process = format!("process {}.stager", env.prefix);
+    wait_until("the sampled trace's spans", DEADLINE, || async {
+        let spans: Vec<ReceivedSpan> = receiver.spans();
+        let arrived = |service: &str, name: &str| {
+            spans.iter().any(|span| {
+                span.trace_id == sampled_trace && span.service == service && span.name == name
+            })
+        };
+        let done = arrived(&ingester_name, &ingester_process)
+            && arrived("stager", &stager_process)
+            && arrived("stager", &copy_span_name("orders"))
+            && spans
+                .iter()
+                .filter(|span| span.name.starts_with("publish "))
+                .count()
+                >= 2;
+        if done {
+            return Ok(Some(()));
+        }
+        let seen: Vec<(&str, &str, bool)> = spans
+            .iter()
+            .map(|span| {
+                let traced = span.trace_id == sampled_trace;
+                (span.service.as_str(), span.name.as_str(), traced)
+            })
+            .collect();
+        anyhow::bail!("(service, span, in the sampled trace) seen: {seen:?}")
+    })
+    .await;
+    wait_until("both services' metrics", DEADLINE, || async {
+        let points = receiver.metric_points();
+        let done = [ingester_name.as_str(), "stager"].iter().all(|service| {
+            points
+                .iter()
+                .any(|point| point.service == *service && point.name == "landfall.files")
+        });
+        if done {
+            return Ok(Some(()));
+        }
+        let seen: BTreeSet<(&str, &str)> = points
+            .iter()
+            .map(|point| (point.service.as_str(), point.name.as_str()))
+            .collect();
+        anyhow::bail!("(service, metric) seen: {seen:?}")
+    })
+    .await;
+    assert!(ingester.terminate().await.success());
+    assert!(stager.terminate().await.success());
+    // Everything both exported, flushed at exit.
+    let spans = receiver.spans();
+    let points = receiver.metric_points();
+
+    // The ingester's consumer span continues the notification's trace, under its parent.
+    let process = spans
+        .iter()
+        .find(|span| span.trace_id == sampled_trace && span.name == ingester_process)
+        .expect("the ingester's process span in the notification's trace");
+    assert_eq!(process.parent_span_id, sampled_parent);
+    // The stager's continues the FileLanded the ingester's publish span sent.
+    let by_id: BTreeMap<String, ReceivedSpan> = spans
+        .iter()
+        .map(|span| (span.span_id.clone(), span.clone()))
+        .collect();
+    let staged = spans
+        .iter()
+        .find(|span| span.trace_id == sampled_trace && span.name == stager_process)
+        .expect("the stager's process span in the notification's trace");
+    let publish = by_id
+        .get(&staged.parent_span_id)
+        .expect("the stager's parent span was exported");
+    assert!(publish.name.starts_with("publish "), "{publish:?}");
+    assert_eq!(publish.service, ingester_name);
+    assert_eq!(publish.parent_span_id, process.span_id);
+    // parentbased_always_on: nothing of the trace whose parent was not sampled.
+    let dropped: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|span| span.trace_id == unsampled_trace)
+        .collect();
+    assert!(
+        dropped.is_empty(),
+        "spans of the unsampled parent's trace: {dropped:?}"
+    );
+
+    // Resources: OTEL_SERVICE_NAME names the ingester (the stager keeps its own name), and
+    // OTEL_RESOURCE_ATTRIBUTES is on every span and metric of both.
+    let services: BTreeSet<&str> = spans.iter().map(|span| span.service.as_str()).collect();
+    assert_eq!(
+        services,
+        BTreeSet::from([ingester_name.as_str(), "stager"]),
+        "service.name of the exported spans"
+    );
+    for span in &spans {
+        assert_eq!(
+            span.resource
+                .get("deployment.environment")
+                .map(String::as_str),
+            Some("ci"),
+            "{span:?}"
+        );
+        assert_eq!(
+            span.resource.get("landfall.test.run"),
+            Some(&run),
+            "{span:?}"
+        );
+    }
+    let metric_services: BTreeSet<&str> =
+        points.iter().map(|point| point.service.as_str()).collect();
+    assert_eq!(
+        metric_services,
+        BTreeSet::from([ingester_name.as_str(), "stager"]),
+        "service.name of the exported metrics"
+    );
+    for point in &points {
+        assert_eq!(
+            point.resource.get("service.name"),
+            Some(&point.service),
+            "{point:?}"
+        );
+        assert_eq!(
+            point
+                .resource
+                .get("deployment.environment")
+                .map(String::as_str),
+            Some("ci"),
+            "{point:?}"
+        );
+        assert_eq!(
+            point.resource.get("landfall.test.run"),
+            Some(&run),
+            "{point:?}"
+        );
+    }
+    env.cleanup().await;
+}
+
+/// `OTEL_TRACES_SAMPLER=always_off`, and `traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0`: the
+/// file lands and its `FileLanded` is published (context marked unsampled, so the next
+/// service drops it too), metrics are exported, and not one span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sampler_that_keeps_nothing_exports_no_spans_while_the_pipeline_works() {
+    let env = TestEnv::new().await;
+    let samplers: [&[(&str, &str)]; 2] = [
+        &[("OTEL_TRACES_SAMPLER", "always_off")],
+        &[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+    ];
+    for (index, sampler) in samplers.iter().enumerate() {
+        let receiver = OtlpReceiver::start("127.0.0.1:0").await.unwrap();
+        let endpoint = receiver.endpoint();
+        let mut vars = export_to(&endpoint);
+        vars.extend_from_slice(sampler);
+        let ingester = env.spawn_binary("ingester", &vars);
+        env.wait_consuming("ingester", DEADLINE).await;
+        let date = format!("2026-06-{:02}", index + 1);
+        env.put(
+            &TestEnv::landing_key(&date, "orders.csv"),
+            data::orders_csv(1, 5),
+        )
+        .await;
+        wait_count(
+            &env,
+            &format!("{sampler:?}: the FileLanded published"),
+            &format!(
+                "SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed' AND sent_at IS NOT NULL AND ingestion_date = '{date}'"
+            ),
+            1,
+        )
+        .await;
+        // The exporter reaches the receiver: the ingester's metrics arrive.
+        wait_until(
+            &format!("{sampler:?}: the ingester's metrics"),
+            DEADLINE,
+            || async {
+                Ok(receiver
+                    .metric_value("ingester", "landfall.files", &[("outcome", "landed")])
+                    .filter(|landed| *landed >= 1.0)
+                    .map(|_| ()))
+            },
+        )
+        .await;
+        let traceparent = env
+            .query_text(&format!(
+                "SELECT headers->>'traceparent' FROM ops.outbox WHERE ingestion_date = '{date}'"
+            ))
+            .await;
+        assert!(
+            traceparent[0][0].starts_with("00-") && traceparent[0][0].ends_with("-00"),
+            "{sampler:?}: the published context is marked unsampled: {traceparent:?}"
+        );
+        // Exit flushes whatever the batch processor holds.
+        assert!(ingester.terminate().await.success());
+        let spans = receiver.spans();
+        assert!(
+            spans.is_empty(),
+            "{sampler:?}: {} spans exported, e.g. {:?}",
+            spans.len(),
+            spans.first()
+        );
+    }
+    env.cleanup().await;
+}
+
+/// A metric's expected value: service, metric name, attributes its series have, value.
+type ExpectedValue<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], f64);
+
+/// `landfall.files` arrives with each outcome a file had — landed, ignored (ingester), staged,
+/// rejected, missing (stager) — counting those files; `landfall.rows.rejected` counts the bad
+/// rows of a file staged despite them, and `landfall.rows.staged` its good ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_counted_by_outcome_and_rejected_rows_by_source() {
+    let env = TestEnv::new().await;
+    let receiver = OtlpReceiver::start("127.0.0.1:0").await.unwrap();
+    let endpoint = receiver.endpoint();
+    let otel = export_to(&endpoint);
+    let ingester = env.spawn_binary("ingester", &otel);
+    env.wait_consuming("ingester", DEADLINE).await;
+    let key = |file: &str| TestEnv::landing_key(DATE, file);
+    // 20 good orders; 40 good shipments and one bad (2% < the 5% threshold: staged);
+    // 10 reviews, 4 above the maximum (40%: the file is rejected); products deleted before
+    // the stager gets to them (missing); a key no source maps (ignored).
+    env.put(&key("orders.csv"), data::orders_csv(1, 20)).await;
+    let mut shipments = data::shipments_csv(40);
+    shipments.push_str("not-a-number,41,2026-02-01,\n");
+    env.put(&key("shipment_deliveries.csv"), shipments).await;
+    let mut reviews = String::from("review,product_id\n");
+    for index in 0..10 {
+        let review = if index < 4 { 9 } else { 4 };
+        reviews.push_str(&format!("{review},{}\n", index + 1));
+    }
+    env.put(&key("reviews.csv"), reviews).await;
+    env.put(
+        &key("products.csv"),
+        "product_id,product_category,product_name\n1,toys,ball\n",
+    )
+    .await;
+    env.put(&key("notes.txt"), "not a dataset file").await;
+    wait_count(
+        &env,
+        "five files in the ledger",
+        "SELECT count(*) FROM ops.files",
+        5,
+    )
+    .await;
+    env.s3
+        .delete_object()
+        .bucket(BUCKET)
+        .key(key("products.csv"))
+        .send()
+        .await
+        .unwrap();
+    let stager = env.spawn_binary("stager", &otel);
+    wait_count(
+        &env,
+        "every file finished",
+        "SELECT count(*) FROM ops.files WHERE state IN ('staged', 'rejected', 'missing', 'ignored')",
+        5,
+    )
+    .await;
+    assert_eq!(
+        env.query_text(
+            "SELECT source, state, rows_loaded::text, rows_rejected::text FROM ops.files
+              WHERE source IS NOT NULL ORDER BY source"
+        )
+        .await,
+        landfall_tests::rows(&[
+            &["orders", "staged", "20", "0"],
+            &["products", "missing", "0", "0"],
+            &["reviews", "rejected", "0", "4"],
+            &["shipment_deliveries", "staged", "40", "1"],
+        ])
+    );
+    let expected: &[ExpectedValue] = &[
+        ("ingester", "landfall.files", &[("outcome", "landed")], 4.0),
+        ("ingester", "landfall.files", &[("outcome", "ignored")], 1.0),
+        ("stager", "landfall.files", &[("outcome", "staged")], 2.0),
+        ("stager", "landfall.files", &[("outcome", "rejected")], 1.0),
+        ("stager", "landfall.files", &[("outcome", "missing")], 1.0),
+        (
+            "stager",
+            "landfall.rows.rejected",
+            &[("source", "shipment_deliveries")],
+            1.0,
+        ),
+        (
+            "stager",
+            "landfall.rows.rejected",
+            &[("source", "orders")],
+            0.0,
+        ),
+        (
+            "stager",
+            "landfall.rows.staged",
+            &[("source", "shipment_deliveries")],
+            40.0,
+        ),
+        (
+            "stager",
+            "landfall.rows.staged",
+            &[("source", "orders")],
+            20.0,
+        ),
+    ];
+    wait_until("the counts by outcome and source", DEADLINE, || async {
+        let got: Vec<Option<f64>> = expected
+            .iter()
+            .map(|(service, name, attributes, _)| receiver.metric_value(service, name, attributes))
+            .collect();
+        let want: Vec<Option<f64>> = expected.iter().map(|(.., value)| Some(*value)).collect();
+        if got == want {
+            Ok(Some(()))
+        } else {
+            anyhow::bail!("got {got:?}, want {want:?}")
+        }
+    })
+    .await;
+    // Outcomes are per dataset where the file has one.
+    assert_eq!(
+        receiver.metric_value(
+            "stager",
+            "landfall.files",
+            &[("outcome", "staged"), ("dataset", "ecommerce")]
+        ),
+        Some(2.0)
+    );
+    assert!(ingester.terminate().await.success());
+    assert!(stager.terminate().await.success());
     env.cleanup().await;
 }
 
