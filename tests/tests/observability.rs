@@ -1066,6 +1066,13 @@ async fn files_are_counted_by_outcome_and_rejected_rows_by_source() {
             &[("source", "orders")],
             0.0,
         ),
+        // The file rejected as a whole over the threshold: its 4 bad rows count too.
+        (
+            "stager",
+            "landfall.rows.rejected",
+            &[("source", "reviews")],
+            4.0,
+        ),
         (
             "stager",
             "landfall.rows.staged",

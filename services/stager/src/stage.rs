@@ -288,10 +288,22 @@ impl Stager {
             reason,
             "file rejected"
         );
-        runtime::metrics::metrics().files.add(
+        let metrics = runtime::metrics::metrics();
+        metrics.files.add(
             1,
             &runtime::metrics::attributes(&[("dataset", &job.batch.dataset), ("outcome", state)]),
         );
+        // A file over the reject threshold: its bad rows count as rejected like a staged
+        // file's (the rest of its rows were not staged, which files{outcome=rejected} says).
+        if rows_rejected > 0 {
+            metrics.rows_rejected.add(
+                rows_rejected,
+                &runtime::metrics::attributes(&[
+                    ("dataset", &job.batch.dataset),
+                    ("source", &job.source.name),
+                ]),
+            );
+        }
         let event = Envelope::new(
             Some(job.batch.clone()),
             Some(job.event_id),

@@ -28,12 +28,18 @@ pub async fn run_models(
     for model in models {
         runtime::fault::point("transformer.between_models");
         let started = Instant::now();
+        // As the database conventions name it: the statement's command, or BATCH for several.
+        let verbs = statement_verbs(&model.sql);
+        let operation = match verbs.as_slice() {
+            [verb] => verb.as_str(),
+            _ => "BATCH",
+        };
         let span = tracing::info_span!(
             "model",
             otel.name = format!("transform {}", model.name),
             otel.kind = "client",
             db.system.name = "postgresql",
-            db.operation.name = "transform",
+            db.operation.name = operation,
             landfall.model = model.name.as_str(),
             landfall.rows = tracing::field::Empty,
         );

@@ -25,6 +25,18 @@ use tracing_subscriber::{EnvFilter, Layer};
 static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 static METER_PROVIDER: OnceLock<SdkMeterProvider> = OnceLock::new();
 
+/// Whether `service.name` comes from `OTEL_RESOURCE_ATTRIBUTES` alone: set there while
+/// `OTEL_SERVICE_NAME` (which takes precedence, and which the configuration reads) is not.
+fn service_name_in_resource_attributes(var: impl Fn(&str) -> Option<String>) -> bool {
+    var("OTEL_SERVICE_NAME").is_none_or(|name| name.trim().is_empty())
+        && var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attributes| {
+            attributes.split(',').any(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(key, _)| key.trim() == "service.name")
+            })
+        })
+}
+
 /// Whether the standard variables ask for OTLP export; an unsupported protocol is an error.
 pub fn otlp_export_enabled(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<bool> {
     let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
@@ -62,10 +74,16 @@ const SECRET_PRINTING_TARGETS: &[&str] = &[
 /// more than once (tests run several services in one process): the first call wins.
 pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
     let export = otlp_export_enabled(|name| std::env::var(name).ok())?;
+    let named_by_attributes = service_name_in_resource_attributes(|name| std::env::var(name).ok());
     let resource = || {
-        Resource::builder()
-            .with_service_name(service_name.to_owned())
-            .build()
+        // The builder reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; the service's own
+        // name applies only where neither names the service.
+        let builder = Resource::builder();
+        if named_by_attributes {
+            builder.build()
+        } else {
+            builder.with_service_name(service_name.to_owned()).build()
+        }
     };
     let mut failure = None;
     let provider = TRACER_PROVIDER.get_or_init(|| {
@@ -214,6 +232,31 @@ impl Extractor for MapExtractor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_name_from_resource_attributes_only_without_otel_service_name() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        assert!(!service_name_in_resource_attributes(vars(&[])));
+        assert!(service_name_in_resource_attributes(vars(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod, service.name=ingest-eu"
+        )])));
+        assert!(!service_name_in_resource_attributes(vars(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod,service.namespace=landfall"
+        )])));
+        assert!(!service_name_in_resource_attributes(vars(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=ingest-eu"),
+            ("OTEL_SERVICE_NAME", "ingester-eu")
+        ])));
+    }
 
     #[test]
     fn export_follows_the_standard_variables() {
