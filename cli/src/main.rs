@@ -258,10 +258,17 @@ async fn transform(
         dataset: dataset.to_owned(),
         ingestion_date: date,
     };
-    let event =
-        transformer::transform_batch(&tx, &batch, &to_run, file_ids, "landfall-transform", None)
-            .await
-            .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
+    let event = transformer::transform_batch(
+        &tx,
+        &batch,
+        &to_run,
+        file_ids,
+        "landfall-transform",
+        None,
+        None,
+    )
+    .await
+    .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
     runtime::outbox::enqueue(&tx, "landfall-transform", &event).await?;
     tx.commit().await?;
     if let contract::Event::TransformCompleted(completed) = &event.payload {

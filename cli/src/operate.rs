@@ -263,6 +263,7 @@ impl Operator {
             file_ids,
             &self.config.service_name,
             None,
+            None,
         )
         .await
         .map_err(|failure| anyhow::anyhow!(failure.reason()))?;

@@ -48,6 +48,9 @@ impl Models {
 pub struct Transformer {
     pub ctx: ServiceContext,
     pub models: Arc<Models>,
+    /// The connections models run on when they run in parallel: a pool of its own, so models
+    /// never wait for connections held by consumers waiting for the dataset's lock.
+    pub models_pool: deadpool_postgres::Pool,
 }
 
 impl Handler for Transformer {
@@ -83,6 +86,7 @@ impl Handler for Transformer {
             file_ids,
             &self.ctx.config.service_name,
             Some(envelope.event_id),
+            Some((&self.models_pool, self.ctx.config.transform_parallelism)),
         )
         .await?;
         Ok(vec![event])
@@ -153,6 +157,10 @@ impl Transformer {
 
 /// Runs `models` for `batch` in `tx`, records the run and marks the batch transformed; the
 /// returned `TransformCompleted` is for the caller to write to the outbox.
+///
+/// With `parallel` (a pool and how many models at once, more than one), the models run on
+/// connections of that pool, each in its own transaction ([`run::run_models_in_parallel`]);
+/// otherwise all of them run inside `tx`, so the batch's tables change together.
 pub async fn transform_batch(
     tx: &Transaction<'_>,
     batch: &BatchKey,
@@ -160,6 +168,7 @@ pub async fn transform_batch(
     file_ids: Vec<i64>,
     service: &str,
     causation_id: Option<uuid::Uuid>,
+    parallel: Option<(&deadpool_postgres::Pool, usize)>,
 ) -> Result<Envelope<Event>, Failure> {
     let span = tracing::info_span!(
         "transform",
@@ -177,8 +186,20 @@ pub async fn transform_batch(
         &[&batch.dataset],
     )
     .await?;
-    // The staging rows were COPYed a moment ago: give the planner their real size.
-    tx.execute("SELECT ops.analyze_staging()", &[]).await?;
+    let parallel = parallel.filter(|(_, models_at_once)| *models_at_once > 1);
+    // The staging rows were COPYed a moment ago: give the planner their real size. The
+    // models' own connections see new statistics only once they are committed.
+    match parallel {
+        Some((pool, _)) => {
+            pool.get()
+                .await?
+                .execute("SELECT ops.analyze_staging()", &[])
+                .await?;
+        }
+        None => {
+            tx.execute("SELECT ops.analyze_staging()", &[]).await?;
+        }
+    }
     // The batch's transform links to the trace of every file that fed it.
     let traceparents: Vec<String> = tx
         .query(
@@ -193,9 +214,18 @@ pub async fn transform_batch(
     runtime::telemetry::continue_trace(&span, &Default::default());
     let started_at = chrono::Utc::now();
     let started = Instant::now();
-    let runs = run::run_models(tx, models, batch.ingestion_date)
-        .instrument(span.clone())
-        .await?;
+    let runs = match parallel {
+        Some((pool, models_at_once)) => {
+            run::run_models_in_parallel(pool, models, batch.ingestion_date, models_at_once)
+                .instrument(span.clone())
+                .await?
+        }
+        None => {
+            run::run_models(tx, models, batch.ingestion_date)
+                .instrument(span.clone())
+                .await?
+        }
+    };
     let trace_id = span.in_scope(runtime::telemetry::current_trace_id);
     let runs_json = serde_json::to_value(&runs).map_err(Failure::permanent)?;
     tx.execute(
@@ -227,9 +257,15 @@ pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()>
     let ctx = ServiceContext::start(config, shutdown).await?;
     let models = Models::load(&ctx.config, &ctx.datasets).context("loading the SQL models")?;
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    let models_pool = runtime::db::pool_as(
+        &ctx.config.database_url,
+        ctx.config.transform_parallelism,
+        ctx.config.database_role.as_deref(),
+    )?;
     let transformer = Transformer {
         ctx: ctx.clone(),
         models: Arc::new(models),
+        models_pool,
     };
     ctx.serve(spec, MessageKind::Events, transformer).await
 }

@@ -26,57 +26,146 @@ pub async fn run_models(
     .await?;
     let mut runs = Vec::with_capacity(models.len());
     for model in models {
-        runtime::fault::point("transformer.between_models");
-        let started = Instant::now();
-        // As the database conventions name it: the statement's command, or BATCH for several.
-        let verbs = statement_verbs(&model.sql);
-        let operation = match verbs.as_slice() {
-            [verb] => verb.as_str(),
-            _ => "BATCH",
-        };
-        let span = tracing::info_span!(
-            "model",
-            otel.name = format!("transform {}", model.name),
-            otel.kind = "client",
-            db.system.name = "postgresql",
-            db.operation.name = operation,
-            landfall.model = model.name.as_str(),
-            landfall.rows = tracing::field::Empty,
-        );
-        let messages = tx
-            .simple_query(&model.sql)
-            .instrument(span.clone())
-            .await
-            .map_err(|error| {
-                let transient = runtime::failure::is_transient_db_error(&error);
-                let error = anyhow::Error::new(error).context(format!(
-                    "model {} failed for batch {batch_date}",
-                    model.name
-                ));
-                if transient {
-                    Failure::Transient(error)
-                } else {
-                    Failure::Permanent(error)
-                }
-            })?;
-        let completed: Vec<u64> = messages
-            .iter()
-            .filter_map(|message| match message {
-                SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
-                _ => None,
-            })
-            .collect();
-        let rows = rows_written(&model.sql, &completed);
-        span.record("landfall.rows", rows);
-        let duration_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(model = model.name, rows, duration_ms, "model ran");
-        runs.push(ModelRun {
-            model: model.name.clone(),
-            rows,
-            duration_ms,
-        });
+        runs.push(run_one(tx, model, batch_date).await?);
     }
     Ok(runs)
+}
+
+/// Runs `models` (in dependency order) for the batch, up to `parallelism` at once, each in its
+/// own transaction on its own connection from `pool`: a model starts once every model of this
+/// run it depends on has committed. Each model replaces its batch's rows atomically and is
+/// idempotent, so a run cut short (a failed model, a killed process) is repaired by running
+/// the batch again; the transform's record and its `transform.completed` are written by the
+/// caller only after every model committed. On a failure the models already running finish
+/// (committed or rolled back) before the first error is returned.
+pub async fn run_models_in_parallel(
+    pool: &deadpool_postgres::Pool,
+    models: &[&Model],
+    batch_date: NaiveDate,
+    parallelism: usize,
+) -> Result<Vec<ModelRun>, Failure> {
+    use futures::StreamExt as _;
+    use std::collections::HashSet;
+
+    let in_run: HashSet<&str> = models.iter().map(|model| model.name.as_str()).collect();
+    let mut runs: Vec<Option<ModelRun>> = vec![None; models.len()];
+    let mut started = vec![false; models.len()];
+    let mut committed: HashSet<&str> = HashSet::new();
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut failure = None;
+    loop {
+        if failure.is_none() {
+            for (index, model) in models.iter().enumerate() {
+                if running.len() >= parallelism.max(1) {
+                    break;
+                }
+                let ready = !started[index]
+                    && model.depends_on.iter().all(|dependency| {
+                        !in_run.contains(dependency.as_str())
+                            || committed.contains(dependency.as_str())
+                    });
+                if ready {
+                    started[index] = true;
+                    running
+                        .push(async move { (index, run_committed(pool, model, batch_date).await) });
+                }
+            }
+        }
+        let Some((index, result)) = running.next().await else {
+            break;
+        };
+        match result {
+            Ok(run) => {
+                committed.insert(models[index].name.as_str());
+                runs[index] = Some(run);
+            }
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    Ok(runs
+        .into_iter()
+        .map(|run| run.expect("every model ran: the dependencies are in run order"))
+        .collect())
+}
+
+/// One model in its own transaction on a connection of `pool`, committed.
+async fn run_committed(
+    pool: &deadpool_postgres::Pool,
+    model: &Model,
+    batch_date: NaiveDate,
+) -> Result<ModelRun, Failure> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT set_config('landfall.batch_date', $1, true)",
+        &[&batch_date.to_string()],
+    )
+    .await?;
+    let run = run_one(&tx, model, batch_date).await?;
+    tx.commit().await?;
+    Ok(run)
+}
+
+/// One model inside `tx` (whose `landfall.batch_date` is set): its rows and time.
+async fn run_one(
+    tx: &Transaction<'_>,
+    model: &Model,
+    batch_date: NaiveDate,
+) -> Result<ModelRun, Failure> {
+    runtime::fault::point("transformer.between_models");
+    let started = Instant::now();
+    // As the database conventions name it: the statement's command, or BATCH for several.
+    let verbs = statement_verbs(&model.sql);
+    let operation = match verbs.as_slice() {
+        [verb] => verb.as_str(),
+        _ => "BATCH",
+    };
+    let span = tracing::info_span!(
+        "model",
+        otel.name = format!("transform {}", model.name),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        landfall.model = model.name.as_str(),
+        landfall.rows = tracing::field::Empty,
+    );
+    let messages = tx
+        .simple_query(&model.sql)
+        .instrument(span.clone())
+        .await
+        .map_err(|error| {
+            let transient = runtime::failure::is_transient_db_error(&error);
+            let error = anyhow::Error::new(error).context(format!(
+                "model {} failed for batch {batch_date}",
+                model.name
+            ));
+            if transient {
+                Failure::Transient(error)
+            } else {
+                Failure::Permanent(error)
+            }
+        })?;
+    let completed: Vec<u64> = messages
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
+            _ => None,
+        })
+        .collect();
+    let rows = rows_written(&model.sql, &completed);
+    span.record("landfall.rows", rows);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(model = model.name, rows, duration_ms, "model ran");
+    Ok(ModelRun {
+        model: model.name.clone(),
+        rows,
+        duration_ms,
+    })
 }
 
 /// The rows a model wrote: the counts of its `INSERT`, `UPDATE` and `MERGE` statements (also

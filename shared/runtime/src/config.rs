@@ -193,6 +193,10 @@ pub struct CommonConfig {
     /// Deliveries already waiting on a consumer that are applied in one transaction (one
     /// savepoint each, one commit): 1 = one transaction per message.
     pub consume_batch: usize,
+    /// Models of a batch the transformer runs at once, each in its own transaction on its own
+    /// connection, once the models it depends on have committed (`LANDFALL_TRANSFORM_PARALLELISM`);
+    /// 1 runs them one after another in one transaction with the rest of the transform.
+    pub transform_parallelism: usize,
     /// Broker-side redelivery limit of each quorum queue before it dead-letters a message.
     pub delivery_limit: u32,
     /// In-process attempts for a transient failure before the message is dead-lettered.
@@ -260,6 +264,7 @@ impl CommonConfig {
             prefetch: env.number("LANDFALL_PREFETCH", prefetch_default, 1, 10_000)? as u16,
             consume_batch: env.number("LANDFALL_CONSUME_BATCH", batch_default, 1, 10_000)? as usize,
             concurrency: env.number("LANDFALL_CONCURRENCY", 2, 1, 256)? as usize,
+            transform_parallelism: env.number("LANDFALL_TRANSFORM_PARALLELISM", 2, 1, 64)? as usize,
             delivery_limit: env.number("LANDFALL_DELIVERY_LIMIT", 50, 1, 1000)? as u32,
             retry_attempts: env.number("LANDFALL_RETRY_ATTEMPTS", 30, 1, 1000)? as usize,
             retry_min_delay,
