@@ -1,5 +1,6 @@
 //! The transformer: tracks each batch's staged sources and, once every required source is
-//! staged, runs the dataset's SQL models for that batch in dependency order, in one transaction,
+//! staged, runs the dataset's SQL models for that batch in dependency order (independent ones in
+//! parallel, each in its own transaction; or all in one transaction with a parallelism of 1),
 //! and publishes `TransformCompleted`. A batch is re-run whenever one of its files changes.
 
 pub mod models;

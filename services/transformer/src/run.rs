@@ -1,5 +1,6 @@
-//! Running a batch's models: all of them in one transaction, so a batch's tables change
-//! together or not at all, and re-running a batch replaces exactly its own rows.
+//! Running a batch's models: in parallel, each in its own transaction once its dependencies
+//! committed, or all of them in one transaction; either way re-running a batch replaces exactly
+//! its own rows.
 
 use std::time::Instant;
 
