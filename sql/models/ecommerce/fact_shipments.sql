@@ -1,5 +1,5 @@
 -- model: fact_shipments
--- depends_on: fact_orders
+-- depends_on:
 -- Current-state shipments merged by shipment_id, with days to ship (from the order date) and
 -- days to deliver (from the shipment date); same batch rules as fact_orders.
 --
@@ -7,6 +7,11 @@
 -- comes from the batch's own orders; only a shipment whose order is not among them looks its
 -- order up in warehouse.fact_orders (a primary-key probe), instead of joining every fact order.
 -- work_mem as in fact_orders.sql.
+--
+-- No dependency on fact_orders, so the two facts are built at the same time: the only fact
+-- orders read are those of orders that are not in the batch, which this batch's fact_orders
+-- does not touch (it merges exactly the batch's staged orders), so they are the same rows
+-- before, during and after it runs.
 SET LOCAL work_mem = '256MB';
 
 MERGE INTO warehouse.fact_shipments AS f
