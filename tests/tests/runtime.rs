@@ -646,6 +646,24 @@ async fn every_consumer_queue_is_a_durable_quorum_queue_with_dead_lettering_and_
     env.cleanup().await;
 }
 
+/// Waits until PostgreSQL shows the stager's COPY into `staging.orders` under way (rows copied,
+/// nothing committed yet).
+async fn wait_for_copy_under_way(env: &TestEnv) {
+    wait_until("the stager's COPY to be under way", DEADLINE, || async {
+        let copied = env
+            .db
+            .query_opt(
+                "SELECT tuples_processed FROM pg_stat_progress_copy
+                  WHERE datname = current_database() AND relid = 'staging.orders'::regclass",
+                &[],
+            )
+            .await?
+            .map(|row| row.get::<_, i64>(0));
+        Ok(copied.filter(|&copied| copied > 0))
+    })
+    .await;
+}
+
 /// SIGTERM while the stager is in the middle of a file (its COPY under way, nothing committed):
 /// the process finishes that file, commits, acks, publishes its `staging.loaded`, and exits 0.
 /// The file is staged once with every row, the event is sent once, and the queue holds nothing
@@ -662,19 +680,7 @@ async fn sigterm_while_a_file_is_being_staged_finishes_commits_acks_and_exits_cl
     let key = TestEnv::landing_key("2026-04-04", "orders.csv");
     env.put(&key, data::orders_csv(1, ROWS)).await;
 
-    wait_until("the stager's COPY to be under way", DEADLINE, || async {
-        let copied = env
-            .db
-            .query_opt(
-                "SELECT tuples_processed FROM pg_stat_progress_copy
-                  WHERE datname = current_database() AND relid = 'staging.orders'::regclass",
-                &[],
-            )
-            .await?
-            .map(|row| row.get::<_, i64>(0));
-        Ok(copied.filter(|&copied| copied > 0))
-    })
-    .await;
+    wait_for_copy_under_way(&env).await;
     // The database's clock when the signal goes: the file must be finished after it.
     let signalled_at: String = env
         .db
@@ -762,19 +768,7 @@ async fn a_drain_cut_short_by_the_grace_period_exits_non_zero_and_loses_nothing(
     let stager = env.spawn_binary("stager", &[("LANDFALL_SHUTDOWN_GRACE_MS", "100")]);
     let key = TestEnv::landing_key("2026-04-05", "orders.csv");
     env.put(&key, data::orders_csv(1, ROWS)).await;
-    wait_until("the stager's COPY to be under way", DEADLINE, || async {
-        let copied = env
-            .db
-            .query_opt(
-                "SELECT tuples_processed FROM pg_stat_progress_copy
-                  WHERE datname = current_database() AND relid = 'staging.orders'::regclass",
-                &[],
-            )
-            .await?
-            .map(|row| row.get::<_, i64>(0));
-        Ok(copied.filter(|&copied| copied > 0))
-    })
-    .await;
+    wait_for_copy_under_way(&env).await;
     let status = stager.terminate().await;
     assert!(
         !status.success(),

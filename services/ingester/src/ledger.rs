@@ -77,15 +77,7 @@ pub async fn record(
                 &[&object.bucket, &object.key, &object.version(), &object.etag, &size, &reason, &discovered_by.as_str(), &trace_id],
             )
             .await?;
-            tracing::warn!(
-                key = object.key,
-                reason,
-                "landed key maps to no dataset source; ignored"
-            );
-            runtime::metrics::metrics()
-                .files
-                .add(1, &runtime::metrics::attributes(&[("outcome", "ignored")]));
-            Ok(Recorded::Unmapped(reason))
+            Ok(ignored(object, &reason))
         }
         KeyMatch::File {
             dataset,
@@ -100,17 +92,12 @@ pub async fn record(
                 )
                 .await?;
             let file_id: i64 = row.get(0);
-            tracing::info!(file_id, key = object.key, dataset, source, %ingestion_date, "file landed");
-            runtime::metrics::metrics().files.add(
-                1,
-                &runtime::metrics::attributes(&[("dataset", &dataset), ("outcome", "landed")]),
-            );
             Ok(landed(object, file_id, &dataset, &source, ingestion_date))
         }
     }
 }
 
-/// The `FileLanded` of a new ledger row.
+/// A new ledger row of a file: logged, counted, and its `FileLanded`.
 fn landed(
     object: &ObjectCreated,
     file_id: i64,
@@ -118,6 +105,11 @@ fn landed(
     source: &str,
     ingestion_date: chrono::NaiveDate,
 ) -> Recorded {
+    tracing::info!(file_id, key = object.key, dataset, source, %ingestion_date, "file landed");
+    runtime::metrics::metrics().files.add(
+        1,
+        &runtime::metrics::attributes(&[("dataset", dataset), ("outcome", "landed")]),
+    );
     let event = Envelope::new(
         Some(BatchKey {
             dataset: dataset.to_owned(),
@@ -135,6 +127,19 @@ fn landed(
         },
     );
     Recorded::Landed(Box::new(event.into_event()))
+}
+
+/// A new ledger row of a key no source matches: logged and counted.
+fn ignored(object: &ObjectCreated, reason: &str) -> Recorded {
+    tracing::warn!(
+        key = object.key,
+        reason,
+        "landed key maps to no dataset source; ignored"
+    );
+    runtime::metrics::metrics()
+        .files
+        .add(1, &runtime::metrics::attributes(&[("outcome", "ignored")]));
+    Recorded::Unmapped(reason.to_owned())
 }
 
 /// Records several objects in one transaction with a constant number of statements, whatever
@@ -236,31 +241,9 @@ pub async fn record_many(
                             object.key.clone(),
                             object.version().to_owned(),
                         )];
-                        span.in_scope(|| {
-                            tracing::info!(file_id, key = object.key, dataset, source, %ingestion_date, "file landed")
-                        });
-                        runtime::metrics::metrics().files.add(
-                            1,
-                            &runtime::metrics::attributes(&[
-                                ("dataset", dataset),
-                                ("outcome", "landed"),
-                            ]),
-                        );
-                        landed(object, file_id, dataset, source, *ingestion_date)
+                        span.in_scope(|| landed(object, file_id, dataset, source, *ingestion_date))
                     }
-                    KeyMatch::Unmapped(reason) => {
-                        span.in_scope(|| {
-                            tracing::warn!(
-                                key = object.key,
-                                reason,
-                                "landed key maps to no dataset source; ignored"
-                            )
-                        });
-                        runtime::metrics::metrics()
-                            .files
-                            .add(1, &runtime::metrics::attributes(&[("outcome", "ignored")]));
-                        Recorded::Unmapped(reason.clone())
-                    }
+                    KeyMatch::Unmapped(reason) => span.in_scope(|| ignored(object, reason)),
                     KeyMatch::Outside => unreachable!("not a candidate"),
                 });
             }
