@@ -42,6 +42,16 @@ INSERT INTO analytics.best_performing_product (ingestion_date, product_name, mos
     pct_three_star_review, pct_four_star_review, pct_five_star_review, pct_early_shipments,
     pct_late_shipments)
 VALUES ({day}, 'Kite', {day} - 2, false, 8, 0, 0, 50, 0, 50, 100, 0);
+-- The 12 months up to the batch's own; both orders fall in the month of the day before it.
+INSERT INTO analytics.sales_by_month (ingestion_date, month, revenue, order_count)
+SELECT {day}, month::date,
+       CASE WHEN month = date_trunc('month', {day} - 1) THEN 20.50 ELSE 0 END,
+       CASE WHEN month = date_trunc('month', {day} - 1) THEN 2 ELSE 0 END
+  FROM generate_series(date_trunc('month', {day}) - interval '11 months',
+                       date_trunc('month', {day}), interval '1 month') AS month;
+INSERT INTO analytics.top_products_by_revenue (ingestion_date, rank, product_id, product_name,
+    revenue, order_count)
+VALUES ({day}, 1, 11, 'Atlas', 10.50, 1), ({day}, 2, 10, 'Kite', 10.00, 1);
 INSERT INTO ops.batches (dataset, ingestion_date, state) VALUES ('ecommerce', {day}, 'transformed');
 ";
 

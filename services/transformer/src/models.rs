@@ -240,7 +240,8 @@ mod tests {
         let names: Vec<&str> = set.models().iter().map(|m| m.name.as_str()).collect();
         let position = |name: &str| names.iter().position(|n| *n == name).unwrap();
         assert!(position("dim_product") < position("fact_orders"));
-        assert!(position("fact_orders") < position("fact_shipments"));
+        assert!(position("fact_orders") < position("sales_by_month"));
+        assert!(position("fact_shipments") < position("agg_shipments"));
         assert!(position("dim_date") < position("agg_public_holiday"));
         assert_eq!(names.len(), 11);
     }
