@@ -372,6 +372,24 @@ async fn one_file_is_one_trace_across_all_five_services() {
             ],
         );
     }
+    // Each report's export streams it out with COPY … TO.
+    let exports: Vec<&ReceivedSpan> = all
+        .iter()
+        .filter(|span| span.attributes.contains_key("landfall.report"))
+        .collect();
+    assert!(!exports.is_empty(), "a span per exported report");
+    for export in exports {
+        assert_eq!(export.service, "exporter");
+        let report = &export.attributes["landfall.report"];
+        assert_attributes(
+            export,
+            &[
+                ("db.system.name", "postgresql"),
+                ("db.operation.name", "COPY"),
+                ("db.collection.name", &format!("analytics.{report}")),
+            ],
+        );
+    }
 
     // `landfall status` prints the trace id of each file and of the batch: the traces the
     // receiver got the file's ingester and COPY spans in, and the batch's transform span.
