@@ -3,11 +3,21 @@
 The schema validators check that each object is well-formed; these checks say whether the
 manifests do what docs/DEPLOY.md promises: probes on the health port, drain time shorter than
 the grace period, hardened pods, Secret references only, a disruption budget and a queue-length
-scaler for every service, and network policies that deny by default.
+scaler for every service, and network policies that deny by default and let landfall's pods
+reach only its servers.
 
-Usage: python k8s_policy.py RENDERED.yaml [NAME]   (prints each problem; exit 1 if any)
+Egress: every rule of every NetworkPolicy may open only landfall's ports (ALLOWED_EGRESS: DNS
+53 over UDP or TCP; RabbitMQ 5672, PostgreSQL 5432, S3 443 or MinIO 9000, the collector 4317,
+over TCP), one port at a time (no `endPort` range, no rule without ports). With --overlay (a
+kustomization that gets applied, not the base), every rule must also name its destinations:
+a `to:` whose peers select less than everything (no ipBlock of /0, no peer matching every pod of
+every namespace). The base limits ports only, since it cannot know where the servers run;
+the overlays narrow each rule (docs/DEPLOY.md, "Network policies").
+
+Usage: python k8s_policy.py RENDERED.yaml [NAME] [--overlay]   (prints each problem; exit 1 if any)
 """
 
+import ipaddress
 import sys
 
 import yaml
@@ -31,7 +41,16 @@ RECOMMENDED_LABELS = [
 HEALTH_PORT = 8080
 # Seconds between the end of the drain and SIGKILL that a pod must keep in reserve.
 DRAIN_MARGIN_S = 5
-ALLOWED_EGRESS_PORTS = {53, 5672, 5432, 443, 9000, 4317}
+# port -> the protocols landfall's pods may use to it (DNS: UDP, and TCP for large answers).
+ALLOWED_EGRESS = {
+    53: {"UDP", "TCP"},
+    5672: {"TCP"},
+    5432: {"TCP"},
+    443: {"TCP"},
+    9000: {"TCP"},
+    4317: {"TCP"},
+}
+DNS_PORT = 53
 
 
 class Report:
@@ -237,7 +256,51 @@ def check_job(report, obj):
             report.problem(where(obj), f"LANDFALL_DATABASE_URL is not taken from Secret {SECRET_NAME}")
 
 
-def check_network_policies(report, policies):
+def peer_allows_everything(peer):
+    """A `to:` peer that selects every destination: an ipBlock of /0, or every pod of every
+    namespace (an empty namespaceSelector with no or an empty podSelector)."""
+    block = peer.get("ipBlock")
+    if block is not None:
+        try:
+            return ipaddress.ip_network(str(block.get("cidr")), strict=False).prefixlen == 0
+        except ValueError:
+            return False  # a malformed CIDR is the schema check's to report
+    return peer.get("namespaceSelector") == {} and not peer.get("podSelector")
+
+
+def describe_ports(ports):
+    return ", ".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "every port"
+
+
+def check_egress_rule(report, policy, rule, overlay):
+    ports = rule.get("ports") or []
+    if not ports:
+        report.problem(where(policy), "has an egress rule without ports (every port is open)")
+    for port in ports:
+        number, protocol = port.get("port"), port.get("protocol", "TCP")
+        if number not in ALLOWED_EGRESS:
+            report.problem(where(policy), f"allows egress to port {number!r}")
+        elif protocol not in ALLOWED_EGRESS[number]:
+            report.problem(where(policy), f"allows egress to port {number} over {protocol}")
+        if "endPort" in port:
+            report.problem(where(policy), f"allows egress to the port range {number}..{port['endPort']}")
+    if not overlay:
+        return
+    dns = bool(ports) and all(p.get("port") == DNS_PORT for p in ports)
+    peers = rule.get("to") or []
+    if not peers:
+        what = "the cluster's DNS (kube-dns)" if dns else "its servers"
+        report.problem(
+            where(policy),
+            f"egress rule to {describe_ports(ports)} has no `to:`, so it reaches any address on "
+            f"those ports; narrow it to {what} in the overlay",
+        )
+    for peer in peers:
+        if peer_allows_everything(peer):
+            report.problem(where(policy), f"egress rule to {describe_ports(ports)} allows every destination: {peer}")
+
+
+def check_network_policies(report, policies, overlay):
     deny = [
         p for p in policies
         if dig(p, "spec", "podSelector") == {}
@@ -248,9 +311,7 @@ def check_network_policies(report, policies):
         report.problem("NetworkPolicy", "no default-deny policy (empty podSelector, Ingress and Egress, no rules)")
     for policy in policies:
         for rule in dig(policy, "spec", "egress") or []:
-            for port in rule.get("ports") or [{}]:
-                if port.get("port") not in ALLOWED_EGRESS_PORTS:
-                    report.problem(where(policy), f"allows egress to port {port.get('port')!r}")
+            check_egress_rule(report, policy, rule, overlay)
         for rule in dig(policy, "spec", "ingress") or []:
             ports = [p.get("port") for p in rule.get("ports") or []]
             if ports != [HEALTH_PORT]:
@@ -259,7 +320,7 @@ def check_network_policies(report, policies):
                 report.problem(where(policy), "allows ingress from anywhere")
 
 
-def check(objects, source):
+def check(objects, source, overlay=False):
     report = Report(source)
     kinds = {}
     for obj in objects:
@@ -288,19 +349,21 @@ def check(objects, source):
         report.problem("Job/landfall-migrate", "missing")
     for job in jobs:
         check_job(report, job)
-    check_network_policies(report, kinds.get("NetworkPolicy", []))
+    check_network_policies(report, kinds.get("NetworkPolicy", []), overlay)
     return report.problems
 
 
 def main():
-    path = sys.argv[1]
-    source = sys.argv[2] if len(sys.argv) > 2 else path
+    args = [a for a in sys.argv[1:] if a != "--overlay"]
+    overlay = "--overlay" in sys.argv[1:]
+    path = args[0]
+    source = args[1] if len(args) > 1 else path
     try:
         objects = load(path)
     except yaml.YAMLError as error:
         print(f"{source}: not YAML: {error}")
         return 1
-    problems = check(objects, source)
+    problems = check(objects, source, overlay)
     for problem in problems:
         print(problem)
     return 1 if problems else 0

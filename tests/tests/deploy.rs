@@ -255,3 +255,65 @@ fn a_scaled_object_with_a_misspelt_field_or_a_wrong_type_is_rejected() {
         assert!(text.contains(&format!("ok   {step}:")), "{step}:\n{text}");
     }
 }
+
+/// The base limits egress by port only (it cannot know where the servers run); every overlay
+/// must narrow each rule to its servers with `to:`. An overlay that forgets one, or opens a
+/// port landfall does not use, must fail the `policy` step, while the base's port-only rules
+/// stay accepted.
+#[test]
+fn an_overlay_egress_rule_without_destinations_or_to_another_port_is_rejected() {
+    let k8s = K8sCopy::new("egress");
+    // dev forgets to narrow the PostgreSQL rule: 5432 would be open to any address.
+    k8s.edit(
+        "overlays/dev/egress-destinations.yaml",
+        "- op: add\n  path: /spec/egress/2/to\n  value:\n    - namespaceSelector:\n        \
+         matchLabels:\n          kubernetes.io/metadata.name: postgresql\n      \
+         podSelector:\n        matchLabels:\n          app.kubernetes.io/name: postgresql\n",
+        "",
+    );
+    // prod adds a rule to a port landfall never uses, even with a destination.
+    k8s.edit(
+        "overlays/prod/egress-destinations.yaml",
+        "# END OF THE VALUES TO SET.",
+        "- op: add\n  path: /spec/egress/-\n  value:\n    ports:\n      - port: 6379\n    \
+         to:\n      - ipBlock:\n          cidr: 10.0.30.0/24\n# END OF THE VALUES TO SET.",
+    );
+    let (output, text) = validate_deploy(&["--k8s", k8s.path().to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected the validator to fail:\n{text}"
+    );
+    assert!(text.contains("FAIL policy:"), "{text}");
+    assert!(
+        text.contains(
+            "dev: NetworkPolicy/landfall-egress: egress rule to 5432/TCP has no `to:`, \
+             so it reaches any address"
+        ),
+        "the rule without destinations should be named, with the overlay and the port:\n{text}"
+    );
+    assert!(
+        text.contains("prod: NetworkPolicy/landfall-egress: allows egress to port 6379"),
+        "the extra port should be named, with the overlay:\n{text}"
+    );
+    // Only these two rules are at fault: the other rules of both overlays name their
+    // destinations, and the base may limit by port alone.
+    assert_eq!(
+        text.lines()
+            .filter(|line| line.contains("NetworkPolicy/"))
+            .count(),
+        2,
+        "{text}"
+    );
+    // The broken rules are well-formed: only the policy check can see them.
+    for step in [
+        "kustomize",
+        "kubernetes",
+        "keda",
+        "yamllint",
+        "compose",
+        "dockerfile",
+    ] {
+        assert!(text.contains(&format!("ok   {step}:")), "{step}:\n{text}");
+    }
+}
