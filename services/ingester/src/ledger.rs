@@ -35,68 +35,6 @@ pub enum Recorded {
     Outside,
 }
 
-/// Records `object` in the ledger inside `tx`. Idempotent: the same object version, however
-/// often and by whichever path it is announced, gives one ledger row and one `FileLanded`.
-pub async fn record(
-    tx: &tokio_postgres::Transaction<'_>,
-    datasets: &Datasets,
-    landing_prefix: &str,
-    object: &ObjectCreated,
-    discovered_by: DiscoveredBy,
-) -> Result<Recorded, tokio_postgres::Error> {
-    let key_match = datasets.match_key(landing_prefix, &object.key);
-    if key_match == KeyMatch::Outside {
-        return Ok(Recorded::Outside);
-    }
-    // One writer per key at a time, so two replicas seeing the same object insert it once.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&format!("{}/{}", object.bucket, object.key)],
-    )
-    .await?;
-    // A listing knows the ETag but not the version id: the same content counts as seen.
-    let seen = tx
-        .query_opt(
-            "SELECT file_id FROM ops.files
-              WHERE bucket = $1 AND key = $2 AND (version = $3 OR etag = $4) LIMIT 1",
-            &[&object.bucket, &object.key, &object.version(), &object.etag],
-        )
-        .await?;
-    if seen.is_some() {
-        return Ok(Recorded::Duplicate);
-    }
-    let trace_id = telemetry::current_trace_id();
-    let traceparent = telemetry::current_trace_headers().remove("traceparent");
-    let size = object.size as i64;
-    match key_match {
-        KeyMatch::Outside => unreachable!("handled above"),
-        KeyMatch::Unmapped(reason) => {
-            tx.execute(
-                "INSERT INTO ops.files (bucket, key, version, etag, size_bytes, state, reason, discovered_by, finished_at, trace_id)
-                 VALUES ($1, $2, $3, $4, $5, 'ignored', $6, $7, clock_timestamp(), $8)",
-                &[&object.bucket, &object.key, &object.version(), &object.etag, &size, &reason, &discovered_by.as_str(), &trace_id],
-            )
-            .await?;
-            Ok(ignored(object, &reason))
-        }
-        KeyMatch::File {
-            dataset,
-            source,
-            ingestion_date,
-        } => {
-            let row = tx
-                .query_one(
-                    "INSERT INTO ops.files (bucket, key, version, etag, size_bytes, dataset, source, ingestion_date, discovered_by, trace_id, traceparent)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING file_id",
-                    &[&object.bucket, &object.key, &object.version(), &object.etag, &size, &dataset, &source, &ingestion_date, &discovered_by.as_str(), &trace_id, &traceparent],
-                )
-                .await?;
-            let file_id: i64 = row.get(0);
-            Ok(landed(object, file_id, &dataset, &source, ingestion_date))
-        }
-    }
-}
-
 /// A new ledger row of a file: logged, counted, and its `FileLanded`.
 fn landed(
     object: &ObjectCreated,
@@ -142,10 +80,13 @@ fn ignored(object: &ObjectCreated, reason: &str) -> Recorded {
     Recorded::Unmapped(reason.to_owned())
 }
 
-/// Records several objects in one transaction with a constant number of statements, whatever
-/// their count: the set-based form of [`record`] with the same outcome per object, for the
-/// consumer's batches. Each object comes with the span of the message that announced it, so
-/// its ledger row and its `FileLanded` carry that message's trace.
+/// Records objects in the ledger inside `tx`, with a constant number of statements whatever
+/// their count. Idempotent: the same object version, however often and by whichever path it is
+/// announced, gives one ledger row and one `FileLanded`. One writer per key at a time (an
+/// advisory lock per bucket and key), so two replicas seeing the same object insert it once;
+/// a listing knows the ETag but not the version id, so the same content counts as seen. Each
+/// object comes with the span of the message that announced it, so its ledger row and its
+/// `FileLanded` carry that message's trace.
 pub async fn record_many(
     tx: &tokio_postgres::Transaction<'_>,
     datasets: &Datasets,

@@ -62,30 +62,9 @@ impl Handler for NotificationHandler {
         message: &Incoming,
         tx: &tokio_postgres::Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let objects = notification::parse(&message.body).map_err(Failure::permanent)?;
-        let mut events = Vec::new();
-        for object in &objects {
-            let recorded = ledger::record(
-                tx,
-                &self.ctx.datasets,
-                &self.ctx.config.s3.landing_prefix,
-                object,
-                DiscoveredBy::Notification,
-            )
-            .await?;
-            match recorded {
-                Recorded::Landed(event) => events.push(*event),
-                Recorded::Duplicate => tracing::info!(
-                    key = object.key,
-                    "duplicate notification; already in the ledger"
-                ),
-                Recorded::Outside => {
-                    tracing::debug!(key = object.key, "key outside the landing prefix; skipped")
-                }
-                Recorded::Unmapped(_) => {}
-            }
-        }
-        Ok(events)
+        let span = tracing::Span::current();
+        let mut caused = self.handle_batch(&[(&span, message)], tx).await?;
+        Ok(caused.pop().unwrap_or_default())
     }
 
     const BATCHED: bool = true;
@@ -122,21 +101,27 @@ impl Handler for NotificationHandler {
             for (outcome, (object, span)) in recorded.by_ref().take(objects.len()) {
                 match outcome {
                     Recorded::Landed(event) => events.push(*event),
-                    Recorded::Duplicate => span.in_scope(|| {
-                        tracing::info!(
-                            key = object.key,
-                            "duplicate notification; already in the ledger"
-                        )
-                    }),
-                    Recorded::Outside => span.in_scope(|| {
-                        tracing::debug!(key = object.key, "key outside the landing prefix; skipped")
-                    }),
-                    Recorded::Unmapped(_) => {}
+                    skipped => span.in_scope(|| note_skipped(object, &skipped)),
                 }
             }
             caused.push(events);
         }
         Ok(caused)
+    }
+}
+
+/// Logs why an announced object caused no event: already in the ledger, or outside the
+/// landing prefix (a landed or unmapped object is logged where it is recorded).
+fn note_skipped(object: &notification::ObjectCreated, recorded: &Recorded) {
+    match recorded {
+        Recorded::Duplicate => tracing::info!(
+            key = object.key,
+            "duplicate notification; already in the ledger"
+        ),
+        Recorded::Outside => {
+            tracing::debug!(key = object.key, "key outside the landing prefix; skipped")
+        }
+        Recorded::Landed(_) | Recorded::Unmapped(_) => {}
     }
 }
 

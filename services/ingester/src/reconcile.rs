@@ -7,7 +7,6 @@ use contract::BatchKey;
 use deadpool_postgres::Pool;
 use runtime::config::S3Config;
 use runtime::datasets::{Datasets, KeyMatch};
-use tracing::Instrument as _;
 
 use crate::ledger::{self, DiscoveredBy, Recorded};
 use crate::notification::ObjectCreated;
@@ -23,7 +22,8 @@ pub struct ReconcileReport {
 }
 
 /// Lists `s3.bucket` under the landing prefix (optionally narrowed to `sub_prefix`) and records
-/// what the ledger lacks, one transaction per listing page, events through the outbox.
+/// what the ledger lacks, one transaction per listing page (the page's objects recorded
+/// set-based, as the consumer's batches are), events through the outbox.
 pub async fn reconcile(
     pool: &Pool,
     s3: &aws_sdk_s3::Client,
@@ -105,33 +105,37 @@ async fn reconcile_filtered(
             .filter(|object| keep(&datasets.match_key(&s3_config.landing_prefix, &object.key)))
             .collect();
         report.listed += objects.len() as u64;
+        // Each file found here starts its own trace, as a notification would.
+        let spans: Vec<tracing::Span> = objects
+            .iter()
+            .map(|object| tracing::info_span!(parent: None, "reconcile object", landfall.key = object.key.as_str()))
+            .collect();
+        let announced: Vec<(&ObjectCreated, &tracing::Span)> = objects.iter().zip(&spans).collect();
         let mut client = pool.get().await.context("reconcile: database")?;
         let tx = client.transaction().await?;
-        for object in &objects {
-            // Each file found here starts its own trace, as a notification would.
-            let span = tracing::info_span!(parent: None, "reconcile object", landfall.key = object.key.as_str());
-            let recorded = async {
-                let recorded = ledger::record(
-                    &tx,
-                    datasets,
-                    &s3_config.landing_prefix,
-                    object,
-                    DiscoveredBy::Reconcile,
-                )
-                .await?;
-                if let Recorded::Landed(event) = &recorded {
-                    runtime::outbox::enqueue(&tx, service, event).await?;
-                }
-                Ok::<_, tokio_postgres::Error>(recorded)
-            }
-            .instrument(span)
-            .await?;
+        let recorded = ledger::record_many(
+            &tx,
+            datasets,
+            &s3_config.landing_prefix,
+            &announced,
+            DiscoveredBy::Reconcile,
+        )
+        .await?;
+        let mut events = Vec::new();
+        for (recorded, span) in recorded.iter().zip(&spans) {
             match recorded {
-                Recorded::Landed(_) => report.landed += 1,
+                Recorded::Landed(event) => {
+                    report.landed += 1;
+                    events.push((
+                        &**event,
+                        span.in_scope(runtime::telemetry::current_trace_headers),
+                    ));
+                }
                 Recorded::Unmapped(_) => report.unmapped += 1,
                 Recorded::Duplicate | Recorded::Outside => {}
             }
         }
+        runtime::outbox::enqueue_many(&tx, service, &events).await?;
         tx.commit().await?;
     }
     if report.landed > 0 {

@@ -440,33 +440,28 @@ impl Poller {
     async fn record(&self, objects: &[ObjectCreated]) -> Result<usize, Failure> {
         let mut client = self.ctx.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut landed = 0;
-        for object in objects {
-            let recorded = ledger::record(
-                &tx,
-                &self.ctx.datasets,
-                &self.ctx.config.s3.landing_prefix,
-                object,
-                DiscoveredBy::Notification,
-            )
-            .await?;
+        let span = tracing::Span::current();
+        let announced: Vec<(&ObjectCreated, &tracing::Span)> =
+            objects.iter().map(|object| (object, &span)).collect();
+        let recorded = ledger::record_many(
+            &tx,
+            &self.ctx.datasets,
+            &self.ctx.config.s3.landing_prefix,
+            &announced,
+            DiscoveredBy::Notification,
+        )
+        .await?;
+        let headers = runtime::telemetry::current_trace_headers();
+        let mut events = Vec::new();
+        for (recorded, object) in recorded.iter().zip(objects) {
             match recorded {
-                Recorded::Landed(event) => {
-                    runtime::outbox::enqueue(&tx, &self.ctx.config.service_name, &event).await?;
-                    landed += 1;
-                }
-                Recorded::Duplicate => tracing::info!(
-                    key = object.key,
-                    "duplicate notification; already in the ledger"
-                ),
-                Recorded::Outside => {
-                    tracing::debug!(key = object.key, "key outside the landing prefix; skipped")
-                }
-                Recorded::Unmapped(_) => {}
+                Recorded::Landed(event) => events.push((&**event, headers.clone())),
+                skipped => crate::note_skipped(object, skipped),
             }
         }
+        runtime::outbox::enqueue_many(&tx, &self.ctx.config.service_name, &events).await?;
         tx.commit().await?;
-        Ok(landed)
+        Ok(events.len())
     }
 
     /// Deletes messages whose effect is committed. A message that cannot be deleted comes back

@@ -27,27 +27,8 @@ pub async fn enqueue(
     service: &str,
     envelope: &Envelope<Event>,
 ) -> Result<(), tokio_postgres::Error> {
-    let headers = serde_json::to_value(crate::telemetry::current_trace_headers())
-        .expect("string map serializes");
-    let (dataset, ingestion_date) = match &envelope.batch {
-        Some(batch) => (Some(batch.dataset.as_str()), Some(batch.ingestion_date)),
-        None => (None, None),
-    };
-    tx.execute(
-        "INSERT INTO ops.outbox (event_id, event_type, routing_key, dataset, ingestion_date, payload, headers, created_by)
-         VALUES ($1, $2, $2, $3, $4, $5, $6, $7)",
-        &[
-            &envelope.event_id,
-            &envelope.event_type,
-            &dataset,
-            &ingestion_date,
-            &envelope.encode(),
-            &headers,
-            &service,
-        ],
-    )
-    .await?;
-    Ok(())
+    let headers = crate::telemetry::current_trace_headers();
+    enqueue_many(tx, service, &[(envelope, headers)]).await
 }
 
 /// Writes several events to the outbox inside `tx` in one statement, each with the trace
