@@ -22,9 +22,9 @@ pub const SERVICE: &str = "quality-checker";
 pub struct QualityChecker {
     /// Every dataset's checks, loaded and validated at start.
     pub catalog: Arc<Catalog>,
-    /// A second connection of the service's pool, to run a batch's checks on two connections at
-    /// once; `None` runs them one after another in the consumer's transaction.
-    pub second_connection: Option<run::Connect>,
+    /// The service's pool, to run a batch's checks on a second connection beside the consumer's
+    /// transaction; `None` runs them one after another in the consumer's transaction.
+    pub second_connection: Option<deadpool_postgres::Pool>,
 }
 
 impl Handler for QualityChecker {
@@ -160,17 +160,9 @@ pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()>
         }
     }
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
-    let pool = ctx.pool.clone();
-    let second_connection: run::Connect = Arc::new(move || {
-        let pool = pool.clone();
-        Box::pin(async move {
-            let connection = pool.get().await?;
-            Ok(Box::new(connection) as Box<dyn run::Connection>)
-        })
-    });
     let checker = QualityChecker {
         catalog: Arc::new(catalog),
-        second_connection: Some(second_connection),
+        second_connection: Some(ctx.pool.clone()),
     };
     ctx.serve(spec, MessageKind::Events, checker).await
 }

@@ -11,10 +11,6 @@
 //! when they run one after another on one connection (the fallback when no second connection
 //! is free).
 
-use std::future::Future;
-use std::ops::DerefMut;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,30 +27,6 @@ pub const SAMPLE_ROWS: u32 = 20;
 
 /// How long to wait for a second connection before running the checks on one.
 const SECOND_CONNECTION_WAIT: Duration = Duration::from_secs(1);
-
-/// A database connection of the pool, lent for one run of checks.
-pub trait Connection: Send {
-    fn client(&mut self) -> &mut tokio_postgres::Client;
-}
-
-/// A pooled connection (deadpool's object, which dereferences to its client wrapper and that
-/// to the `tokio_postgres` client).
-impl<T> Connection for T
-where
-    T: DerefMut + Send,
-    T::Target: DerefMut<Target = tokio_postgres::Client>,
-{
-    fn client(&mut self) -> &mut tokio_postgres::Client {
-        self
-    }
-}
-
-/// The future of [`Connect`].
-pub type ConnectFuture = Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Connection>>> + Send>>;
-
-/// Lends a second connection (from the service's pool) to run checks on beside the consumer's
-/// transaction.
-pub type Connect = Arc<dyn Fn() -> ConnectFuture + Send + Sync>;
 
 /// How one check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +80,7 @@ pub async fn run_checks(
     batch: &BatchKey,
     checks: &[Check],
     cause: Uuid,
-    second: Option<&Connect>,
+    second: Option<&deadpool_postgres::Pool>,
 ) -> Result<Vec<CheckResult>, Failure> {
     // Two runs of one batch at once (a re-run racing the first) would interleave their
     // delete and insert; the second waits for the first to commit instead.
@@ -125,11 +97,11 @@ pub async fn run_checks(
     )
     .await?;
     let mut connection = match second {
-        Some(connect) if checks.len() > 1 => lend(connect).await,
+        Some(pool) if checks.len() > 1 => lend(pool).await,
         _ => None,
     };
     let results = match connection.as_mut() {
-        Some(connection) => run_on_two(tx, connection.client(), batch, checks).await?,
+        Some(connection) => run_on_two(tx, connection, batch, checks).await?,
         None => {
             let next = AtomicUsize::new(0);
             run_lane(tx, checks, &next)
@@ -156,8 +128,8 @@ async fn set_batch_date(tx: &Transaction<'_>, batch: &BatchKey) -> Result<(), Fa
 
 /// A second connection, or `None` (the checks then run on one) when the pool has none free
 /// within [`SECOND_CONNECTION_WAIT`] or cannot make one.
-async fn lend(connect: &Connect) -> Option<Box<dyn Connection>> {
-    match tokio::time::timeout(SECOND_CONNECTION_WAIT, connect()).await {
+async fn lend(pool: &deadpool_postgres::Pool) -> Option<deadpool_postgres::Object> {
+    match tokio::time::timeout(SECOND_CONNECTION_WAIT, pool.get()).await {
         Ok(Ok(connection)) => Some(connection),
         Ok(Err(error)) => {
             tracing::warn!(error = %format!("{error:#}"), "no second connection for the checks; running them on one");
