@@ -20,11 +20,7 @@ pub async fn run_models(
     models: &[&Model],
     batch_date: NaiveDate,
 ) -> Result<Vec<ModelRun>, Failure> {
-    tx.execute(
-        "SELECT set_config('landfall.batch_date', $1, true)",
-        &[&batch_date.to_string()],
-    )
-    .await?;
+    set_batch_date(tx, batch_date).await?;
     let mut runs = Vec::with_capacity(models.len());
     for model in models {
         runs.push(run_one(tx, model, batch_date).await?);
@@ -102,14 +98,20 @@ async fn run_committed(
 ) -> Result<ModelRun, Failure> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    set_batch_date(&tx, batch_date).await?;
+    let run = run_one(&tx, model, batch_date).await?;
+    tx.commit().await?;
+    Ok(run)
+}
+
+/// Makes `batch_date` what the models of `tx` see as `ops.batch_date()` (until it ends).
+async fn set_batch_date(tx: &Transaction<'_>, batch_date: NaiveDate) -> Result<(), Failure> {
     tx.execute(
         "SELECT set_config('landfall.batch_date', $1, true)",
         &[&batch_date.to_string()],
     )
     .await?;
-    let run = run_one(&tx, model, batch_date).await?;
-    tx.commit().await?;
-    Ok(run)
+    Ok(())
 }
 
 /// One model inside `tx` (whose `landfall.batch_date` is set): its rows and time.
@@ -158,7 +160,7 @@ async fn run_one(
             _ => None,
         })
         .collect();
-    let rows = rows_written(&model.sql, &completed);
+    let rows = rows_written(&verbs, &completed);
     span.record("landfall.rows", rows);
     let duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(model = model.name, rows, duration_ms, "model ran");
@@ -175,8 +177,8 @@ async fn run_one(
 /// a re-run reports what the batch holds, not what it deleted plus what it inserted. Should the
 /// statements not line up with the counts (SQL this reader splits differently from the
 /// server), every count is summed, as before.
-pub fn rows_written(sql: &str, completed: &[u64]) -> u64 {
-    let verbs = statement_verbs(sql);
+/// `verbs` are the statements' main verbs ([`statement_verbs`]).
+pub fn rows_written(verbs: &[String], completed: &[u64]) -> u64 {
     if verbs.len() != completed.len() {
         return completed.iter().sum();
     }
@@ -316,10 +318,13 @@ mod tests {
     #[test]
     fn rows_written_leave_out_deletes_and_selects() {
         let sql = "DELETE FROM r WHERE d = ops.batch_date(); INSERT INTO r SELECT 1";
-        assert_eq!(rows_written(sql, &[12, 12]), 12);
+        assert_eq!(rows_written(&statement_verbs(sql), &[12, 12]), 12);
         let sql = "SELECT set_config('x', '1', true); WITH a AS (SELECT 1) UPDATE r SET v = 1";
-        assert_eq!(rows_written(sql, &[1, 4]), 4);
+        assert_eq!(rows_written(&statement_verbs(sql), &[1, 4]), 4);
         // Counts that do not line up with the statements: all of them, as the server said.
-        assert_eq!(rows_written("INSERT INTO r SELECT 1", &[3, 4]), 7);
+        assert_eq!(
+            rows_written(&statement_verbs("INSERT INTO r SELECT 1"), &[3, 4]),
+            7
+        );
     }
 }
