@@ -225,7 +225,7 @@ async fn land_and_wait(
             .join("analytics_export")
             .display()
     );
-    let shown = without_password(&args.database_url);
+    let shown = s3dev::redact_url(&args.database_url);
     if shown == args.database_url {
         println!(
             "Database      {shown} (try `LANDFALL_DATABASE_URL={shown} landfall status --dataset {dataset}`)"
@@ -858,41 +858,4 @@ fn services_names() -> Vec<&'static str> {
         .iter()
         .map(|(service, _)| *service)
         .collect()
-}
-
-/// A database URL fit to print: a password in it is replaced by `***`.
-fn without_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod password_tests {
-    use super::without_password;
-
-    #[test]
-    fn a_printed_database_url_hides_its_password() {
-        assert_eq!(
-            without_password("postgres://landfall:s3cr:et@db:5432/landfall?sslmode=require"),
-            "postgres://landfall:***@db:5432/landfall?sslmode=require"
-        );
-        let plain = "postgres://postgres@127.0.0.1:5432/landfall_demo";
-        assert_eq!(without_password(plain), plain);
-        assert_eq!(without_password("host=db user=x"), "host=db user=x");
-    }
 }

@@ -233,16 +233,18 @@ impl Extractor for MapExtractor<'_> {
 mod tests {
     use super::*;
 
+    /// An environment holding only `pairs`.
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
     #[test]
     fn service_name_from_resource_attributes_only_without_otel_service_name() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| (*value).to_owned())
-            }
-        };
         assert!(!service_name_in_resource_attributes(vars(&[])));
         assert!(service_name_in_resource_attributes(vars(&[(
             "OTEL_RESOURCE_ATTRIBUTES",
@@ -260,14 +262,6 @@ mod tests {
 
     #[test]
     fn export_follows_the_standard_variables() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| (*value).to_owned())
-            }
-        };
         assert!(!otlp_export_enabled(vars(&[])).unwrap());
         assert!(
             otlp_export_enabled(vars(&[(

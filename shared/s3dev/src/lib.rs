@@ -105,18 +105,20 @@ impl fmt::Debug for NotifyConfig {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host/...` with `***`.
-fn redact_url(url: &str) -> String {
+/// Replaces the password of `scheme://user:password@host/...` with `***`, so the URL (of
+/// RabbitMQ here, of PostgreSQL in `landfall demo`) can be printed; a URL without a password is
+/// returned as it is.
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
         None => url.to_owned(),
     }
 }
@@ -132,6 +134,12 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
+        assert_eq!(
+            redact_url("postgres://landfall:s3cr:et@db:5432/landfall?sslmode=require"),
+            "postgres://landfall:***@db:5432/landfall?sslmode=require"
+        );
+        let no_password = "postgres://postgres@127.0.0.1:5432/landfall_demo";
+        assert_eq!(redact_url(no_password), no_password);
         assert_eq!(redact_url("not a url"), "not a url");
     }
 
