@@ -357,6 +357,14 @@ impl TestEnv {
         Ok(self.db.query_one(sql, &[]).await?.get(0))
     }
 
+    /// Waits until `sql` counts `expected`, failing the test after `deadline`.
+    pub async fn wait_count(&self, what: &str, sql: &str, expected: i64, deadline: Duration) {
+        crate::wait::wait_until(what, deadline, || async {
+            Ok((self.try_count(sql).await? == expected).then_some(()))
+        })
+        .await
+    }
+
     /// Takes one message off a queue of this test (e.g. `stager.dlq`), acking it; an error
     /// while the queue does not exist yet.
     pub async fn take_message(

@@ -22,13 +22,6 @@ const SERVICES: &[&str] = &[
     "exporter",
 ];
 
-async fn wait_count(env: &TestEnv, what: &str, sql: &str, expected: i64) {
-    wait_until(what, DEADLINE, || async {
-        Ok((env.try_count(sql).await? == expected).then_some(()))
-    })
-    .await;
-}
-
 /// The services whose `process` spans are ancestors of `span`, nearest first.
 fn upstream_services(span: &ReceivedSpan, by_id: &BTreeMap<String, ReceivedSpan>) -> Vec<String> {
     let mut services = Vec::new();
@@ -139,21 +132,21 @@ async fn one_file_is_one_trace_across_all_five_services() {
     )
     .await;
     // The transformer has seen both (the batch waits for orders) before orders lands.
-    wait_count(
-        &env,
+    env.wait_count(
         "the transformer to have seen two staged sources",
         "SELECT count(*) FROM ops.batches WHERE cardinality(sources_staged) = 2 AND sources_missing = '{orders}'",
         1,
+        DEADLINE,
     )
     .await;
     // The orders file completes the batch: its journey runs through all five services.
     env.put(&date(DATE, "orders.csv"), data::orders_csv(1, 20))
         .await;
-    wait_count(
-        &env,
+    env.wait_count(
         "the batch exported",
         "SELECT count(*) FROM ops.batches WHERE state = 'exported'",
         1,
+        DEADLINE,
     )
     .await;
     let trace: String = env
@@ -512,11 +505,11 @@ async fn nothing_is_exported_when_tracing_is_off() {
         data::orders_csv(1, 5),
     )
     .await;
-    wait_count(
-        &env,
+    env.wait_count(
         "the file staged",
         "SELECT count(*) FROM ops.files WHERE state = 'staged'",
         1,
+        DEADLINE,
     )
     .await;
     // Trace context still travels (the ledger has the trace id), but nothing leaves the process.
@@ -557,11 +550,11 @@ async fn json_log_lines_inside_a_span_carry_its_trace_id() {
         data::orders_csv(1, 3),
     )
     .await;
-    wait_count(
-        &env,
+    env.wait_count(
         "the file in the ledger",
         "SELECT count(*) FROM ops.files",
         1,
+        DEADLINE,
     )
     .await;
     let trace: String = env
@@ -693,11 +686,11 @@ async fn standard_variables_shape_the_resource_and_tracestate_travels_each_hop()
         &context(&unsampled_trace, &unsampled_parent, "00", unsampled_state),
     )
     .await;
-    wait_count(
-        &env,
+    env.wait_count(
         "both files staged and their StagingLoaded published",
         "SELECT count(*) FROM ops.outbox WHERE event_type = 'staging.loaded' AND sent_at IS NOT NULL",
         2,
+        DEADLINE,
     )
     .await;
     spy.until("two FileLanded and two StagingLoaded", DEADLINE, |seen| {
@@ -954,13 +947,13 @@ async fn a_sampler_that_keeps_nothing_exports_no_spans_while_the_pipeline_works(
             data::orders_csv(1, 5),
         )
         .await;
-        wait_count(
-            &env,
+        env.wait_count(
             &format!("{sampler:?}: the FileLanded published"),
             &format!(
                 "SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed' AND sent_at IS NOT NULL AND ingestion_date = '{date}'"
             ),
             1,
+            DEADLINE,
         )
         .await;
         // The exporter reaches the receiver: the ingester's metrics arrive.
@@ -1031,11 +1024,11 @@ async fn files_are_counted_by_outcome_and_rejected_rows_by_source() {
     )
     .await;
     env.put(&key("notes.txt"), "not a dataset file").await;
-    wait_count(
-        &env,
+    env.wait_count(
         "five files in the ledger",
         "SELECT count(*) FROM ops.files",
         5,
+        DEADLINE,
     )
     .await;
     env.s3
@@ -1046,11 +1039,11 @@ async fn files_are_counted_by_outcome_and_rejected_rows_by_source() {
         .await
         .unwrap();
     let stager = env.spawn_binary("stager", &otel);
-    wait_count(
-        &env,
+    env.wait_count(
         "every file finished",
         "SELECT count(*) FROM ops.files WHERE state IN ('staged', 'rejected', 'missing', 'ignored')",
         5,
+        DEADLINE,
     )
     .await;
     assert_eq!(

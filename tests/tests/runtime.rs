@@ -775,16 +775,11 @@ async fn a_drain_cut_short_by_the_grace_period_exits_non_zero_and_loses_nothing(
         "the stager abandoned its file but exited with {status}"
     );
     let restarted = env.spawn_binary("stager", &[]);
-    wait_until(
+    env.wait_count(
         "the file staged by the restarted stager",
+        "SELECT count(*) FROM ops.files WHERE state = 'staged'",
+        1,
         DEADLINE,
-        || async {
-            Ok((env
-                .try_count("SELECT count(*) FROM ops.files WHERE state = 'staged'")
-                .await?
-                == 1)
-                .then_some(()))
-        },
     )
     .await;
     assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, ROWS);

@@ -799,13 +799,12 @@ async fn notifications_waiting_together_are_recorded_in_one_transaction() {
         runtime::broker::header_text(&dead.delivery.properties, runtime::broker::REASON_HEADER)
             .expect("reason header");
     assert!(reason.contains("not an S3 event notification"), "{reason}");
-    wait_until("the 13th day's orders landed", DEADLINE, || async {
-        Ok((env
-            .try_count("SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'")
-            .await?
-            == 15)
-            .then_some(()))
-    })
+    env.wait_count(
+        "the 13th day's orders landed",
+        "SELECT count(*) FROM ops.outbox WHERE event_type = 'file.landed'",
+        15,
+        DEADLINE,
+    )
     .await;
     assert_eq!(
         env.count(&format!(
@@ -833,19 +832,14 @@ async fn periodic_reconcile_lands_a_file_put_while_the_ingester_runs() {
     env.set_notifications(false);
     let orders_key = key("orders.csv");
     env.put(&orders_key, data::orders_csv(1, 5)).await;
-    wait_until(
+    env.wait_count(
         "the periodic reconcile to land the file",
+        &format!(
+            "SELECT count(*) FROM ops.files
+              WHERE key = '{orders_key}' AND discovered_by = 'reconcile' AND state = 'landed'"
+        ),
+        1,
         DEADLINE,
-        || async {
-            Ok((env
-                .try_count(&format!(
-                    "SELECT count(*) FROM ops.files
-                  WHERE key = '{orders_key}' AND discovered_by = 'reconcile' AND state = 'landed'"
-                ))
-                .await?
-                == 1)
-                .then_some(()))
-        },
     )
     .await;
     assert_eq!(
@@ -882,19 +876,12 @@ async fn concurrent_events_for_one_complete_batch_lead_to_one_transform() {
     let first = env.start_transformer(&[("LANDFALL_CONCURRENCY", "2"), ("LANDFALL_PREFETCH", "1")]);
     let second =
         env.start_transformer(&[("LANDFALL_CONCURRENCY", "2"), ("LANDFALL_PREFETCH", "1")]);
-    wait_until(
+    env.wait_count(
         "the transformers to handle all three events",
+        "SELECT count(*) FROM ops.processed_events
+          WHERE consumer = 'transformer' AND event_type = 'staging.loaded'",
+        3,
         DEADLINE,
-        || async {
-            Ok((env
-                .try_count(
-                    "SELECT count(*) FROM ops.processed_events
-                  WHERE consumer = 'transformer' AND event_type = 'staging.loaded'",
-                )
-                .await?
-                == 3)
-                .then_some(()))
-        },
     )
     .await;
     assert_eq!(
