@@ -659,7 +659,18 @@ async fn wait_for_copy_under_way(env: &TestEnv) {
             )
             .await?
             .map(|row| row.get::<_, i64>(0));
-        Ok(copied.filter(|&copied| copied > 0))
+        if let Some(copied) = copied.filter(|&copied| copied > 0) {
+            return Ok(Some(copied));
+        }
+        // Not under way: say where the file is, for the timeout message.
+        let files = env
+            .db
+            .query("SELECT state FROM ops.files", &[])
+            .await?
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>();
+        anyhow::bail!("no COPY under way; the ledger's files are in states {files:?}")
     })
     .await;
 }

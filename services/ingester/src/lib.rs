@@ -151,6 +151,12 @@ async fn reconcile_periodically(ctx: ServiceContext, on_start: bool, interval: D
     if !on_start && interval.is_zero() {
         return;
     }
+    // A notification published before the ingester's queue was bound is dropped by the broker
+    // as unroutable; reconciling only once the queue exists closes that gap: what landed before
+    // is listed, what lands after is queued.
+    if !ctx.declare_topology().await {
+        return;
+    }
     let mut first = on_start;
     loop {
         if !first {

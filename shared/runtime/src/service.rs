@@ -76,6 +76,38 @@ impl ServiceContext {
         }
     }
 
+    /// Declares the exchanges and every stage's queue with its bindings, retrying until the
+    /// broker answers; `false` when shutdown came first. Work that must not start before the
+    /// queues exist (the ingester's start-up reconcile, which covers notifications published
+    /// while its queue was not yet bound) waits on this.
+    pub async fn declare_topology(&self) -> bool {
+        let mut backoff = self.retry_policy().forever();
+        loop {
+            let declared = async {
+                let connection = crate::broker::connect(&self.config.amqp_url, "topology").await?;
+                let channel = connection.create_channel().await?;
+                crate::broker::declare_topology(&channel, &self.config, &self.topology).await?;
+                connection.close(200, "topology declared".into()).await.ok();
+                anyhow::Ok(())
+            }
+            .await;
+            let error = match declared {
+                Ok(()) => return true,
+                Err(error) => error,
+            };
+            let delay = backoff.next().unwrap_or(self.config.retry_max_delay);
+            tracing::warn!(
+                error = format!("{error:#}"),
+                ?delay,
+                "could not declare the broker topology; retrying"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.wait() => return false,
+            }
+        }
+    }
+
     async fn prepare_database(&self) -> anyhow::Result<()> {
         let mut backoff = self.retry_policy().forever();
         loop {
