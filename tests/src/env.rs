@@ -166,6 +166,9 @@ impl TestEnv {
             ("LANDFALL_RETRY_ATTEMPTS", "4".into()),
             ("LANDFALL_OUTBOX_POLL_MS", "200".into()),
             ("LANDFALL_SHUTDOWN_GRACE_MS", "20000".into()),
+            // Every file, however small, is COPYed over two connections, so every test covers
+            // that path; a test of the one-connection path overrides it.
+            ("LANDFALL_STAGE_PARALLEL_MIN_BYTES", "0".into()),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
@@ -363,6 +366,47 @@ impl TestEnv {
             Ok((self.try_count(sql).await? == expected).then_some(()))
         })
         .await
+    }
+
+    /// Records file `file_id` as the staged file of `dataset`'s `source` for the batch dated
+    /// `date`, as the stager does once it has loaded a file: a ledger row (made when no file
+    /// has that id) and the batch's row in `ops.staged_sources`. For tests that write staging
+    /// rows with SQL: rows in `staging_rows.<table>` show in the view `staging.<table>` only
+    /// while their `_file_id` is a staged file of the source (migration 0013).
+    pub async fn stage_file(&self, dataset: &str, source: &str, date: &str, file_id: i64) {
+        let key = format!("landing/{dataset}/ingestion_date={date}/{source}.csv");
+        let version = format!("v{file_id}");
+        self.db
+            .execute(
+                "INSERT INTO ops.files (file_id, bucket, key, version, etag, size_bytes, dataset,
+                                        source, ingestion_date, state, rows_loaded, rows_rejected,
+                                        discovered_by, finished_at)
+                 VALUES ($1, $2, $3, $4, $4, 0, $5, $6, $7::text::date, 'staged', 0, 0,
+                         'notification', clock_timestamp())
+                 ON CONFLICT (file_id) DO NOTHING",
+                &[&file_id, &BUCKET, &key, &version, &dataset, &source, &date],
+            )
+            .await
+            .unwrap_or_else(|error| panic!("ledger row of file {file_id}: {error}"));
+        // Ids chosen here: the ledger's sequence moves past them for the files that land later.
+        self.db
+            .execute(
+                "SELECT setval(pg_get_serial_sequence('ops.files', 'file_id'), max(file_id))
+                   FROM ops.files",
+                &[],
+            )
+            .await
+            .expect("moving the ledger's sequence on");
+        self.db
+            .execute(
+                "INSERT INTO ops.staged_sources (dataset, ingestion_date, source, file_id, rows_loaded)
+                 VALUES ($1, $2::text::date, $3, $4, 0)
+                 ON CONFLICT (dataset, ingestion_date, source)
+                 DO UPDATE SET file_id = EXCLUDED.file_id, staged_at = clock_timestamp()",
+                &[&dataset, &date, &source, &file_id],
+            )
+            .await
+            .unwrap_or_else(|error| panic!("staging file {file_id}: {error}"));
     }
 
     /// Takes one message off a queue of this test (e.g. `stager.dlq`), acking it; an error

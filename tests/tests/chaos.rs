@@ -135,7 +135,7 @@ fn targeted_killer(
                     let Ok(rows) = db
                         .query(
                             "SELECT pid, application_name,
-                                    CASE WHEN query LIKE 'COPY staging.%' THEN left(query, 40)
+                                    CASE WHEN query LIKE 'COPY staging_rows.%' THEN left(query, 45)
                                          ELSE substring(query FROM '-- model: ([a-z_]+)') END
                                FROM pg_stat_activity
                               WHERE datname = current_database() AND state = 'active'

@@ -450,11 +450,14 @@ async fn a_report_larger_than_a_part_goes_up_in_parts_byte_for_byte() {
     env.cleanup().await;
 }
 
-/// Staging rows of `source` per batch date: (date, rows).
+/// Rows of staging table `table` per batch date: (date, rows). Read from `staging_rows`,
+/// where they are (and retention deletes), staged files or not.
 async fn staged_batches(env: &TestEnv, table: &str) -> Vec<(String, i64)> {
     env.db
         .query(
-            &format!("SELECT _batch::text, count(*) FROM staging.{table} GROUP BY 1 ORDER BY 1"),
+            &format!(
+                "SELECT _batch::text, count(*) FROM staging_rows.{table} GROUP BY 1 ORDER BY 1"
+            ),
             &[],
         )
         .await
@@ -472,37 +475,60 @@ async fn retention_keeps_the_staging_rows_of_the_newest_batches_only() {
     env.wait_for_exporter_consuming(DEADLINE).await;
     let staged_days = ["2026-02-26", "2026-02-27", "2026-02-28", "2026-03-01"];
     for day in staged_days {
-        seed_ledger(&env, day, &["orders", "reviews"]).await;
+        seed_ledger(&env, day, &["orders", "reviews", "shipment_deliveries"]).await;
     }
-    // An older batch known only to ops.batches still counts as a batch.
+    // Customers (an optional snapshot source) came on the first two days only: the kept
+    // batches read the snapshot of 02-26, which stays; the one of 02-25 goes.
+    seed_ledger(&env, "2026-02-26", &["customers"]).await;
+    // An older batch known only to ops.batches still counts as a batch. Its rows belong to no
+    // staged file (file id 0), so only the tables hold them, not the views.
     seed_batch(&env, "2026-02-25", "exported").await;
     seed_batch(&env, "2026-03-01", "quality_passed").await;
+    // Each day's rows are those of its staged file of the source.
+    let file = |source: &str, day: &str| {
+        format!(
+            "coalesce((SELECT file_id FROM ops.staged_sources
+                        WHERE dataset = 'ecommerce' AND source = '{source}'
+                          AND ingestion_date = DATE '{day}'), 0)"
+        )
+    };
     for day in std::iter::once("2026-02-25").chain(staged_days) {
+        let (orders, reviews, shipments) = (
+            file("orders", day),
+            file("reviews", day),
+            file("shipment_deliveries", day),
+        );
         env.db
             .batch_execute(&format!(
-                "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
-                                             product_id, unit_price, quantity, total_price)
-                 SELECT 1, i + 1, DATE '{day}', i, 1, DATE '{day}', 1, 2.50, 2, 5.00
+                "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id,
+                                                  order_date, product_id, unit_price, quantity, total_price)
+                 SELECT {orders}, i + 1, DATE '{day}', i, 1, DATE '{day}', 1, 2.50, 2, 5.00
                    FROM generate_series(1, 3) AS i;
-                 INSERT INTO staging.reviews (_file_id, _line, _batch, review, product_id)
-                 VALUES (1, 2, DATE '{day}', 5, 1), (1, 3, DATE '{day}', NULL, 2);
-                 INSERT INTO staging.shipment_deliveries (_file_id, _line, _batch, shipment_id, order_id)
-                 VALUES (1, 2, DATE '{day}', 1, 1);"
+                 INSERT INTO staging_rows.reviews (_file_id, _line, _batch, review, product_id)
+                 VALUES ({reviews}, 2, DATE '{day}', 5, 1), ({reviews}, 3, DATE '{day}', NULL, 2);
+                 INSERT INTO staging_rows.shipment_deliveries (_file_id, _line, _batch, shipment_id, order_id)
+                 VALUES ({shipments}, 2, DATE '{day}', 1, 1);"
             ))
             .await
             .expect("inserting staging rows");
     }
-    // Customers (an optional snapshot source) came on the first two days only: the kept
-    // batches read the snapshot of 02-26, which stays; the one of 02-25 goes.
     for day in ["2026-02-25", "2026-02-26"] {
+        let customers = file("customers", day);
         env.db
             .batch_execute(&format!(
-                "INSERT INTO staging.customers (_file_id, _line, _batch, customer_id, customer_name, postal_code)
-                 VALUES (1, 2, DATE '{day}', 1, 'Ada', '10115'), (1, 3, DATE '{day}', 2, 'Bo', '10117');"
+                "INSERT INTO staging_rows.customers (_file_id, _line, _batch, customer_id, customer_name, postal_code)
+                 VALUES ({customers}, 2, DATE '{day}', 1, 'Ada', '10115'),
+                        ({customers}, 3, DATE '{day}', 2, 'Bo', '10117');"
             ))
             .await
             .expect("inserting customer snapshots");
     }
+    // What the staged batches' models would read: every staged day, 02-25 not.
+    assert_eq!(
+        env.count("SELECT count(DISTINCT _batch) FROM staging.orders")
+            .await,
+        4
+    );
 
     publish_quality_passed(&env, "2026-03-01").await;
     let (_, completed) = export_completed(&mut spy, 1).await;
@@ -561,8 +587,8 @@ async fn an_export_overwrites_objects_written_before_it() {
         .unwrap();
     env.db
         .batch_execute(&format!(
-            "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
-                                         product_id, unit_price, quantity, total_price)
+            "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                              product_id, unit_price, quantity, total_price)
              VALUES (1, 2, DATE '2020-01-01', 1, 1, DATE '2020-01-01', 1, 1, 1, 1);
              INSERT INTO analytics.agg_shipments VALUES (DATE '{day}', 0, 1);"
         ))
@@ -581,7 +607,10 @@ async fn an_export_overwrites_objects_written_before_it() {
     let manifest = manifest(&env, "agg_shipments", day).await;
     assert_eq!(manifest["source_files"], Value::Array(vec![]));
     // Retention 0 keeps every batch's staging rows.
-    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging_rows.orders").await,
+        1
+    );
 
     exporter.stop().await;
     env.cleanup().await;

@@ -35,9 +35,10 @@ fn upstream_services(span: &ReceivedSpan, by_id: &BTreeMap<String, ReceivedSpan>
     services
 }
 
-/// The name of the stager's COPY span for `source`.
+/// The name of the stager's COPY span for `source`: the COPY goes into the table behind the
+/// view `staging.<source>` (migration 0013).
 fn copy_span_name(source: &str) -> String {
-    format!("COPY staging.\"{source}\"")
+    format!("COPY staging_rows.\"{source}\"")
 }
 
 /// Fails unless `span` has each of these attribute values.
@@ -241,7 +242,7 @@ async fn one_file_is_one_trace_across_all_five_services() {
     assert!(stager.attributes.contains_key("messaging.message.id"));
     let copy = spans
         .iter()
-        .find(|span| span.name == "COPY staging.\"orders\"")
+        .find(|span| span.name == copy_span_name("orders"))
         .expect("the COPY span");
     assert_eq!(
         copy.attributes.get("db.system.name").map(String::as_str),
@@ -251,7 +252,7 @@ async fn one_file_is_one_trace_across_all_five_services() {
         copy.attributes
             .get("db.collection.name")
             .map(String::as_str),
-        Some("staging.orders")
+        Some("staging_rows.orders")
     );
     assert_eq!(
         copy.attributes.get("landfall.source").map(String::as_str),
@@ -325,7 +326,7 @@ async fn one_file_is_one_trace_across_all_five_services() {
             &[
                 ("db.system.name", "postgresql"),
                 ("db.operation.name", "COPY"),
-                ("db.collection.name", &format!("staging.{source}")),
+                ("db.collection.name", &format!("staging_rows.{source}")),
             ],
         );
     }

@@ -703,9 +703,10 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
 
     // An error-severity check failing stops the export: a duplicate order slipped into day 2's
     // staging (the stager would have rejected it from a file) and the batch is transformed again.
+    // It is a row of the staged file, so the `staging.orders` the models and checks read shows it.
     env.db
         .batch_execute(&format!(
-            "INSERT INTO staging.orders SELECT _file_id, _line + 1000, _batch, order_id, customer_id, order_date, product_id,
+            "INSERT INTO staging_rows.orders SELECT _file_id, _line + 1000, _batch, order_id, customer_id, order_date, product_id,
                     unit_price, quantity, total_price FROM staging.orders WHERE _batch = '{DAY2}' AND order_id = 3"
         ))
         .await

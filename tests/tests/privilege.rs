@@ -1,8 +1,10 @@
 //! Least privilege: every service runs its statements as its own database role
 //! (`sql/migrations/0008_service_roles.sql`), and a role is refused (SQLSTATE 42501) whatever is
 //! outside its grants: the ingester cannot touch staging, the warehouse or the reports, the
-//! exporter can only read the reports, and so on. Each role's own work is checked here too,
-//! statement by statement; the pipeline tests check it end to end.
+//! exporter can only read the reports, and so on. Staged rows live in `staging_rows.<table>`,
+//! which only the stager (loading) and the exporter (retention) may touch; the other stages
+//! read the views `staging.<table>` (`sql/migrations/0013_staging_rows.sql`). Each role's own
+//! work is checked here too, statement by statement; the pipeline tests check it end to end.
 
 use std::path::Path;
 use std::time::Duration;
@@ -78,6 +80,8 @@ async fn forbidden_reads_and_writes_are_refused() {
                 "SELECT count(*) FROM analytics.agg_shipments",
                 "SELECT count(*) FROM staging.orders",
                 "DELETE FROM staging.orders",
+                "SELECT count(*) FROM staging_rows.orders",
+                "DELETE FROM staging_rows.orders",
                 "INSERT INTO ops.staged_sources VALUES ('ecommerce', DATE '2026-03-01', 'orders', 1, 0)",
                 "UPDATE ops.batches SET state = 'exported'",
                 "UPDATE ops.files SET state = 'staged'",
@@ -95,7 +99,14 @@ async fn forbidden_reads_and_writes_are_refused() {
                 "INSERT INTO ops.files (bucket, key, version, etag, size_bytes, discovered_by) VALUES ('b', 'k', 'v', 'e', 0, 'notification')",
                 "DELETE FROM ops.files",
                 "CREATE TABLE staging.sneaky (id int)",
-                "ALTER TABLE staging.orders ADD COLUMN sneaky int",
+                "CREATE TABLE staging_rows.sneaky (id int)",
+                "ALTER TABLE staging_rows.orders ADD COLUMN sneaky int",
+                "DROP VIEW staging.orders",
+                // The views are read-only: rows go to the table behind them.
+                "INSERT INTO staging.orders (_file_id, _line, _batch, order_id) VALUES (1, 1, DATE '2026-03-01', 1)",
+                "DELETE FROM staging.orders",
+                "UPDATE staging_rows.orders SET order_id = 0",
+                "TRUNCATE staging_rows.orders",
             ],
         ),
         (
@@ -103,6 +114,9 @@ async fn forbidden_reads_and_writes_are_refused() {
             &[
                 "INSERT INTO staging.orders (_file_id, _line, _batch, order_id) VALUES (1, 1, DATE '2026-03-01', 1)",
                 "DELETE FROM staging.orders",
+                // The views, not the tables behind them: rows of files not staged stay unseen.
+                "SELECT count(*) FROM staging_rows.orders",
+                "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id) VALUES (1, 1, DATE '2026-03-01', 1)",
                 "UPDATE ops.files SET state = 'staged'",
                 "INSERT INTO ops.quality_results (dataset, ingestion_date, check_name, check_kind, severity, status, failing_rows, sql, duration_ms, transform_event_id) VALUES ('ecommerce', DATE '2026-03-01', 'c', 'unique', 'error', 'passed', 0, 'SELECT 1', 1, gen_random_uuid())",
                 "INSERT INTO ops.exports VALUES ('ecommerce', DATE '2026-03-01', 'r', 'b', 'k', 'm', 0, 0, 's', gen_random_uuid(), now())",
@@ -115,6 +129,8 @@ async fn forbidden_reads_and_writes_are_refused() {
                 "INSERT INTO analytics.agg_shipments VALUES (DATE '2026-03-01', 1, 1)",
                 "UPDATE warehouse.fact_orders SET quantity = 0",
                 "DELETE FROM staging.orders",
+                "SELECT count(*) FROM staging_rows.orders",
+                "DELETE FROM staging_rows.orders",
                 "UPDATE ops.batches SET transformed_files = '{}'",
                 "UPDATE ops.files SET state = 'staged'",
                 "INSERT INTO ops.exports VALUES ('ecommerce', DATE '2026-03-01', 'r', 'b', 'k', 'm', 0, 0, 's', gen_random_uuid(), now())",
@@ -130,6 +146,8 @@ async fn forbidden_reads_and_writes_are_refused() {
                 "SELECT count(*) FROM warehouse.fact_orders",
                 "INSERT INTO warehouse.dim_date VALUES (20260301, DATE '2026-03-01', 2026, 1, 3, 1, 7, true, false, NULL, false)",
                 "INSERT INTO staging.orders (_file_id, _line, _batch, order_id) VALUES (1, 1, DATE '2026-03-01', 1)",
+                "DELETE FROM staging.orders",
+                "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id) VALUES (1, 1, DATE '2026-03-01', 1)",
                 "UPDATE ops.batches SET transformed_files = '{}'",
                 "DELETE FROM ops.quality_results",
                 "UPDATE ops.files SET state = 'staged'",
@@ -200,7 +218,8 @@ async fn each_role_can_do_its_own_work() {
     )
     .await;
 
-    // The stager loads it into staging, records its rejects and which file backs the source.
+    // The stager loads it into the staging table, records its rejects and which file backs the
+    // source (which shows its rows in the view).
     let stager = connect_as(&env, "landfall_stager").await;
     assert_allowed(
         &stager,
@@ -209,10 +228,10 @@ async fn each_role_can_do_its_own_work() {
             "BEGIN;
              SELECT 1 FROM ops.files WHERE file_id = 1 FOR UPDATE;
              UPDATE ops.files SET staging_started_at = clock_timestamp() WHERE file_id = 1;
-             DELETE FROM staging.orders WHERE _file_id = 1;
-             INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date, product_id, unit_price, quantity, total_price)
+             DELETE FROM staging_rows.orders WHERE _file_id = 1;
+             INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date, product_id, unit_price, quantity, total_price)
              VALUES (1, 2, {day}, 1, 10, {day}, 1, 10.00, 1, 10.00), (1, 3, {day}, 1, 10, {day}, 1, 10.00, 1, 10.00);
-             DELETE FROM staging.orders AS later USING staging.orders AS earlier
+             DELETE FROM staging_rows.orders AS later USING staging_rows.orders AS earlier
               WHERE later._file_id = 1 AND earlier._file_id = 1 AND earlier._line < later._line
                 AND earlier.order_id = later.order_id;
              INSERT INTO ops.rejected_rows (file_id, line, column_name, value, reason)
@@ -230,17 +249,20 @@ async fn each_role_can_do_its_own_work() {
     // COPY too, as the stager loads.
     let sink = stager
         .copy_in::<_, bytes::Bytes>(
-            "COPY staging.reviews (_file_id, _line, _batch, review, product_id) FROM STDIN",
+            "COPY staging_rows.reviews (_file_id, _line, _batch, review, product_id) FROM STDIN",
         )
         .await
-        .expect("the stager may COPY into staging");
+        .expect("the stager may COPY into staging_rows");
     {
         use futures::SinkExt;
         let mut sink = std::pin::pin!(sink);
         sink.send(bytes::Bytes::from_static(b"1\t2\t2026-03-02\t5\t1\n"))
             .await
             .unwrap();
-        sink.as_mut().finish().await.expect("COPY into staging");
+        sink.as_mut()
+            .finish()
+            .await
+            .expect("COPY into staging_rows");
     }
 
     // The transformer moves the batch row and builds the warehouse and the reports; it may
@@ -332,7 +354,7 @@ async fn each_role_can_do_its_own_work() {
               WHERE dataset = 'ecommerce' AND ingestion_date = {day};
              SELECT ingestion_date FROM (SELECT ingestion_date FROM ops.staged_sources WHERE dataset = 'ecommerce'
                                          UNION SELECT ingestion_date FROM ops.batches WHERE dataset = 'ecommerce') AS b;
-             DELETE FROM staging.orders WHERE _batch < DATE '2026-01-01';
+             DELETE FROM staging_rows.orders WHERE _batch < DATE '2026-01-01';
              COMMIT;"
         ),
     )
@@ -344,6 +366,12 @@ async fn each_role_can_do_its_own_work() {
         1
     );
     assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 1);
+    // The reviews' file is not staged: its rows are in the table, not in the view.
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging_rows.reviews").await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM staging.reviews").await, 0);
     env.cleanup().await;
 }
 
@@ -507,7 +535,12 @@ async fn a_non_superuser_owner_migrates_and_its_services_take_their_roles() {
         "INSERT INTO analytics.agg_shipments VALUES (DATE '2026-03-01', 1, 1)",
     )
     .await;
-    assert_allowed(&stager, "landfall_stager", "DELETE FROM staging.orders").await;
+    assert_allowed(
+        &stager,
+        "landfall_stager",
+        "DELETE FROM staging_rows.orders",
+    )
+    .await;
 
     let ingester = env.start_ingester(&[("LANDFALL_DATABASE_URL", &owner_url)]);
     env.wait_consuming("ingester", DEADLINE).await;

@@ -15,21 +15,23 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const DAY: &str = "2026-03-01";
 const OTHER_DAY: &str = "2026-02-28";
 
-/// Rows of every table the bundled checks read, all of them passing, for `day`.
+/// Rows of every table the bundled checks read, all of them passing, for `day`. The staging
+/// rows are those of files 1 to 5, which [`clean_batch`] then records as the batch's staged
+/// files, so they show in the `staging` views the checks read.
 const CLEAN_BATCH: &str = "
-INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date, product_id,
-                            unit_price, quantity, total_price)
+INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                 product_id, unit_price, quantity, total_price)
 VALUES (1, 2, {day}, 1, 1, {day} - 2, 10, 5.00, 2, 10.00),
        (1, 3, {day}, 2, 2, {day} - 1, 11, 3.50, 3, 10.50);
-INSERT INTO staging.shipment_deliveries (_file_id, _line, _batch, shipment_id, order_id,
-                                         shipment_date, delivery_date)
+INSERT INTO staging_rows.shipment_deliveries (_file_id, _line, _batch, shipment_id, order_id,
+                                              shipment_date, delivery_date)
 VALUES (2, 2, {day}, 100, 1, {day} - 1, {day}),
        (2, 3, {day}, 101, 2, {day}, NULL);
-INSERT INTO staging.reviews (_file_id, _line, _batch, review, product_id)
+INSERT INTO staging_rows.reviews (_file_id, _line, _batch, review, product_id)
 VALUES (3, 2, {day}, 5, 10), (3, 3, {day}, NULL, 11), (3, 4, {day}, 3, 10);
-INSERT INTO staging.customers (_file_id, _line, _batch, customer_id, customer_name, postal_code)
+INSERT INTO staging_rows.customers (_file_id, _line, _batch, customer_id, customer_name, postal_code)
 VALUES (4, 2, {day}, 1, 'Ada', '10115'), (4, 3, {day}, 2, 'Bob', '20095');
-INSERT INTO staging.products (_file_id, _line, _batch, product_id, product_category, product_name)
+INSERT INTO staging_rows.products (_file_id, _line, _batch, product_id, product_category, product_name)
 VALUES (5, 2, {day}, 10, 'toys', 'Kite'), (5, 3, {day}, 11, 'books', 'Atlas');
 INSERT INTO analytics.agg_public_holiday (ingestion_date, tt_order_hol_jan, tt_order_hol_feb,
     tt_order_hol_mar, tt_order_hol_apr, tt_order_hol_may, tt_order_hol_jun, tt_order_hol_jul,
@@ -62,6 +64,20 @@ async fn execute(env: &TestEnv, sql: &str, day: &str) {
         .batch_execute(&sql)
         .await
         .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// Writes [`CLEAN_BATCH`] for `day` and stages its files.
+async fn clean_batch(env: &TestEnv, day: &str) {
+    execute(env, CLEAN_BATCH, day).await;
+    for (file_id, source) in (1..).zip([
+        "orders",
+        "shipment_deliveries",
+        "reviews",
+        "customers",
+        "products",
+    ]) {
+        env.stage_file("ecommerce", source, day, file_id).await;
+    }
 }
 
 /// Migrates the test database as a service would at start, so rows can be written first.
@@ -207,16 +223,26 @@ fn models_dir(env: &TestEnv, checks_toml: &str) -> PathBuf {
 async fn a_clean_batch_passes_every_bundled_check() {
     let env = TestEnv::new().await;
     migrate(&env).await;
-    execute(&env, CLEAN_BATCH, DAY).await;
+    clean_batch(&env, DAY).await;
     // Another batch's rows break several checks; they must not count against this batch.
     execute(
         &env,
-        "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
-                                     product_id, unit_price, quantity, total_price)
+        "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                          product_id, unit_price, quantity, total_price)
          VALUES (9, 2, {day}, 1, 1, {day}, 10, 1.00, 1, 1.00),
                 (9, 3, {day}, 1, 1, {day}, 10, 1.00, 1, 7.00);
          INSERT INTO analytics.agg_shipments VALUES ({day}, -1, 0);",
         OTHER_DAY,
+    )
+    .await;
+    env.stage_file("ecommerce", "orders", OTHER_DAY, 9).await;
+    // Nor must rows of this batch whose file is not the staged one (an attempt's leftovers).
+    execute(
+        &env,
+        "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                          product_id, unit_price, quantity, total_price)
+         VALUES (8, 2, {day}, 1, 1, {day}, 10, 1.00, 1, 7.00);",
+        DAY,
     )
     .await;
     let checker = env.start_quality_checker(&[]);
@@ -250,13 +276,13 @@ async fn a_clean_batch_passes_every_bundled_check() {
 async fn a_failing_error_check_fails_the_batch_and_keeps_the_failing_rows() {
     let env = TestEnv::new().await;
     migrate(&env).await;
-    execute(&env, CLEAN_BATCH, DAY).await;
+    clean_batch(&env, DAY).await;
     execute(
         &env,
-        "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
-                                     product_id, unit_price, quantity, total_price)
+        "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                          product_id, unit_price, quantity, total_price)
          VALUES (1, 4, {day}, 2, 2, {day} - 1, 11, 3.50, 3, 10.50);
-         INSERT INTO staging.reviews (_file_id, _line, _batch, review, product_id)
+         INSERT INTO staging_rows.reviews (_file_id, _line, _batch, review, product_id)
          VALUES (3, 5, {day}, 7, 11);",
         DAY,
     )
@@ -309,10 +335,10 @@ async fn a_failing_error_check_fails_the_batch_and_keeps_the_failing_rows() {
 async fn a_failing_warn_check_passes_the_batch_with_a_warning() {
     let env = TestEnv::new().await;
     migrate(&env).await;
-    execute(&env, CLEAN_BATCH, DAY).await;
+    clean_batch(&env, DAY).await;
     execute(
         &env,
-        "UPDATE staging.orders SET total_price = 9.99 WHERE order_id = 2",
+        "UPDATE staging_rows.orders SET total_price = 9.99 WHERE order_id = 2",
         DAY,
     )
     .await;
@@ -380,7 +406,7 @@ where = "_batch = ops.batch_date()"
 async fn a_broken_check_is_stored_as_an_error_and_the_others_still_run() {
     let env = TestEnv::new().await;
     migrate(&env).await;
-    execute(&env, CLEAN_BATCH, DAY).await;
+    clean_batch(&env, DAY).await;
     let models = models_dir(&env, BROKEN_CHECKS);
     let checker =
         env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
@@ -441,8 +467,8 @@ async fn a_broken_check_is_stored_as_an_error_and_the_others_still_run() {
 async fn rerunning_a_batch_replaces_its_results_and_keeps_other_batches() {
     let env = TestEnv::new().await;
     migrate(&env).await;
-    execute(&env, CLEAN_BATCH, DAY).await;
-    execute(&env, CLEAN_BATCH, OTHER_DAY).await;
+    clean_batch(&env, DAY).await;
+    clean_batch(&env, OTHER_DAY).await;
     let checker = env.start_quality_checker(&[]);
     declare_topology(&env).await;
     let mut spy = env.spy().await;
@@ -461,8 +487,8 @@ async fn rerunning_a_batch_replaces_its_results_and_keeps_other_batches() {
     // The batch is transformed again, now with a duplicate order.
     execute(
         &env,
-        "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
-                                     product_id, unit_price, quantity, total_price)
+        "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                          product_id, unit_price, quantity, total_price)
          VALUES (1, 4, {day}, 1, 1, {day} - 2, 10, 5.00, 2, 10.00);",
         DAY,
     )

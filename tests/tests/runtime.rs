@@ -1,7 +1,8 @@
 //! What every service does the same way, tested on the real binaries and servers: start,
 //! health, readiness, drain on SIGTERM (also with a message in hand), configuration errors,
-//! migrations run concurrently, trace context across hops, transient failures retried then
-//! dead-lettered, and the queue topology as the broker holds it.
+//! migrations run concurrently (and over a database of the layout before 0013), trace context
+//! across hops, transient failures retried then dead-lettered, and the queue topology as the
+//! broker holds it.
 
 use std::time::Duration;
 
@@ -146,15 +147,173 @@ async fn migrations_run_once_when_services_start_together() {
         "each migration applied exactly once"
     );
     assert!(migrations >= 2);
+    // One staging table per source of every bundled dataset, and its view.
+    let sources = datasets
+        .iter()
+        .map(|dataset| dataset.sources.len() as i64)
+        .sum::<i64>();
     assert_eq!(
-        env.count("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging'")
-            .await,
-        // One staging table per source of every bundled dataset.
-        datasets
-            .iter()
-            .map(|dataset| dataset.sources.len() as i64)
-            .sum::<i64>()
+        env.count(
+            "SELECT count(*) FROM information_schema.tables
+              WHERE table_schema = 'staging_rows' AND table_type = 'BASE TABLE'"
+        )
+        .await,
+        sources
     );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM information_schema.tables
+              WHERE table_schema = 'staging' AND table_type = 'VIEW'"
+        )
+        .await,
+        sources
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM information_schema.tables
+              WHERE table_schema = 'staging' AND table_type <> 'VIEW'"
+        )
+        .await,
+        0
+    );
+    env.cleanup().await;
+}
+
+/// A database migrated before `0013_staging_rows` has its staged rows in tables
+/// `staging.<table>`. Migrating it moves each table, rows, indexes and all, into `staging_rows`,
+/// a view takes its name, and the snapshot views are made again over the views. The old
+/// layout is made here by undoing 0013 on a migrated database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_a_database_of_the_old_layout_moves_its_staging_tables() {
+    let env = TestEnv::new().await;
+    let datasets =
+        runtime::datasets::Datasets::load(&env.common_config("test").datasets_dir).unwrap();
+    let (mut client, connection) =
+        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    runtime::db::migrate(&mut client, &datasets).await.unwrap();
+    // Back to the layout before 0013: the tables in `staging`, the snapshot views over them as
+    // they were (same definition, same comment), no `staging_rows`, 0013 not applied.
+    client
+        .batch_execute(
+            "DO $$
+             DECLARE
+                 staged record;
+                 snapshot_sql text;
+                 snapshot_comment text;
+             BEGIN
+                 FOR staged IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE n.nspname = 'staging_rows' AND c.relkind = 'r' LOOP
+                     snapshot_sql := NULL;
+                     SELECT pg_get_viewdef(c.oid), obj_description(c.oid, 'pg_class')
+                       INTO snapshot_sql, snapshot_comment
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = 'snapshot' AND c.relname = staged.relname;
+                     EXECUTE format('DROP VIEW staging.%I CASCADE', staged.relname);
+                     EXECUTE format('ALTER TABLE staging_rows.%I SET SCHEMA staging', staged.relname);
+                     IF snapshot_sql IS NOT NULL THEN
+                         EXECUTE format('CREATE VIEW snapshot.%I AS %s', staged.relname, snapshot_sql);
+                         EXECUTE format('COMMENT ON VIEW snapshot.%I IS %L', staged.relname, snapshot_comment);
+                     END IF;
+                 END LOOP;
+             END
+             $$;
+             DROP SCHEMA staging_rows;
+             DROP FUNCTION ops.apply_staging_rows_grants();
+             DELETE FROM ops.schema_migrations WHERE name LIKE '0013%';
+             SELECT ops.apply_service_grants();",
+        )
+        .await
+        .expect("undoing 0013");
+    let relkind = |schema: &'static str| {
+        let db = &env.db;
+        async move {
+            db
+                .query_opt(
+                    "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = $1 AND c.relname = 'orders'",
+                    &[&schema],
+                )
+                .await
+                .unwrap()
+                .map(|row| row.get::<_, String>(0))
+        }
+    };
+    assert_eq!(relkind("staging").await.as_deref(), Some("r"));
+    // A staged file's rows, as the old stager wrote them.
+    env.stage_file("ecommerce", "orders", "2026-03-01", 7).await;
+    client
+        .batch_execute(
+            "INSERT INTO staging.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                         product_id, unit_price, quantity, total_price)
+             SELECT 7, i + 1, DATE '2026-03-01', i, 1, DATE '2026-03-01', 1, 1.00, 1, 1.00
+               FROM generate_series(1, 3) AS i;",
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        runtime::db::migrate(&mut client, &datasets).await.unwrap(),
+        1,
+        "0013 applied"
+    );
+    assert_eq!(relkind("staging_rows").await.as_deref(), Some("r"));
+    assert_eq!(relkind("staging").await.as_deref(), Some("v"));
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging_rows.orders").await,
+        3
+    );
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 3);
+    // Every table moved, none is left in `staging`; the BRIN indexes went along.
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'staging' AND c.relkind <> 'v'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM pg_indexes WHERE schemaname = 'staging_rows' AND tablename = 'orders'")
+            .await,
+        2
+    );
+    // The snapshot view reads the view, not the table.
+    let snapshot: String = client
+        .query_one("SELECT pg_get_viewdef('snapshot.orders'::regclass)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        snapshot.contains("staging.orders") && !snapshot.contains("staging_rows"),
+        "{snapshot}"
+    );
+    // The grants of the new layout: readers read the view, not the table.
+    client
+        .batch_execute("SET ROLE landfall_transformer")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SELECT count(*) FROM staging.orders")
+        .await
+        .expect("the transformer reads the view");
+    let refused = client
+        .batch_execute("SELECT count(*) FROM staging_rows.orders")
+        .await
+        .expect_err("the transformer does not read the table");
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    client.batch_execute("RESET ROLE").await.unwrap();
+    // And once moved, migrating again changes nothing.
+    assert_eq!(
+        runtime::db::migrate(&mut client, &datasets).await.unwrap(),
+        0
+    );
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 3);
     env.cleanup().await;
 }
 
@@ -646,19 +805,20 @@ async fn every_consumer_queue_is_a_durable_quorum_queue_with_dead_lettering_and_
     env.cleanup().await;
 }
 
-/// Waits until PostgreSQL shows the stager's COPY into `staging.orders` under way (rows copied,
-/// nothing committed yet).
+/// Waits until PostgreSQL shows the stager's COPY into `staging_rows.orders` under way (rows
+/// copied, nothing committed yet). A large file is COPYed over several connections: one
+/// progress row each.
 async fn wait_for_copy_under_way(env: &TestEnv) {
     wait_until("the stager's COPY to be under way", DEADLINE, || async {
-        let copied = env
+        let copied: Option<i64> = env
             .db
-            .query_opt(
-                "SELECT tuples_processed FROM pg_stat_progress_copy
-                  WHERE datname = current_database() AND relid = 'staging.orders'::regclass",
+            .query_one(
+                "SELECT max(tuples_processed) FROM pg_stat_progress_copy
+                  WHERE datname = current_database() AND relid = 'staging_rows.orders'::regclass",
                 &[],
             )
             .await?
-            .map(|row| row.get::<_, i64>(0));
+            .get(0);
         if let Some(copied) = copied.filter(|&copied| copied > 0) {
             return Ok(Some(copied));
         }
@@ -794,6 +954,11 @@ async fn a_drain_cut_short_by_the_grace_period_exits_non_zero_and_loses_nothing(
     )
     .await;
     assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, ROWS);
+    // Nor is anything of the abandoned attempt left behind the view.
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging_rows.orders").await,
+        ROWS
+    );
     assert!(restarted.terminate().await.success());
     ingester.stop().await;
     env.cleanup().await;

@@ -1,6 +1,6 @@
 //! The spine against real PostgreSQL, RabbitMQ and the embedded S3 server: notifications to
-//! ledger to staging, duplicates, new versions, rejects, dead letters, reconcile, and a stager
-//! killed in the middle of a COPY.
+//! ledger to staging, duplicates, new versions, rejects, dead letters, reconcile, a stager
+//! killed in the middle of a COPY, and which rows the staging views show.
 
 use std::time::Duration;
 
@@ -469,16 +469,18 @@ async fn a_stager_killed_mid_copy_loads_the_file_exactly_once_after_restart() {
     let orders_key = key("orders.csv");
     env.put(&orders_key, data::orders_csv(1, ROWS)).await;
 
-    // The COPY is under way: PostgreSQL reports its progress.
+    // The COPY is under way: PostgreSQL reports its progress (one row per connection the file
+    // is COPYed over).
     wait_until("the stager's COPY to be under way", DEADLINE, || async {
-        let copied = env
+        let copied: Option<i64> = env
             .db
-            .query_opt(
-                "SELECT tuples_processed FROM pg_stat_progress_copy WHERE datname = current_database() AND relid = 'staging.orders'::regclass",
+            .query_one(
+                "SELECT max(tuples_processed) FROM pg_stat_progress_copy
+                  WHERE datname = current_database() AND relid = 'staging_rows.orders'::regclass",
                 &[],
             )
             .await?
-            .map(|row| row.get::<_, i64>(0));
+            .get(0);
         Ok(copied.filter(|&copied| copied > 0))
     })
     .await;
@@ -499,6 +501,11 @@ async fn a_stager_killed_mid_copy_loads_the_file_exactly_once_after_restart() {
     assert_eq!(
         env.count("SELECT count(DISTINCT order_id) FROM staging.orders")
             .await,
+        ROWS
+    );
+    // Nothing of the killed attempt is left behind the view either.
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging_rows.orders").await,
         ROWS
     );
     assert_eq!(
@@ -522,6 +529,129 @@ async fn a_stager_killed_mid_copy_loads_the_file_exactly_once_after_restart() {
     let status = restarted.terminate().await;
     assert!(status.success(), "stager exited with {status}");
     ingester.stop().await;
+    env.cleanup().await;
+}
+
+/// Orders rows of the view `staging.orders` per file: (file id, rows).
+async fn visible_orders(client: &impl tokio_postgres::GenericClient) -> Vec<(i64, i64)> {
+    client
+        .query(
+            "SELECT _file_id, count(*) FROM staging.orders GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("reading staging.orders")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// `staging.<table>` shows a row only while its file is the staged file of its source
+/// (`ops.staged_sources`), and from the commit that records it: the rows of a large file,
+/// COPYed over other connections that commit first, wait unseen in `staging_rows.<table>`
+/// until then, and those of an attempt that is never staged stay unseen (migration 0013).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_staging_views_show_the_rows_of_staged_files_only() {
+    let env = TestEnv::new().await;
+    let datasets =
+        runtime::datasets::Datasets::load(&env.common_config("test").datasets_dir).unwrap();
+    let (mut stager, connection) =
+        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+            .await
+            .expect("test database");
+    tokio::spawn(connection);
+    runtime::db::migrate(&mut stager, &datasets)
+        .await
+        .expect("migrating the test database");
+    // Two versions of the orders file and a reviews file of the batch, in the ledger.
+    let mut ids = Vec::new();
+    for (source, version) in [("orders", "v1"), ("orders", "v2"), ("reviews", "v1")] {
+        let row = env
+            .db
+            .query_one(
+                "INSERT INTO ops.files (bucket, key, version, etag, size_bytes, dataset, source,
+                                        ingestion_date, discovered_by)
+                 VALUES ('lake', $1, $2, $2, 1, 'ecommerce', $3, $4::text::date, 'notification')
+                 RETURNING file_id",
+                &[&key(&format!("{source}.csv")), &version, &source, &DATE],
+            )
+            .await
+            .expect("a ledger row");
+        ids.push(row.get::<_, i64>(0));
+    }
+    let (first, second, reviews) = (ids[0], ids[1], ids[2]);
+    // Rows in the orders table under each id: 1 of the first version, 2 of the second, and 3
+    // under the reviews file's id (a file staged for another source shows nothing here).
+    env.db
+        .execute(
+            "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id,
+                                              order_date, product_id, unit_price, quantity, total_price)
+             SELECT f.file_id, line, $1::text::date, 10 * f.rank + line, 1, $1::text::date, 1, 1.00, 1, 1.00
+               FROM unnest($2::bigint[]) WITH ORDINALITY AS f(file_id, rank),
+                    generate_series(2, 1 + f.rank::int) AS line",
+            &[&DATE, &ids],
+        )
+        .await
+        .expect("rows in staging_rows.orders");
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging_rows.orders").await,
+        6
+    );
+    assert!(
+        visible_orders(&env.db).await.is_empty(),
+        "no file is staged yet"
+    );
+
+    // Staged in a transaction: seen inside it at once, by everyone else from its commit.
+    let stage = |file_id: i64, source: &'static str| {
+        format!(
+            "INSERT INTO ops.staged_sources (dataset, ingestion_date, source, file_id, rows_loaded)
+             VALUES ('ecommerce', DATE '{DATE}', '{source}', {file_id}, 0)
+             ON CONFLICT (dataset, ingestion_date, source)
+             DO UPDATE SET file_id = EXCLUDED.file_id, staged_at = clock_timestamp()"
+        )
+    };
+    let tx = stager.transaction().await.unwrap();
+    tx.batch_execute(&stage(first, "orders")).await.unwrap();
+    assert_eq!(visible_orders(&tx).await, [(first, 1)]);
+    assert!(
+        visible_orders(&env.db).await.is_empty(),
+        "not committed: not staged"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(visible_orders(&env.db).await, [(first, 1)]);
+
+    // Another source's staged file does not show orders rows.
+    env.db
+        .batch_execute(&stage(reviews, "reviews"))
+        .await
+        .unwrap();
+    assert_eq!(visible_orders(&env.db).await, [(first, 1)]);
+
+    // A new version: its rows replace the first's in the view in one commit.
+    env.db
+        .batch_execute(&stage(second, "orders"))
+        .await
+        .unwrap();
+    assert_eq!(visible_orders(&env.db).await, [(second, 2)]);
+
+    // The snapshot view reads the staging view: the staged file's rows only.
+    let tx = stager.transaction().await.unwrap();
+    tx.execute(
+        "SELECT set_config('landfall.batch_date', $1, true)",
+        &[&DATE],
+    )
+    .await
+    .unwrap();
+    let snapshot: Vec<i64> = tx
+        .query("SELECT DISTINCT _file_id FROM snapshot.orders", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(snapshot, [second]);
+    tx.rollback().await.unwrap();
     env.cleanup().await;
 }
 

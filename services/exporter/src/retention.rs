@@ -52,14 +52,17 @@ pub async fn prune_staging(
     };
     let mut rows_deleted = 0;
     for source in &dataset.sources {
-        let table = source.qualified_table();
+        let table = source.rows_table();
+        // The newest staged snapshot: read through the view, which leaves out rows of files
+        // that were never staged.
+        let view = source.qualified_table();
         // An optional snapshot source may be missing from a kept batch, whose models then read
         // the latest snapshot before it (`snapshot.<table>`): the newest one older than the
         // cutoff stays too. A required source has a file in every batch that is transformed.
         let sql = if source.mode() == Mode::Snapshot && !source.required {
             format!(
                 "DELETE FROM {table} WHERE _batch < $1
-                    AND _batch < (SELECT coalesce(max(_batch), $1) FROM {table} WHERE _batch < $1)"
+                    AND _batch < (SELECT coalesce(max(_batch), $1) FROM {view} WHERE _batch < $1)"
             )
         } else {
             format!("DELETE FROM {table} WHERE _batch < $1")

@@ -20,6 +20,12 @@ pub struct StagerConfig {
     pub common: CommonConfig,
     /// Rejected rows stored in full per file (`LANDFALL_MAX_REJECTS_KEPT`); the rest are counted.
     pub max_rejects_kept: usize,
+    /// Connections one large file is COPYed over at once (`LANDFALL_STAGE_COPY_CONNECTIONS`):
+    /// one PostgreSQL backend, so about one core, per connection.
+    pub copy_connections: usize,
+    /// Files at least this large (as stored in S3) use them all
+    /// (`LANDFALL_STAGE_PARALLEL_MIN_BYTES`); smaller ones are COPYed on one.
+    pub parallel_min_bytes: u64,
 }
 
 impl runtime::service::ServiceConfig for StagerConfig {
@@ -32,6 +38,13 @@ impl runtime::service::ServiceConfig for StagerConfig {
             common: CommonConfig::from_env(env, SERVICE)?,
             max_rejects_kept: env.number("LANDFALL_MAX_REJECTS_KEPT", 10_000, 0, 10_000_000)?
                 as usize,
+            copy_connections: env.number("LANDFALL_STAGE_COPY_CONNECTIONS", 2, 1, 16)? as usize,
+            parallel_min_bytes: env.number(
+                "LANDFALL_STAGE_PARALLEL_MIN_BYTES",
+                8 * 1024 * 1024,
+                0,
+                1 << 40,
+            )?,
         })
     }
 }
@@ -59,9 +72,24 @@ impl Handler for stage::Stager {
 pub async fn run(config: StagerConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    // The extra COPY connections come from a pool of their own, sized for every consumer to
+    // load a large file at once: a consumer holding its transaction never waits for
+    // connections other consumers hold.
+    let copy_pool = if config.copy_connections > 1 {
+        Some(runtime::db::pool_as(
+            &ctx.config.database_url,
+            ctx.config.concurrency * (config.copy_connections - 1),
+            ctx.config.database_role.as_deref(),
+        )?)
+    } else {
+        None
+    };
     let stager = stage::Stager {
         ctx: ctx.clone(),
         max_rejects_kept: config.max_rejects_kept,
+        copy_pool,
+        copy_connections: config.copy_connections,
+        parallel_min_bytes: config.parallel_min_bytes,
     };
     ctx.serve(spec, MessageKind::Events, stager).await
 }

@@ -99,21 +99,24 @@ impl From<tokio_postgres::Error> for LoadError {
 pub struct SourceError(pub String);
 
 /// Loads every valid row of `reader` into `source`'s staging table; rows of an earlier
-/// attempt at the same file are removed first.
+/// attempt at the same file are removed first, in `sinks[0]` (the consumer's transaction).
+/// The rows are COPYed over every transaction of `sinks` at once, a chunk to each in turn,
+/// so each PostgreSQL backend works on its share while the file is read and encoded.
 pub async fn load_rows(
-    tx: &tokio_postgres::Transaction<'_>,
+    sinks: &[&tokio_postgres::Transaction<'_>],
     source: &Source,
     file_id: i64,
     batch_date: chrono::NaiveDate,
     reader: &mut RecordReader<Pin<Box<dyn AsyncRead + Send>>>,
     max_rejects_kept: usize,
 ) -> Result<LoadReport, LoadError> {
-    let table = source.qualified_table();
-    tx.execute(
-        &format!("DELETE FROM {table} WHERE _file_id = $1"),
-        &[&file_id],
-    )
-    .await?;
+    let table = source.rows_table();
+    sinks[0]
+        .execute(
+            &format!("DELETE FROM {table} WHERE _file_id = $1"),
+            &[&file_id],
+        )
+        .await?;
     let header_map = {
         let header = reader
             .next_record()
@@ -136,8 +139,13 @@ pub async fn load_rows(
         "COPY {table} (_file_id, _line, _batch, {}) FROM STDIN (FORMAT binary)",
         column_list.join(", ")
     );
-    let sink = tx.copy_in::<_, Bytes>(&copy).await?;
-    let mut sink = std::pin::pin!(sink);
+    let mut copies = Vec::with_capacity(sinks.len());
+    for tx in sinks {
+        let mut sink = Box::pin(tx.copy_in::<_, Bytes>(&copy).await?);
+        sink.send(Bytes::from_static(COPY_HEADER)).await?;
+        copies.push(sink);
+    }
+    let mut next_sink = 0;
     let fields = u16::try_from(LINEAGE_FIELDS + source.columns.len())
         .map_err(|_| LoadError::File("too many columns for one COPY row".into()))?;
     let mut report = LoadReport {
@@ -153,7 +161,6 @@ pub async fn load_rows(
     // keys too large for the bitmap) by `reject_duplicate_keys` after the COPY.
     let mut seen = SeenKeys::for_source(source, &header_map);
     let mut chunk = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
-    chunk.extend_from_slice(COPY_HEADER);
     while let Some(record) = reader.next_record().await.map_err(read_error)? {
         report.rows_read += 1;
         let line = record.line as i64;
@@ -220,13 +227,19 @@ pub async fn load_rows(
         report.rows_loaded += 1;
         if chunk.len() >= COPY_CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK + 64 * 1024));
-            sink.send(Bytes::from(full)).await?;
+            copies[next_sink].send(Bytes::from(full)).await?;
+            next_sink = (next_sink + 1) % copies.len();
         }
     }
     report.duplicates_checked = seen.is_some();
-    chunk.extend_from_slice(COPY_TRAILER);
-    sink.send(Bytes::from(chunk)).await?;
-    let copied = sink.as_mut().finish().await?;
+    if !chunk.is_empty() {
+        copies[next_sink].send(Bytes::from(chunk)).await?;
+    }
+    let mut copied = 0;
+    for mut sink in copies {
+        sink.send(Bytes::from_static(COPY_TRAILER)).await?;
+        copied += sink.as_mut().finish().await?;
+    }
     debug_assert_eq!(copied, report.rows_loaded);
     Ok(report)
 }
@@ -372,7 +385,7 @@ pub async fn reject_duplicate_keys(
     if source.natural_key.is_empty() {
         return Ok(Vec::new());
     }
-    let table = source.qualified_table();
+    let table = source.rows_table();
     let same_key: Vec<String> = source
         .natural_key
         .iter()

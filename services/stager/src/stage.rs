@@ -20,6 +20,12 @@ pub struct Stager {
     pub ctx: ServiceContext,
     /// Rejected rows stored in full per file; the rest are counted.
     pub max_rejects_kept: usize,
+    /// Where the extra COPY connections of a large file come from; `None` with one connection.
+    pub copy_pool: Option<deadpool_postgres::Pool>,
+    /// Connections a large file is COPYed over, the consumer's own included.
+    pub copy_connections: usize,
+    /// Files at least this large are COPYed over `copy_connections` connections.
+    pub parallel_min_bytes: u64,
 }
 
 /// The file being staged and where it goes.
@@ -63,17 +69,29 @@ impl Stager {
             landed,
             source,
         };
-        let known = tx
+        // Whether the file is the staged one of its batch already (a replay stages it again).
+        let Some(known) = tx
             .query_opt(
-                "SELECT 1 FROM ops.files WHERE file_id = $1 FOR UPDATE",
+                "SELECT EXISTS (SELECT 1 FROM ops.staged_sources s WHERE s.file_id = f.file_id)
+                   FROM ops.files f WHERE f.file_id = $1 FOR UPDATE OF f",
                 &[&landed.file_id],
             )
-            .await?;
-        if known.is_none() {
+            .await?
+        else {
             return Err(Failure::permanent(anyhow::anyhow!(
                 "file {} is not in the ledger",
                 landed.file_id
             )));
+        };
+        let currently_staged: bool = known.get(0);
+        if !currently_staged {
+            // Rows an earlier attempt's other COPY connections committed before it died: never
+            // visible (the file was not staged), removed whichever way this attempt ends.
+            tx.execute(
+                &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
+                &[&landed.file_id],
+            )
+            .await?;
         }
         // One load per batch source at a time, so versions of a file replace each other in order.
         tx.execute(
@@ -135,23 +153,53 @@ impl Stager {
             &[&landed.file_id],
         )
         .await?;
+        // A large file is COPYed over several connections: the others commit their share
+        // before this transaction stages the file, and `staging.<table>` shows the rows only
+        // from then on (migration 0013). Not for a file that is staged already: its rows are
+        // visible, and the new copy's would be too before this transaction removes the old.
+        let size = u64::try_from(object.content_length().unwrap_or(0)).unwrap_or(0);
+        let mut helper_clients = Vec::new();
+        if let Some(pool) = &self.copy_pool
+            && size >= self.parallel_min_bytes
+            && !currently_staged
+        {
+            for _ in 1..self.copy_connections {
+                helper_clients.push(pool.get().await?);
+            }
+        }
+        let mut helpers = Vec::with_capacity(helper_clients.len());
+        for client in &mut helper_clients {
+            let helper = client.transaction().await?;
+            // This transaction waits for the others' COPY (its rows go to them in turn), which
+            // PostgreSQL cannot see: a lock request queued between them (a migration's DDL)
+            // would wait for ever. The others give up instead, and the file is retried.
+            helper
+                .batch_execute("SET LOCAL lock_timeout = '10s'")
+                .await?;
+            helpers.push(helper);
+        }
         let mut reader = RecordReader::new(decoded_body(object.body, &landed.key));
         tx.batch_execute("SAVEPOINT load").await?;
         let copy_span = tracing::info_span!(
             "copy",
-            otel.name = format!("COPY {}", source.qualified_table()),
+            otel.name = format!("COPY {}", source.rows_table()),
             otel.kind = "client",
             db.system.name = "postgresql",
             db.operation.name = "COPY",
-            db.collection.name = format!("staging.{}", source.table_name()),
+            db.collection.name =
+                format!("{}.{}", runtime::datasets::ROWS_SCHEMA, source.table_name()),
+            landfall.copy_connections = 1 + helpers.len(),
             landfall.dataset = job.batch.dataset.as_str(),
             landfall.batch = job.batch.ingestion_date.to_string(),
             landfall.source = source.name.as_str(),
             landfall.rows_loaded = tracing::field::Empty,
             landfall.rows_rejected = tracing::field::Empty,
         );
+        let sinks: Vec<&Transaction<'_>> = std::iter::once(tx)
+            .chain(helpers.iter().map(|helper| &**helper))
+            .collect();
         let loaded = load::load_rows(
-            tx,
+            &sinks,
             source,
             landed.file_id,
             job.batch.ingestion_date,
@@ -164,12 +212,18 @@ impl Stager {
             Ok(report) => report,
             Err(LoadError::Failed(failure)) => return Err(failure),
             Err(LoadError::File(reason)) => {
+                // The other connections' shares go with their transactions, never committed.
+                drop(helpers);
                 tx.batch_execute("ROLLBACK TO SAVEPOINT load").await?;
                 return self
                     .finish_rejected(tx, &job, "rejected", reason, &[], 0)
                     .await;
             }
         };
+        let parallel = !helpers.is_empty();
+        for helper in helpers {
+            helper.commit().await?;
+        }
         if !report.duplicates_checked {
             for duplicate in load::reject_duplicate_keys(tx, source, landed.file_id).await? {
                 report.rows_loaded -= 1;
@@ -182,6 +236,14 @@ impl Stager {
             && rejected as f64 / report.rows_read as f64 > dataset.reject_threshold
         {
             tx.batch_execute("ROLLBACK TO SAVEPOINT load").await?;
+            if parallel {
+                // Committed by the other connections: removed here, with the rejection.
+                tx.execute(
+                    &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
+                    &[&landed.file_id],
+                )
+                .await?;
+            }
             let first = report
                 .rejects
                 .kept
@@ -337,7 +399,7 @@ async fn replace_previous_version(
         tx.execute(
             &format!(
                 "DELETE FROM {} WHERE _file_id = $1",
-                job.source.qualified_table()
+                job.source.rows_table()
             ),
             &[&previous],
         )

@@ -127,6 +127,10 @@ async fn apply_migrations(
         .batch_execute("SELECT ops.apply_service_grants()")
         .await
         .context("granting the service roles their privileges (ops.apply_service_grants)")?;
+    client
+        .batch_execute("SELECT ops.apply_staging_rows_grants()")
+        .await
+        .context("granting the staged rows' tables (ops.apply_staging_rows_grants)")?;
     Ok(applied)
 }
 
