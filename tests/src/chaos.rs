@@ -496,6 +496,22 @@ impl Outcome {
             let (rows, distinct): (i64, i64) = (count.get(0), count.get(1));
             counts.insert(format!("staging.{table}"), rows);
             counts.insert(format!("staging.{table} duplicate lines"), rows - distinct);
+            // Rows a killed attempt's second COPY connection committed are removed by the
+            // retry: none are left behind the view.
+            let hidden: i64 = db
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT count(*) FROM staging_rows.{table}) - (SELECT count(*) FROM staging.{table})"
+                    ),
+                    &[],
+                )
+                .await
+                .expect("staging_rows count")
+                .get(0);
+            counts.insert(
+                format!("staging_rows.{table} rows of files not staged"),
+                hidden,
+            );
         }
         for row in db
             .query(

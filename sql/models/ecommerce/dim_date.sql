@@ -9,12 +9,15 @@ WITH calendar AS (
      WHERE _batch = (SELECT max(_batch) FROM staging.holidays)
 ),
 -- Each table's earliest and latest date in one pass over it (min and max ignore NULLs, and so
--- do least and greatest unless every argument is NULL).
+-- do least and greatest unless every argument is NULL). The batch's own rows only: every
+-- batch's transform runs this model, so the dates of earlier batches are in already (reading
+-- every retained batch made this model scan seven days of orders and shipments to add none).
 referenced AS (
-    SELECT min(order_date) AS first_seen, max(order_date) AS last_seen FROM staging.orders
+    SELECT min(order_date) AS first_seen, max(order_date) AS last_seen
+      FROM staging.orders WHERE _batch = (SELECT ops.batch_date())
     UNION ALL
     SELECT least(min(shipment_date), min(delivery_date)), greatest(max(shipment_date), max(delivery_date))
-      FROM staging.shipment_deliveries
+      FROM staging.shipment_deliveries WHERE _batch = (SELECT ops.batch_date())
     UNION ALL SELECT min(holiday_date), max(holiday_date) FROM calendar
     UNION ALL SELECT ops.batch_date(), ops.batch_date()
 ),

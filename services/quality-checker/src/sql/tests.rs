@@ -113,6 +113,6 @@ fn the_measured_query_counts_and_samples_in_one_pass() {
     let sql = measured("SELECT 1 AS x", 20);
     assert_eq!(
         sql,
-        "SELECT count(*) OVER () AS failing_rows, to_jsonb(failing) AS sample_row\n  FROM (\nSELECT 1 AS x\n) AS failing\n LIMIT 20"
+        "WITH failing AS MATERIALIZED (\nSELECT * FROM (\nSELECT 1 AS x\n) AS checked\n)\nSELECT count(*) OVER () AS failing_rows, to_jsonb(failing) AS sample_row\n  FROM failing\n LIMIT 20"
     );
 }
