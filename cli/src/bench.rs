@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// stage: rows in the generated orders.csv.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
+    /// stage: runs of `psql \copy` and of the stager, alternating; their medians are compared.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// latency: measured batches (after one warm-up batch).
     #[arg(long, default_value_t = 30)]
     pub runs: usize,
@@ -372,22 +375,62 @@ async fn bench_stage(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report>
         generated.bytes as f64 / 1e6,
         csv.display()
     );
-    let psql_s = psql_copy_orders(env, &csv, generated.rows).await?;
-    let psql_rate = generated.rows as f64 / psql_s;
-    println!("psql \\copy    {:.2}s, {:.0} rows/s", psql_s, psql_rate);
+    // psql and the stager take turns, each after a checkpoint, so a slow moment of the
+    // machine does not fall on one side only; the medians are compared.
     let mut services = env.start_services(&["ingester", "stager"]).await?;
-    let staged = stage_one(env, &mut services, &csv, "2026-11-25").await;
+    let mut psql_runs = Vec::new();
+    let mut stager_runs = Vec::new();
+    let mut put_runs = Vec::new();
+    let first_date = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).expect("a date");
+    for run in 0..args.repeat.max(1) {
+        let psql_s = match psql_copy_orders(env, &csv, generated.rows).await {
+            Ok(seconds) => seconds,
+            Err(error) => {
+                services.stop().await;
+                return Err(error);
+            }
+        };
+        let date = first_date - chrono::Days::new(run as u64);
+        let staged = stage_one(env, &mut services, &csv, &date.to_string()).await;
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(error) => {
+                services.stop().await;
+                return Err(error);
+            }
+        };
+        if staged.rows_loaded as u64 != generated.rows {
+            services.stop().await;
+            bail!(
+                "the stager loaded {} of {} rows ({} rejected)",
+                staged.rows_loaded,
+                generated.rows,
+                staged.rows_rejected
+            );
+        }
+        println!(
+            "Run {}         psql \\copy {:.2}s; stager {:.2}s in the ledger (staging_started_at → finished_at), {:.2}s from the PUT to staged: {:.2}×",
+            run + 1,
+            psql_s,
+            staged.stager_s,
+            staged.put_to_staged_s,
+            psql_s / staged.stager_s
+        );
+        psql_runs.push(psql_s);
+        stager_runs.push(staged.stager_s);
+        put_runs.push(staged.put_to_staged_s);
+    }
     services.stop().await;
-    let staged = staged?;
-    anyhow::ensure!(
-        staged.rows_loaded as u64 == generated.rows,
-        "the stager loaded {} of {} rows ({} rejected)",
-        staged.rows_loaded,
-        generated.rows,
-        staged.rows_rejected
-    );
+    let psql_s = median(&mut psql_runs);
+    let psql_rate = generated.rows as f64 / psql_s;
+    let staged = Staged {
+        rows_loaded: generated.rows as i64,
+        rows_rejected: 0,
+        stager_s: median(&mut stager_runs),
+        put_to_staged_s: median(&mut put_runs),
+    };
     println!(
-        "Stager        {:.2}s in the ledger (staging_started_at → finished_at), {:.2}s from the PUT to staged",
+        "Medians       psql \\copy {psql_s:.2}s ({psql_rate:.0} rows/s); stager {:.2}s in the ledger, {:.2}s from the PUT to staged",
         staged.stager_s, staged.put_to_staged_s
     );
     let rows = generated.rows as f64;
@@ -403,6 +446,7 @@ async fn bench_stage(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report>
                 "stager",
                 "stager binary as a process (ingester binary feeds it)".into(),
             ),
+            ("runs", psql_runs.len().to_string()),
             ("psql_seconds", format!("{psql_s:.3}")),
             ("stager_seconds", format!("{:.3}", staged.stager_s)),
             (
@@ -458,6 +502,17 @@ async fn psql_copy_orders(env: &BenchEnv, csv: &Path, rows: u64) -> anyhow::Resu
         .batch_execute("DROP TABLE bench_psql_orders; CHECKPOINT;")
         .await?;
     Ok(took.as_secs_f64())
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
 }
 
 struct Staged {
