@@ -14,6 +14,17 @@
 
 CREATE SCHEMA IF NOT EXISTS staging_rows;
 
+-- A file whose other COPY connections committed rows: written by each of those connections in
+-- the transaction that commits its share, deleted by the stager's own transaction that stages
+-- (or rejects) the file. A row here after that transaction failed says the file's rows in
+-- staging_rows are leftovers to delete before the next attempt; no row, the usual case, spares
+-- that attempt a scan of the table for them.
+CREATE TABLE ops.copy_leftovers (
+    file_id      bigint      NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX copy_leftovers_file_id ON ops.copy_leftovers (file_id);
+
 -- Who may touch the tables directly: the stager (loads, replaces, removes an attempt's rows)
 -- and the exporter (the retention policy). Everyone else reads the views in `staging`.
 CREATE FUNCTION ops.apply_staging_rows_grants() RETURNS void
@@ -21,6 +32,7 @@ CREATE FUNCTION ops.apply_staging_rows_grants() RETURNS void
     AS $grants$
 BEGIN
     GRANT USAGE ON SCHEMA staging_rows TO landfall_stager, landfall_exporter;
+    GRANT SELECT, INSERT, DELETE ON ops.copy_leftovers TO landfall_stager;
     GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA staging_rows TO landfall_stager;
     GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA staging_rows TO landfall_exporter;
     ALTER DEFAULT PRIVILEGES IN SCHEMA staging_rows

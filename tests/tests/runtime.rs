@@ -222,6 +222,7 @@ async fn migrating_a_database_of_the_old_layout_moves_its_staging_tables() {
              $$;
              DROP SCHEMA staging_rows;
              DROP FUNCTION ops.apply_staging_rows_grants();
+             DROP TABLE ops.copy_leftovers;
              DELETE FROM ops.schema_migrations WHERE name LIKE '0013%';
              SELECT ops.apply_service_grants();",
         )

@@ -532,6 +532,68 @@ async fn a_stager_killed_mid_copy_loads_the_file_exactly_once_after_restart() {
     env.cleanup().await;
 }
 
+/// The window the second COPY connection opens: its share is committed before the stager's
+/// own transaction stages the file, so a stager that dies in between leaves rows (and the
+/// marker that says so) behind the view. The retry removes them before it loads the file:
+/// the file ends staged once, with nothing left over. The leftovers are written here as such
+/// a connection writes them, since no kill lands in that window reliably (the chaos runs'
+/// kills do at times, and check the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_a_dead_attempt_committed_on_its_second_connection_are_removed_by_the_retry() {
+    const ROWS: i64 = 1_000;
+    let env = TestEnv::new().await;
+    let ingester = env.start_ingester(&[]);
+    let orders_key = key("orders.csv");
+    env.put(&orders_key, data::orders_csv(1, ROWS)).await;
+    env.wait_count(
+        "the file landed",
+        "SELECT count(*) FROM ops.files WHERE state = 'landed'",
+        1,
+        DEADLINE,
+    )
+    .await;
+    let file_id: i64 = env
+        .db
+        .query_one(
+            "SELECT file_id FROM ops.files WHERE key = $1",
+            &[&orders_key],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    env.db
+        .batch_execute(&format!(
+            "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id)
+             SELECT {file_id}, i + 1, DATE '{DATE}', i FROM generate_series(1, 500) AS i;
+             INSERT INTO ops.copy_leftovers (file_id) VALUES ({file_id});"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 0);
+
+    let stager = env.start_stager(&[]);
+    wait_for_state(&env, &orders_key, "staged").await;
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, ROWS);
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging_rows.orders").await,
+        ROWS,
+        "the dead attempt's rows are gone"
+    );
+    assert_eq!(
+        env.count("SELECT count(DISTINCT _line) FROM staging_rows.orders")
+            .await,
+        ROWS
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.copy_leftovers").await,
+        0,
+        "no marker left: the next attempt has nothing to clean"
+    );
+    stager.stop().await;
+    ingester.stop().await;
+    env.cleanup().await;
+}
+
 /// Orders rows of the view `staging.orders` per file: (file id, rows).
 async fn visible_orders(client: &impl tokio_postgres::GenericClient) -> Vec<(i64, i64)> {
     client

@@ -98,8 +98,9 @@ impl From<tokio_postgres::Error> for LoadError {
 #[error("reading the object from S3: {0}")]
 pub struct SourceError(pub String);
 
-/// Loads every valid row of `reader` into `source`'s staging table; rows of an earlier
-/// attempt at the same file are removed first, in `sinks[0]` (the consumer's transaction).
+/// Loads every valid row of `reader` into `source`'s staging table. With `restaging` (the
+/// file is the staged one of its batch already), its current rows are removed first, in
+/// `sinks[0]` (the consumer's transaction), so they give way to the new ones at its commit.
 /// The rows are COPYed over every transaction of `sinks` at once, a chunk to each in turn,
 /// so each PostgreSQL backend works on its share while the file is read and encoded.
 pub async fn load_rows(
@@ -108,15 +109,18 @@ pub async fn load_rows(
     file_id: i64,
     batch_date: chrono::NaiveDate,
     reader: &mut RecordReader<Pin<Box<dyn AsyncRead + Send>>>,
+    restaging: bool,
     max_rejects_kept: usize,
 ) -> Result<LoadReport, LoadError> {
     let table = source.rows_table();
-    sinks[0]
-        .execute(
-            &format!("DELETE FROM {table} WHERE _file_id = $1"),
-            &[&file_id],
-        )
-        .await?;
+    if restaging {
+        sinks[0]
+            .execute(
+                &format!("DELETE FROM {table} WHERE _file_id = $1"),
+                &[&file_id],
+            )
+            .await?;
+    }
     let header_map = {
         let header = reader
             .next_record()

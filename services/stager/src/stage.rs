@@ -84,14 +84,28 @@ impl Stager {
             )));
         };
         let currently_staged: bool = known.get(0);
-        if !currently_staged {
+        if !currently_staged
+            && tx
+                .execute(
+                    "DELETE FROM ops.copy_leftovers WHERE file_id = $1",
+                    &[&landed.file_id],
+                )
+                .await?
+                > 0
+        {
             // Rows an earlier attempt's other COPY connections committed before it died: never
             // visible (the file was not staged), removed whichever way this attempt ends.
-            tx.execute(
-                &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
-                &[&landed.file_id],
-            )
-            .await?;
+            let removed = tx
+                .execute(
+                    &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
+                    &[&landed.file_id],
+                )
+                .await?;
+            tracing::info!(
+                file_id = landed.file_id,
+                rows = removed,
+                "removed the rows an earlier attempt left behind"
+            );
         }
         // One load per batch source at a time, so versions of a file replace each other in order.
         tx.execute(
@@ -204,6 +218,7 @@ impl Stager {
             landed.file_id,
             job.batch.ingestion_date,
             &mut reader,
+            currently_staged,
             self.max_rejects_kept,
         )
         .instrument(copy_span.clone())
@@ -222,7 +237,21 @@ impl Stager {
         };
         let parallel = !helpers.is_empty();
         for helper in helpers {
+            helper
+                .execute(
+                    "INSERT INTO ops.copy_leftovers (file_id) VALUES ($1)",
+                    &[&landed.file_id],
+                )
+                .await?;
             helper.commit().await?;
+        }
+        if parallel {
+            // Leftovers only if this transaction does not commit.
+            tx.execute(
+                "DELETE FROM ops.copy_leftovers WHERE file_id = $1",
+                &[&landed.file_id],
+            )
+            .await?;
         }
         if !report.duplicates_checked {
             for duplicate in load::reject_duplicate_keys(tx, source, landed.file_id).await? {

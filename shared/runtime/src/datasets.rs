@@ -1292,18 +1292,27 @@ async fn ensure_staging_table(
     // lock on the table even when the index is there, so a service starting while a file is
     // being COPYed would wait for the COPY, and the COPY's other connections for the service
     // (their lock requests queue behind its own).
-    let present: BTreeSet<String> = client
+    //
+    // With autosummarize a block range is summarized (by autovacuum) soon after it fills: a
+    // range never summarized matches every search, so without it each query by batch or file
+    // read every row staged since the table was last vacuumed.
+    let present: BTreeMap<String, bool> = client
         .query(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
+            "SELECT c.relname, coalesce('autosummarize=on' = ANY (c.reloptions), false)
+               FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indexrelid
+               JOIN pg_class t ON t.oid = i.indrelid
+               JOIN pg_namespace n ON n.oid = t.relnamespace
+              WHERE n.nspname = $1 AND t.relname = $2",
             &[&ROWS_SCHEMA, &table_name],
         )
         .await?
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| (row.get(0), row.get(1)))
         .collect();
     for old in ["file_key_idx", "batch_idx"] {
         let name = format!("{table_name}_{old}");
-        if present.contains(&name) {
+        if present.contains_key(&name) {
             client
                 .batch_execute(&format!("DROP INDEX {ROWS_SCHEMA}.{}", quote_ident(&name)))
                 .await?;
@@ -1311,14 +1320,18 @@ async fn ensure_staging_table(
     }
     for column in ["_file_id", "_batch"] {
         let name = format!("{table_name}{}_brin", column.trim_end_matches("_id"));
-        if !present.contains(&name) {
-            client
-                .batch_execute(&format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {table} USING brin ({column})",
-                    quote_ident(&name)
-                ))
-                .await?;
-        }
+        let sql = match present.get(&name) {
+            None => format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {table} USING brin ({column}) WITH (autosummarize = on)",
+                quote_ident(&name)
+            ),
+            Some(false) => format!(
+                "ALTER INDEX {ROWS_SCHEMA}.{} SET (autosummarize = on)",
+                quote_ident(&name)
+            ),
+            Some(true) => continue,
+        };
+        client.batch_execute(&sql).await?;
     }
     Ok(())
 }
