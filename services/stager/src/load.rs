@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use futures::SinkExt as _;
+use futures::{Sink as _, SinkExt as _};
 use runtime::Failure;
 use runtime::datasets::{ColumnType, Source};
 use runtime::db::quote_ident;
@@ -231,8 +231,9 @@ pub async fn load_rows(
         report.rows_loaded += 1;
         if chunk.len() >= COPY_CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK + 64 * 1024));
-            copies[next_sink].send(Bytes::from(full)).await?;
-            next_sink = (next_sink + 1) % copies.len();
+            let index = ready_sink(&mut copies, next_sink).await?;
+            copies[index].as_mut().start_send(Bytes::from(full))?;
+            next_sink = (index + 1) % copies.len();
         }
     }
     report.duplicates_checked = seen.is_some();
@@ -246,6 +247,24 @@ pub async fn load_rows(
     }
     debug_assert_eq!(copied, report.rows_loaded);
     Ok(report)
+}
+
+/// The first of `copies` ready to take a chunk, looking from `from` on: a backend that is
+/// behind gets fewer chunks instead of holding up the others.
+async fn ready_sink(
+    copies: &mut [Pin<Box<tokio_postgres::CopyInSink<Bytes>>>],
+    from: usize,
+) -> Result<usize, tokio_postgres::Error> {
+    futures::future::poll_fn(|cx| {
+        for offset in 0..copies.len() {
+            let index = (from + offset) % copies.len();
+            if copies[index].as_mut().poll_ready(cx)?.is_ready() {
+                return std::task::Poll::Ready(Ok(index));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// `_file_id`, `_line`, `_batch`.

@@ -187,8 +187,12 @@ impl Stager {
             // This transaction waits for the others' COPY (its rows go to them in turn), which
             // PostgreSQL cannot see: a lock request queued between them (a migration's DDL)
             // would wait for ever. The others give up instead, and the file is retried.
+            //
+            // Its commit need not wait for the disk: the staging transaction's own commit,
+            // which makes the rows visible, flushes the WAL past it; a crash before that leaves
+            // rows the retry removes anyway.
             helper
-                .batch_execute("SET LOCAL lock_timeout = '10s'")
+                .batch_execute("SET LOCAL lock_timeout = '10s'; SET LOCAL synchronous_commit = off")
                 .await?;
             helpers.push(helper);
         }
