@@ -477,9 +477,20 @@ async fn finished(env: &TestEnv, key: &str, etag: &str) -> (i64, String, String,
     .await
 }
 
+/// The file's rows in the staging table itself (not only what the view shows): a rejected
+/// file's rows, also those its second COPY connection committed, must be gone, with the mark
+/// that would send the next attempt looking for them.
 async fn rows_of_file(env: &TestEnv, source: &str, file_id: i64) -> i64 {
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM ops.copy_leftovers WHERE file_id = {file_id}"
+        ))
+        .await,
+        0,
+        "file {file_id} left a leftover mark"
+    );
     env.count(&format!(
-        "SELECT count(*) FROM staging.{source} WHERE _file_id = {file_id}"
+        "SELECT count(*) FROM staging_rows.{source} WHERE _file_id = {file_id}"
     ))
     .await
 }

@@ -270,9 +270,15 @@ impl Stager {
         {
             tx.batch_execute("ROLLBACK TO SAVEPOINT load").await?;
             if parallel {
-                // Committed by the other connections: removed here, with the rejection.
+                // Committed by the other connections: removed here, with the rejection (and
+                // their mark, which the rollback to the savepoint brought back).
                 tx.execute(
                     &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
+                    &[&landed.file_id],
+                )
+                .await?;
+                tx.execute(
+                    "DELETE FROM ops.copy_leftovers WHERE file_id = $1",
                     &[&landed.file_id],
                 )
                 .await?;
