@@ -206,7 +206,13 @@ fn numeric(
             "'{text}' does not fit numeric({precision},{scale})"
         ));
     }
-    if column.min.is_some() || column.max.is_some() {
+    if column.min == Some(0.0) && column.max.is_none() {
+        // The common bound (a price, an amount) needs only the sign: no float parse per value.
+        let zero = whole.is_empty() && fraction.bytes().all(|byte| byte == b'0');
+        if negative && !zero {
+            return Err(format!("{text} is below the minimum 0"));
+        }
+    } else if column.min.is_some() || column.max.is_some() {
         let value: f64 = text
             .parse()
             .map_err(|_| format!("'{text}' is not a number"))?;
@@ -394,6 +400,23 @@ mod tests {
         assert_eq!(
             encode(&price, "-1").unwrap_err(),
             "-1 is below the minimum 0"
+        );
+        assert_eq!(
+            encode(&price, "-0.01").unwrap_err(),
+            "-0.01 is below the minimum 0"
+        );
+        // Zero with a sign is still zero, as the float comparison had it.
+        for zero in ["-0", "-0.00", "-00.0", "0", "+0.00"] {
+            assert!(encode(&price, zero).is_ok(), "{zero}");
+        }
+        let bounded = column("numeric(12,2)", false, Some(0.5), Some(10.0));
+        assert_eq!(
+            encode(&bounded, "0.25").unwrap_err(),
+            "0.25 is below the minimum 0.5"
+        );
+        assert_eq!(
+            encode(&bounded, "10.01").unwrap_err(),
+            "10.01 is above the maximum 10"
         );
         assert_eq!(
             encode(&price, "1.999").unwrap_err(),
