@@ -23,11 +23,15 @@ USING (
     SELECT o.order_id,
            coalesce(c.customer_key, -1) AS customer_key,
            coalesce(p.product_key, -1) AS product_key,
-           to_char(o.order_date, 'YYYYMMDD')::int AS order_date_key,
+           coalesce(d.date_key, to_char(o.order_date, 'YYYYMMDD')::int) AS order_date_key,
            o.order_date, o.customer_id, o.product_id, o.unit_price, o.quantity, o.total_price,
            b.batch_date AS last_batch
       FROM (SELECT (SELECT ops.batch_date()) AS batch_date) AS b
       JOIN staging.orders o ON o._batch = b.batch_date
+      -- The date's key from dim_date (which covers every order date of the batch: it ran
+      -- first): a hash probe instead of to_char per row (the MERGE of 1M new orders: 2.55-2.62 s
+      -- with to_char, 2.23-2.26 s with the probe; EXPLAIN ANALYZE, rolled back).
+      LEFT JOIN warehouse.dim_date d ON d.calendar_date = o.order_date
       LEFT JOIN warehouse.dim_customer c
              ON c.customer_id = o.customer_id AND c.customer_key <> -1
             AND c.valid_from <= b.batch_date AND (c.valid_to IS NULL OR c.valid_to > b.batch_date)
