@@ -114,12 +114,7 @@ pub async fn load_rows(
 ) -> Result<LoadReport, LoadError> {
     let table = source.rows_table();
     if restaging {
-        sinks[0]
-            .execute(
-                &format!("DELETE FROM {table} WHERE _file_id = $1"),
-                &[&file_id],
-            )
-            .await?;
+        delete_file_rows(sinks[0], source, file_id).await?;
     }
     let header_map = {
         let header = reader
@@ -247,6 +242,34 @@ pub async fn load_rows(
     }
     debug_assert_eq!(copied, report.rows_loaded);
     Ok(report)
+}
+
+/// Deletes every row of `file_id` from `source`'s staging table; returns how many.
+pub async fn delete_file_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: &Source,
+    file_id: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
+        &[&file_id],
+    )
+    .await
+}
+
+/// Removes the mark saying other COPY connections committed rows of `file_id`; whether
+/// there was one.
+pub async fn clear_leftover_mark(
+    tx: &tokio_postgres::Transaction<'_>,
+    file_id: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    let cleared = tx
+        .execute(
+            "DELETE FROM ops.copy_leftovers WHERE file_id = $1",
+            &[&file_id],
+        )
+        .await?;
+    Ok(cleared > 0)
 }
 
 /// The first of `copies` ready to take a chunk, looking from `from` on: a backend that is

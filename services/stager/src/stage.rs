@@ -84,23 +84,10 @@ impl Stager {
             )));
         };
         let currently_staged: bool = known.get(0);
-        if !currently_staged
-            && tx
-                .execute(
-                    "DELETE FROM ops.copy_leftovers WHERE file_id = $1",
-                    &[&landed.file_id],
-                )
-                .await?
-                > 0
-        {
+        if !currently_staged && load::clear_leftover_mark(tx, landed.file_id).await? {
             // Rows an earlier attempt's other COPY connections committed before it died: never
             // visible (the file was not staged), removed whichever way this attempt ends.
-            let removed = tx
-                .execute(
-                    &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
-                    &[&landed.file_id],
-                )
-                .await?;
+            let removed = load::delete_file_rows(tx, source, landed.file_id).await?;
             tracing::info!(
                 file_id = landed.file_id,
                 rows = removed,
@@ -251,11 +238,7 @@ impl Stager {
         }
         if parallel {
             // Leftovers only if this transaction does not commit.
-            tx.execute(
-                "DELETE FROM ops.copy_leftovers WHERE file_id = $1",
-                &[&landed.file_id],
-            )
-            .await?;
+            load::clear_leftover_mark(tx, landed.file_id).await?;
         }
         if !report.duplicates_checked {
             for duplicate in load::reject_duplicate_keys(tx, source, landed.file_id).await? {
@@ -272,16 +255,8 @@ impl Stager {
             if parallel {
                 // Committed by the other connections: removed here, with the rejection (and
                 // their mark, which the rollback to the savepoint brought back).
-                tx.execute(
-                    &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
-                    &[&landed.file_id],
-                )
-                .await?;
-                tx.execute(
-                    "DELETE FROM ops.copy_leftovers WHERE file_id = $1",
-                    &[&landed.file_id],
-                )
-                .await?;
+                load::delete_file_rows(tx, source, landed.file_id).await?;
+                load::clear_leftover_mark(tx, landed.file_id).await?;
             }
             let first = report
                 .rejects
@@ -435,14 +410,7 @@ async fn replace_previous_version(
         .map(|row| row.get::<_, i64>(0))
         .filter(|&previous| previous != job.landed.file_id);
     if let Some(previous) = previous {
-        tx.execute(
-            &format!(
-                "DELETE FROM {} WHERE _file_id = $1",
-                job.source.rows_table()
-            ),
-            &[&previous],
-        )
-        .await?;
+        load::delete_file_rows(tx, job.source, previous).await?;
         tx.execute(
             "UPDATE ops.files SET state = 'superseded', reason = format('replaced by file %s', $2::bigint)
               WHERE file_id = $1",
