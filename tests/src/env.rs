@@ -409,6 +409,36 @@ impl TestEnv {
             .unwrap_or_else(|error| panic!("staging file {file_id}: {error}"));
     }
 
+    /// Waits until PostgreSQL shows the stager's COPY into `staging_rows.orders` under way (rows
+    /// copied, nothing committed yet). A large file is COPYed over several connections: one
+    /// progress row each.
+    pub async fn wait_for_copy_under_way(&self, deadline: Duration) {
+        crate::wait::wait_until("the stager's COPY to be under way", deadline, || async {
+            let copied: Option<i64> = self
+                .db
+                .query_one(
+                    "SELECT max(tuples_processed) FROM pg_stat_progress_copy
+                      WHERE datname = current_database() AND relid = 'staging_rows.orders'::regclass",
+                    &[],
+                )
+                .await?
+                .get(0);
+            if let Some(copied) = copied.filter(|&copied| copied > 0) {
+                return Ok(Some(copied));
+            }
+            // Not under way: say where the file is, for the timeout message.
+            let files = self
+                .db
+                .query("SELECT state FROM ops.files", &[])
+                .await?
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>();
+            anyhow::bail!("no COPY under way; the ledger's files are in states {files:?}")
+        })
+        .await;
+    }
+
     /// Takes one message off a queue of this test (e.g. `stager.dlq`), acking it; an error
     /// while the queue does not exist yet.
     pub async fn take_message(

@@ -806,36 +806,6 @@ async fn every_consumer_queue_is_a_durable_quorum_queue_with_dead_lettering_and_
     env.cleanup().await;
 }
 
-/// Waits until PostgreSQL shows the stager's COPY into `staging_rows.orders` under way (rows
-/// copied, nothing committed yet). A large file is COPYed over several connections: one
-/// progress row each.
-async fn wait_for_copy_under_way(env: &TestEnv) {
-    wait_until("the stager's COPY to be under way", DEADLINE, || async {
-        let copied: Option<i64> = env
-            .db
-            .query_one(
-                "SELECT max(tuples_processed) FROM pg_stat_progress_copy
-                  WHERE datname = current_database() AND relid = 'staging_rows.orders'::regclass",
-                &[],
-            )
-            .await?
-            .get(0);
-        if let Some(copied) = copied.filter(|&copied| copied > 0) {
-            return Ok(Some(copied));
-        }
-        // Not under way: say where the file is, for the timeout message.
-        let files = env
-            .db
-            .query("SELECT state FROM ops.files", &[])
-            .await?
-            .iter()
-            .map(|row| row.get::<_, String>(0))
-            .collect::<Vec<_>>();
-        anyhow::bail!("no COPY under way; the ledger's files are in states {files:?}")
-    })
-    .await;
-}
-
 /// SIGTERM while the stager is in the middle of a file (its COPY under way, nothing committed):
 /// the process finishes that file, commits, acks, publishes its `staging.loaded`, and exits 0.
 /// The file is staged once with every row, the event is sent once, and the queue holds nothing
@@ -852,7 +822,7 @@ async fn sigterm_while_a_file_is_being_staged_finishes_commits_acks_and_exits_cl
     let key = TestEnv::landing_key("2026-04-04", "orders.csv");
     env.put(&key, data::orders_csv(1, ROWS)).await;
 
-    wait_for_copy_under_way(&env).await;
+    env.wait_for_copy_under_way(DEADLINE).await;
     // The database's clock when the signal goes: the file must be finished after it.
     let signalled_at: String = env
         .db
@@ -940,7 +910,7 @@ async fn a_drain_cut_short_by_the_grace_period_exits_non_zero_and_loses_nothing(
     let stager = env.spawn_binary("stager", &[("LANDFALL_SHUTDOWN_GRACE_MS", "100")]);
     let key = TestEnv::landing_key("2026-04-05", "orders.csv");
     env.put(&key, data::orders_csv(1, ROWS)).await;
-    wait_for_copy_under_way(&env).await;
+    env.wait_for_copy_under_way(DEADLINE).await;
     let status = stager.terminate().await;
     assert!(
         !status.success(),

@@ -469,21 +469,7 @@ async fn a_stager_killed_mid_copy_loads_the_file_exactly_once_after_restart() {
     let orders_key = key("orders.csv");
     env.put(&orders_key, data::orders_csv(1, ROWS)).await;
 
-    // The COPY is under way: PostgreSQL reports its progress (one row per connection the file
-    // is COPYed over).
-    wait_until("the stager's COPY to be under way", DEADLINE, || async {
-        let copied: Option<i64> = env
-            .db
-            .query_one(
-                "SELECT max(tuples_processed) FROM pg_stat_progress_copy
-                  WHERE datname = current_database() AND relid = 'staging_rows.orders'::regclass",
-                &[],
-            )
-            .await?
-            .get(0);
-        Ok(copied.filter(|&copied| copied > 0))
-    })
-    .await;
+    env.wait_for_copy_under_way(DEADLINE).await;
     stager.kill().await;
     wait_until("the killed COPY to be rolled back", DEADLINE, || async {
         let active = env
