@@ -98,15 +98,13 @@ pub async fn run<H: Handler>(
             Ok(()) => return,
             Err(error) => {
                 ctx.readiness.set_consumer(false);
-                let delay = backoff.next().unwrap_or(ctx.config.retry_max_delay);
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    ?delay,
-                    "consumer lost its broker connection; reconnecting"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = ctx.shutdown.wait() => return,
+                let what = "consumer lost its broker connection; reconnecting";
+                let policy = ctx.retry_policy();
+                if !policy
+                    .pause(&mut backoff, &error, what, &ctx.shutdown)
+                    .await
+                {
+                    return;
                 }
             }
         }

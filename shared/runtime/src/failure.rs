@@ -106,4 +106,22 @@ impl RetryPolicy {
             .with_jitter()
             .build()
     }
+
+    /// One pause of a loop that never gives up (a lost connection): logs `error` as `what`
+    /// with the next delay of `backoff` (from [`RetryPolicy::forever`]), then waits it;
+    /// `false` when `shutdown` came first.
+    pub async fn pause(
+        &self,
+        backoff: &mut (impl Iterator<Item = Duration> + Send),
+        error: &anyhow::Error,
+        what: &str,
+        shutdown: &crate::Shutdown,
+    ) -> bool {
+        let delay = backoff.next().unwrap_or(self.max_delay);
+        tracing::warn!(error = format!("{error:#}"), ?delay, "{what}");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = shutdown.wait() => false,
+        }
+    }
 }

@@ -121,15 +121,13 @@ impl OutboxRelay {
                 Ok(()) => return,
                 Err(error) => {
                     self.readiness.set_relay(false);
-                    let delay = backoff.next().unwrap_or(self.retry.max_delay);
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        ?delay,
-                        "outbox relay lost its connection; retrying"
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.wait() => return,
+                    let what = "outbox relay lost its connection; retrying";
+                    if !self
+                        .retry
+                        .pause(&mut backoff, &error, what, &shutdown)
+                        .await
+                    {
+                        return;
                     }
                 }
             }

@@ -95,15 +95,13 @@ impl ServiceContext {
                 Ok(()) => return true,
                 Err(error) => error,
             };
-            let delay = backoff.next().unwrap_or(self.config.retry_max_delay);
-            tracing::warn!(
-                error = format!("{error:#}"),
-                ?delay,
-                "could not declare the broker topology; retrying"
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.shutdown.wait() => return false,
+            let what = "could not declare the broker topology; retrying";
+            let policy = self.retry_policy();
+            if !policy
+                .pause(&mut backoff, &error, what, &self.shutdown)
+                .await
+            {
+                return false;
             }
         }
     }
