@@ -378,49 +378,37 @@ async fn bench_stage(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report>
     // psql and the stager take turns, each after a checkpoint, so a slow moment of the
     // machine does not fall on one side only; the medians are compared.
     let mut services = env.start_services(&["ingester", "stager"]).await?;
-    let mut psql_runs = Vec::new();
-    let mut stager_runs = Vec::new();
-    let mut put_runs = Vec::new();
     let first_date = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).expect("a date");
-    for run in 0..args.repeat.max(1) {
-        let psql_s = match psql_copy_orders(env, &csv, generated.rows).await {
-            Ok(seconds) => seconds,
-            Err(error) => {
-                services.stop().await;
-                return Err(error);
-            }
-        };
-        let date = first_date - chrono::Days::new(run as u64);
-        let staged = stage_one(env, &mut services, &csv, &date.to_string()).await;
-        let staged = match staged {
-            Ok(staged) => staged,
-            Err(error) => {
-                services.stop().await;
-                return Err(error);
-            }
-        };
-        if staged.rows_loaded as u64 != generated.rows {
-            services.stop().await;
-            bail!(
+    let runs = async {
+        let (mut psql_runs, mut stager_runs, mut put_runs) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..args.repeat.max(1) {
+            let psql_s = psql_copy_orders(env, &csv, generated.rows).await?;
+            let date = first_date - chrono::Days::new(run as u64);
+            let staged = stage_one(env, &mut services, &csv, &date.to_string()).await?;
+            anyhow::ensure!(
+                staged.rows_loaded as u64 == generated.rows,
                 "the stager loaded {} of {} rows ({} rejected)",
                 staged.rows_loaded,
                 generated.rows,
                 staged.rows_rejected
             );
+            println!(
+                "Run {}         psql \\copy {:.2}s; stager {:.2}s in the ledger (staging_started_at → finished_at), {:.2}s from the PUT to staged: {:.2}×",
+                run + 1,
+                psql_s,
+                staged.stager_s,
+                staged.put_to_staged_s,
+                psql_s / staged.stager_s
+            );
+            psql_runs.push(psql_s);
+            stager_runs.push(staged.stager_s);
+            put_runs.push(staged.put_to_staged_s);
         }
-        println!(
-            "Run {}         psql \\copy {:.2}s; stager {:.2}s in the ledger (staging_started_at → finished_at), {:.2}s from the PUT to staged: {:.2}×",
-            run + 1,
-            psql_s,
-            staged.stager_s,
-            staged.put_to_staged_s,
-            psql_s / staged.stager_s
-        );
-        psql_runs.push(psql_s);
-        stager_runs.push(staged.stager_s);
-        put_runs.push(staged.put_to_staged_s);
+        anyhow::Ok((psql_runs, stager_runs, put_runs))
     }
+    .await;
     services.stop().await;
+    let (mut psql_runs, mut stager_runs, mut put_runs) = runs?;
     let psql_s = median(&mut psql_runs);
     let psql_rate = generated.rows as f64 / psql_s;
     let staged = Staged {
