@@ -1286,6 +1286,31 @@ async fn bench_batch(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report>
                 format!("{name} {:.2}s", value.unwrap_or(f64::NAN))
             })
             .collect();
+        // Where the transform and the checks spent their time (slowest first).
+        let slowest = |sql: &'static str| async move {
+            let rows = env.db.query(sql, &[&date]).await?;
+            anyhow::Ok(
+                rows.iter()
+                    .map(|row| format!("{} {}ms", row.get::<_, String>(0), row.get::<_, i64>(1)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        };
+        let models = slowest(
+            "SELECT m->>'model', (m->>'duration_ms')::int8
+               FROM ops.transform_runs r, jsonb_array_elements(r.models) m
+              WHERE r.dataset = 'ecommerce' AND r.ingestion_date = $1
+              ORDER BY (m->>'duration_ms')::int8 DESC",
+        )
+        .await?;
+        let checks = slowest(
+            "SELECT check_name, duration_ms FROM ops.quality_results
+              WHERE dataset = 'ecommerce' AND ingestion_date = $1 AND duration_ms >= 20
+              ORDER BY duration_ms DESC",
+        )
+        .await?;
+        println!("Models        {models}");
+        println!("Checks ≥20ms  {checks}");
         anyhow::Ok((
             seconds(first_put),
             seconds(last_put),
