@@ -463,6 +463,91 @@ async fn a_broken_check_is_stored_as_an_error_and_the_others_still_run() {
     env.cleanup().await;
 }
 
+/// A unique check (which runs with `enable_hashagg = off`, grouping by a sort) followed by
+/// checks that fail if that setting is still in force: whichever of the two connections runs
+/// them after the unique check, they must see the session's own value again.
+const UNIQUE_THEN_OTHERS: &str = r#"
+[[checks]]
+name = "orders_customer_id_unique"
+kind = "unique"
+severity = "warn"
+table = "staging.orders"
+columns = ["customer_id", "order_date"]
+where = "_batch = ops.batch_date()"
+
+[[checks]]
+name = "hashagg_back_1"
+kind = "custom_sql"
+severity = "error"
+sql = "SELECT current_setting('enable_hashagg') AS enable_hashagg WHERE current_setting('enable_hashagg') <> 'on'"
+
+[[checks]]
+name = "hashagg_back_2"
+kind = "custom_sql"
+severity = "error"
+sql = "SELECT current_setting('enable_hashagg') AS enable_hashagg WHERE current_setting('enable_hashagg') <> 'on'"
+
+[[checks]]
+name = "hashagg_back_3"
+kind = "custom_sql"
+severity = "error"
+sql = "SELECT current_setting('enable_hashagg') AS enable_hashagg WHERE current_setting('enable_hashagg') <> 'on'"
+
+[[checks]]
+name = "hashagg_back_4"
+kind = "custom_sql"
+severity = "error"
+sql = "SELECT current_setting('enable_hashagg') AS enable_hashagg WHERE current_setting('enable_hashagg') <> 'on'"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_check_finds_repeated_keys_and_its_planner_setting_ends_with_it() {
+    let env = TestEnv::new().await;
+    migrate(&env).await;
+    clean_batch(&env, DAY).await;
+    // A third order of customer 1 on the same day as its first: one repeated key, two rows.
+    execute(
+        &env,
+        "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                          product_id, unit_price, quantity, total_price)
+         VALUES (1, 4, {day}, 3, 1, {day} - 2, 10, 1.00, 1, 1.00)",
+        DAY,
+    )
+    .await;
+    let models = models_dir(&env, UNIQUE_THEN_OTHERS);
+    let checker =
+        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
+    declare_topology(&env).await;
+    let mut spy = env.spy().await;
+    let cause = publish_transform_completed(&env, DAY).await;
+
+    let Event::QualityPassed(_) = verdict(&mut spy, cause).await else {
+        panic!("expected quality.passed: {:?}", results(&env, DAY).await);
+    };
+    let stored = results(&env, DAY).await;
+    let unique = result(&stored, "orders_customer_id_unique");
+    assert_eq!(
+        (unique.status.as_str(), unique.failing_rows),
+        ("failed", Some(1)),
+        "{unique:?}"
+    );
+    assert_eq!(unique.sample[0]["customer_id"], json!(1));
+    assert_eq!(unique.sample[0]["occurrences"], json!(2));
+    for check in [
+        "hashagg_back_1",
+        "hashagg_back_2",
+        "hashagg_back_3",
+        "hashagg_back_4",
+    ] {
+        let stored = result(&stored, check);
+        assert_eq!(stored.status, "passed", "{stored:?}");
+    }
+
+    checker.stop().await;
+    std::fs::remove_dir_all(&models).ok();
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_a_batch_replaces_its_results_and_keeps_other_batches() {
     let env = TestEnv::new().await;

@@ -201,9 +201,20 @@ async fn run_lane(
 async fn run_check(tx: &Transaction<'_>, check: &Check) -> Result<CheckResult, Failure> {
     let failing_sql = crate::sql::failing_rows(check);
     let measured_sql = crate::sql::measured(&failing_sql, SAMPLE_ROWS);
+    let planner_setting = crate::sql::planner_setting(check);
     let started = Instant::now();
     tx.batch_execute("SAVEPOINT quality_check").await?;
+    if let Some((name, value)) = planner_setting {
+        tx.batch_execute(&format!("SET LOCAL {name} = {value}"))
+            .await?;
+    }
     let outcome = tx.query(&measured_sql, &[]).await;
+    if let (Some((name, _)), Ok(_)) = (planner_setting, &outcome) {
+        // Kept by the released savepoint: back to the session's value for the next check. (A
+        // failed check's rollback to the savepoint undoes it.)
+        tx.batch_execute(&format!("SET LOCAL {name} TO DEFAULT"))
+            .await?;
+    }
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let mut result = CheckResult {
         check: check.name.clone(),

@@ -80,6 +80,19 @@ pub fn failing_rows(check: &Check) -> String {
     }
 }
 
+/// A planner setting `check`'s query runs with (`SET LOCAL`, for that query only), where the
+/// default plan is measurably slower.
+///
+/// A `unique` check groups by a sort instead of a hash aggregate: over 1M staged keys at the
+/// default `work_mem` the hash table spills to temporary files (390-480 ms against 225-233 ms
+/// sorted; on 1M keys in random order 277-284 ms against 252 ms). docs/PERFORMANCE.md.
+pub fn planner_setting(check: &Check) -> Option<(&'static str, &'static str)> {
+    match check.kind {
+        CheckKind::Unique { .. } => Some(("enable_hashagg", "off")),
+        _ => None,
+    }
+}
+
 /// Counts the failing rows and keeps up to `sample_rows` of them as JSON objects, in one pass:
 /// each returned row carries the total count (a window over all failing rows, computed before
 /// the LIMIT) and one failing row. No row back means nothing failed. The check's query is a
