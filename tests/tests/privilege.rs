@@ -298,6 +298,60 @@ async fn each_role_can_do_its_own_work() {
         ),
     )
     .await;
+    // Before its models it analyzes the staging tables, which it does not own: all of them in
+    // one call, or one at a time (side by side on its models' connections); a name outside
+    // staging_rows analyzes nothing.
+    env.db
+        .batch_execute(
+            "INSERT INTO staging_rows.orders (_file_id, _line, _batch, order_id, customer_id, order_date,
+                                              product_id, unit_price, quantity, total_price)
+             SELECT 900, n + 1, DATE '2026-03-02', n, n, DATE '2026-03-01', 10, 1.00, 1, 1.00
+               FROM generate_series(1, 500) AS n",
+        )
+        .await
+        .expect("staged rows");
+    let reltuples = |table: &'static str| {
+        let db = &env.db;
+        async move {
+            db.query_one(
+                "SELECT reltuples::int8 FROM pg_class WHERE oid = $1::text::regclass",
+                &[&table],
+            )
+            .await
+            .expect("pg_class")
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        reltuples("staging_rows.orders").await,
+        -1,
+        "never analyzed yet"
+    );
+    let analyzed = transformer
+        .query_one("SELECT ops.analyze_staging_table('orders')", &[])
+        .await
+        .expect("the transformer analyzes one staging table");
+    assert!(analyzed.get::<_, bool>(0));
+    let rows = env.count("SELECT count(*) FROM staging_rows.orders").await;
+    assert!(rows >= 500, "{rows}");
+    assert_eq!(reltuples("staging_rows.orders").await, rows);
+    env.db
+        .batch_execute("DELETE FROM staging_rows.orders WHERE _file_id = 900")
+        .await
+        .expect("the rows of this check go");
+    for outside in ["files", "pg_class", "no_such_table"] {
+        let analyzed = transformer
+            .query_one("SELECT ops.analyze_staging_table($1)", &[&outside])
+            .await
+            .expect("a name outside staging_rows is answered, not an error");
+        assert!(!analyzed.get::<_, bool>(0), "{outside}");
+    }
+    assert_allowed(
+        &transformer,
+        "landfall_transformer",
+        "SELECT ops.analyze_staging()",
+    )
+    .await;
 
     // The quality checker reads every layer (the transformer's own tables too), stores its
     // results and moves the batch on.

@@ -191,12 +191,7 @@ pub async fn transform_batch(
     // The staging rows were COPYed a moment ago: give the planner their real size. The
     // models' own connections see new statistics only once they are committed.
     match parallel {
-        Some((pool, _)) => {
-            pool.get()
-                .await?
-                .execute("SELECT ops.analyze_staging()", &[])
-                .await?;
-        }
+        Some((pool, models_at_once)) => analyze_staging_side_by_side(pool, models_at_once).await?,
         None => {
             tx.execute("SELECT ops.analyze_staging()", &[]).await?;
         }
@@ -251,6 +246,42 @@ pub async fn transform_batch(
         },
     );
     Ok(event.into_event())
+}
+
+/// ANALYZE of every staging table, the largest first, up to `at_once` at a time on connections
+/// of `pool` (each one committed on its own), instead of one after another in
+/// `ops.analyze_staging()`: the big tables of a batch are analyzed side by side.
+async fn analyze_staging_side_by_side(
+    pool: &deadpool_postgres::Pool,
+    at_once: usize,
+) -> Result<(), Failure> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+
+    let tables: Vec<String> = pool
+        .get()
+        .await?
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'staging_rows' AND c.relkind IN ('r', 'p')
+              ORDER BY pg_relation_size(c.oid) DESC, c.relname",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    futures::stream::iter(tables)
+        .map(|table| async move {
+            pool.get()
+                .await?
+                .execute("SELECT ops.analyze_staging_table($1)", &[&table])
+                .await?;
+            Ok::<(), Failure>(())
+        })
+        .buffer_unordered(at_once.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
 }
 
 /// Runs the transformer until `shutdown`.
