@@ -90,6 +90,7 @@ pub async fn run(config: StagerConfig, shutdown: Shutdown) -> anyhow::Result<()>
         copy_pool,
         copy_connections: config.copy_connections,
         parallel_min_bytes: config.parallel_min_bytes,
+        copying: Default::default(),
     };
     ctx.serve(spec, MessageKind::Events, stager).await
 }

@@ -102,9 +102,15 @@ pub struct SourceError(pub String);
 /// file is the staged one of its batch already), its current rows are removed first, in
 /// `sinks[0]` (the consumer's transaction), so they give way to the new ones at its commit.
 /// The rows are COPYed over every transaction of `sinks` at once, a chunk to each in turn,
-/// so each PostgreSQL backend works on its share while the file is read and encoded.
+/// so each PostgreSQL backend works on its share while the file is read and encoded; but the
+/// extra sinks (`sinks[1..]`) take a chunk only while `copying` (the files this stager is
+/// COPYing, this one included) is at most 1. Two backends COPYing one file spend about half
+/// as much CPU again per row as one: worth it while the other core would be idle, not when
+/// other files keep it busy (docs/PERFORMANCE.md).
+#[allow(clippy::too_many_arguments)]
 pub async fn load_rows(
     sinks: &[&tokio_postgres::Transaction<'_>],
+    copying: &std::sync::atomic::AtomicUsize,
     source: &Source,
     file_id: i64,
     batch_date: chrono::NaiveDate,
@@ -226,14 +232,15 @@ pub async fn load_rows(
         report.rows_loaded += 1;
         if chunk.len() >= COPY_CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK + 64 * 1024));
-            let index = ready_sink(&mut copies, next_sink).await?;
+            let index = ready_sink(&mut copies, next_sink, copying).await?;
             copies[index].as_mut().start_send(Bytes::from(full))?;
             next_sink = (index + 1) % copies.len();
         }
     }
     report.duplicates_checked = seen.is_some();
     if !chunk.is_empty() {
-        copies[next_sink].send(Bytes::from(chunk)).await?;
+        let index = ready_sink(&mut copies, next_sink, copying).await?;
+        copies[index].send(Bytes::from(chunk)).await?;
     }
     let mut copied = 0;
     for mut sink in copies {
@@ -273,14 +280,21 @@ pub async fn clear_leftover_mark(
 }
 
 /// The first of `copies` ready to take a chunk, looking from `from` on: a backend that is
-/// behind gets fewer chunks instead of holding up the others.
+/// behind gets fewer chunks instead of holding up the others. Only the first (the consumer's
+/// own transaction) while the stager is COPYing other files too (`copying` above 1).
 async fn ready_sink(
     copies: &mut [Pin<Box<tokio_postgres::CopyInSink<Bytes>>>],
     from: usize,
+    copying: &std::sync::atomic::AtomicUsize,
 ) -> Result<usize, tokio_postgres::Error> {
+    let usable = if copying.load(std::sync::atomic::Ordering::Relaxed) > 1 {
+        1
+    } else {
+        copies.len()
+    };
     futures::future::poll_fn(|cx| {
-        for offset in 0..copies.len() {
-            let index = (from + offset) % copies.len();
+        for offset in 0..usable {
+            let index = (from + offset) % usable;
             if copies[index].as_mut().poll_ready(cx)?.is_ready() {
                 return std::task::Poll::Ready(Ok(index));
             }

@@ -2,6 +2,8 @@
 //! keep the rejects, and swap the batch's source over from any older version of the file.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use contract::{BatchKey, Envelope, Event, FileLanded, FileRejected, StagingLoaded};
@@ -26,6 +28,25 @@ pub struct Stager {
     pub copy_connections: usize,
     /// Files at least this large are COPYed over `copy_connections` connections.
     pub parallel_min_bytes: u64,
+    /// The files this stager is COPYing now: the extra connections of a large file take rows
+    /// only while it is the only one ([`load::load_rows`]).
+    pub copying: Arc<AtomicUsize>,
+}
+
+/// Counts a file in [`Stager::copying`] while it lives.
+struct Copying<'a>(&'a AtomicUsize);
+
+impl<'a> Copying<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Copying(count)
+    }
+}
+
+impl Drop for Copying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The file being staged and where it goes.
@@ -203,8 +224,10 @@ impl Stager {
         let sinks: Vec<&Transaction<'_>> = std::iter::once(tx)
             .chain(helpers.iter().map(|helper| &**helper))
             .collect();
+        let copying = Copying::start(&self.copying);
         let loaded = load::load_rows(
             &sinks,
+            &self.copying,
             source,
             landed.file_id,
             job.batch.ingestion_date,
@@ -214,6 +237,7 @@ impl Stager {
         )
         .instrument(copy_span.clone())
         .await;
+        drop(copying);
         let mut report = match loaded {
             Ok(report) => report,
             Err(LoadError::Failed(failure)) => return Err(failure),
