@@ -222,6 +222,10 @@ async fn bad_rows_are_rejected_with_line_and_column_and_the_rest_load() {
     orders[10] = "10,7,2026-01-11,4,1.00,ten,10.00".into(); // line 11: not an integer
     orders[20] = ",7,2026-01-21,4,1.00,1,1.00".into(); // line 21: NULL key
     orders[30] = "5,7,2026-01-21,4,1.00,1,1.00".into(); // line 31: repeats order 5 of line 6
+    // Keys beyond the stager's in-stream bitmap are checked after the COPY, in SQL: line 52
+    // repeats line 42's.
+    orders[41] = "100000000,7,2026-01-21,4,1.00,1,1.00".into();
+    orders[51] = "100000000,8,2026-01-22,4,2.00,1,2.00".into();
     let mut reviews: Vec<String> = data::reviews_csv(40).lines().map(str::to_owned).collect();
     reviews[7] = "7,3".into(); // line 8: a review of 7
     env.put(&key("orders.csv"), orders.join("\n") + "\n").await;
@@ -256,17 +260,32 @@ async fn bad_rows_are_rejected_with_line_and_column_and_the_rest_load() {
             "5",
             "duplicate order_id 5: an earlier line of the file has it",
         ],
+        [
+            "orders",
+            "52",
+            "order_id",
+            "100000000",
+            "duplicate order_id 100000000: an earlier line of the file has it",
+        ],
         ["reviews", "8", "review", "7", "7 is above the maximum 5"],
     ]
     .iter()
     .map(|row| row.iter().map(|field| field.to_string()).collect())
     .collect();
     assert_eq!(rejects, expected);
-    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 96);
+    assert_eq!(env.count("SELECT count(*) FROM staging.orders").await, 95);
     assert_eq!(
         env.count("SELECT count(*) FROM staging.orders WHERE order_id = 5")
             .await,
         1
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM staging.orders WHERE order_id = 100000000 AND customer_id = 7"
+        )
+        .await,
+        1,
+        "the first line of the repeated key stays"
     );
     assert_eq!(env.count("SELECT count(*) FROM staging.reviews").await, 39);
     assert_eq!(
@@ -276,7 +295,7 @@ async fn bad_rows_are_rejected_with_line_and_column_and_the_rest_load() {
         )
         .await,
         [
-            vec!["orders".to_owned(), "96".into(), "4".into()],
+            vec!["orders".to_owned(), "95".into(), "5".into()],
             vec!["reviews".to_owned(), "39".into(), "1".into()]
         ]
     );

@@ -120,7 +120,7 @@ pub async fn load_rows(
 ) -> Result<LoadReport, LoadError> {
     let table = source.rows_table();
     if restaging {
-        delete_file_rows(sinks[0], source, file_id).await?;
+        delete_file_rows(sinks[0], source, file_id, batch_date).await?;
     }
     let header_map = {
         let header = reader
@@ -251,15 +251,21 @@ pub async fn load_rows(
     Ok(report)
 }
 
-/// Deletes every row of `file_id` from `source`'s staging table; returns how many.
+/// Deletes every row of `file_id` (a file of the batch dated `batch_date`) from `source`'s
+/// staging table; returns how many. The batch finds the rows' block ranges through the BRIN
+/// index on `_batch` (there is none on `_file_id`: `datasets::ensure_indexes`).
 pub async fn delete_file_rows(
     tx: &tokio_postgres::Transaction<'_>,
     source: &Source,
     file_id: i64,
+    batch_date: chrono::NaiveDate,
 ) -> Result<u64, tokio_postgres::Error> {
     tx.execute(
-        &format!("DELETE FROM {} WHERE _file_id = $1", source.rows_table()),
-        &[&file_id],
+        &format!(
+            "DELETE FROM {} WHERE _batch = $2 AND _file_id = $1",
+            source.rows_table()
+        ),
+        &[&file_id, &batch_date],
     )
     .await
 }
@@ -441,6 +447,7 @@ pub async fn reject_duplicate_keys(
     tx: &tokio_postgres::Transaction<'_>,
     source: &Source,
     file_id: i64,
+    batch_date: chrono::NaiveDate,
 ) -> Result<Vec<RejectedRow>, tokio_postgres::Error> {
     if source.natural_key.is_empty() {
         return Ok(Vec::new());
@@ -458,12 +465,13 @@ pub async fn reject_duplicate_keys(
         .collect();
     let sql = format!(
         "DELETE FROM {table} AS later USING {table} AS earlier
-          WHERE later._file_id = $1 AND earlier._file_id = $1 AND earlier._line < later._line AND {}
+          WHERE later._batch = $2 AND earlier._batch = $2
+            AND later._file_id = $1 AND earlier._file_id = $1 AND earlier._line < later._line AND {}
          RETURNING later._line, concat_ws(',', {})",
         same_key.join(" AND "),
         key_text.join(", ")
     );
-    let rows = tx.query(&sql, &[&file_id]).await?;
+    let rows = tx.query(&sql, &[&file_id, &batch_date]).await?;
     let key_names = source.natural_key.join(",");
     let mut rejected: Vec<RejectedRow> = rows
         .iter()

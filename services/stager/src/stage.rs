@@ -108,7 +108,9 @@ impl Stager {
         if !currently_staged && load::clear_leftover_mark(tx, landed.file_id).await? {
             // Rows an earlier attempt's other COPY connections committed before it died: never
             // visible (the file was not staged), removed whichever way this attempt ends.
-            let removed = load::delete_file_rows(tx, source, landed.file_id).await?;
+            let removed =
+                load::delete_file_rows(tx, source, landed.file_id, job.batch.ingestion_date)
+                    .await?;
             tracing::info!(
                 file_id = landed.file_id,
                 rows = removed,
@@ -265,7 +267,10 @@ impl Stager {
             load::clear_leftover_mark(tx, landed.file_id).await?;
         }
         if !report.duplicates_checked {
-            for duplicate in load::reject_duplicate_keys(tx, source, landed.file_id).await? {
+            for duplicate in
+                load::reject_duplicate_keys(tx, source, landed.file_id, job.batch.ingestion_date)
+                    .await?
+            {
                 report.rows_loaded -= 1;
                 report.rejects.add(duplicate);
             }
@@ -279,7 +284,8 @@ impl Stager {
             if parallel {
                 // Committed by the other connections: removed here, with the rejection (and
                 // their mark, which the rollback to the savepoint brought back).
-                load::delete_file_rows(tx, source, landed.file_id).await?;
+                load::delete_file_rows(tx, source, landed.file_id, job.batch.ingestion_date)
+                    .await?;
                 load::clear_leftover_mark(tx, landed.file_id).await?;
             }
             let first = report
@@ -434,7 +440,7 @@ async fn replace_previous_version(
         .map(|row| row.get::<_, i64>(0))
         .filter(|&previous| previous != job.landed.file_id);
     if let Some(previous) = previous {
-        load::delete_file_rows(tx, job.source, previous).await?;
+        load::delete_file_rows(tx, job.source, previous, job.batch.ingestion_date).await?;
         tx.execute(
             "UPDATE ops.files SET state = 'superseded', reason = format('replaced by file %s', $2::bigint)
               WHERE file_id = $1",

@@ -1283,10 +1283,13 @@ async fn ensure_staging_table(
             }
         }
     }
-    // BRIN, not b-tree: a file's rows and a batch's rows are appended together, so block
-    // ranges find them as well as a b-tree would, at a fraction of the cost while loading (a
-    // b-tree on each made a 1M-row COPY about 60 % slower; docs/PERFORMANCE.md). Tables made
-    // by earlier versions lose their b-tree indexes here.
+    // BRIN, not b-tree: a batch's rows are appended together, so block ranges find them as
+    // well as a b-tree would, at a fraction of the cost while loading (a b-tree made a 1M-row
+    // COPY about 60 % slower; docs/PERFORMANCE.md). One on `_batch` only: every query of a
+    // file's rows also names its batch (`load::delete_file_rows`), and on PostgreSQL 15 each
+    // BRIN index costs every COPYed row two buffer lookups (0.13-0.17 s per 1M rows, about a
+    // quarter of a COPY of the orders). Tables made by earlier versions lose their b-tree
+    // indexes and the one on `_file_id` here.
     //
     // Only what is missing or left over is changed: `CREATE INDEX IF NOT EXISTS` waits for a
     // lock on the table even when the index is there, so a service starting while a file is
@@ -1310,7 +1313,7 @@ async fn ensure_staging_table(
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    for old in ["file_key_idx", "batch_idx"] {
+    for old in ["file_key_idx", "batch_idx", "file_brin"] {
         let name = format!("{table_name}_{old}");
         if present.contains_key(&name) {
             client
@@ -1318,21 +1321,19 @@ async fn ensure_staging_table(
                 .await?;
         }
     }
-    for column in ["_file_id", "_batch"] {
-        let name = format!("{table_name}{}_brin", column.trim_end_matches("_id"));
-        let sql = match present.get(&name) {
-            None => format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {table} USING brin ({column}) WITH (autosummarize = on)",
-                quote_ident(&name)
-            ),
-            Some(false) => format!(
-                "ALTER INDEX {ROWS_SCHEMA}.{} SET (autosummarize = on)",
-                quote_ident(&name)
-            ),
-            Some(true) => continue,
-        };
-        client.batch_execute(&sql).await?;
-    }
+    let name = format!("{table_name}_batch_brin");
+    let sql = match present.get(&name) {
+        None => format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {table} USING brin (_batch) WITH (autosummarize = on)",
+            quote_ident(&name)
+        ),
+        Some(false) => format!(
+            "ALTER INDEX {ROWS_SCHEMA}.{} SET (autosummarize = on)",
+            quote_ident(&name)
+        ),
+        Some(true) => return Ok(()),
+    };
+    client.batch_execute(&sql).await?;
     Ok(())
 }
 
