@@ -290,6 +290,18 @@ async fn migrating_a_database_of_the_old_layout_moves_its_staging_tables() {
         .map(|row| row.get(0))
         .collect();
     assert_eq!(indexes, ["orders_batch_brin"]);
+    // Nothing reads the shipment facts by batch: only their key is indexed (0015).
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'warehouse' AND tablename = 'fact_shipments'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(indexes, ["fact_shipments_pkey"]);
     // The snapshot view reads the view, not the table.
     let snapshot: String = client
         .query_one("SELECT pg_get_viewdef('snapshot.orders'::regclass)", &[])
