@@ -34,7 +34,8 @@ pub async fn run_models(
 /// idempotent, so a run cut short (a failed model, a killed process) is repaired by running
 /// the batch again; the transform's record and its `transform.completed` are written by the
 /// caller only after every model committed. On a failure the models already running finish
-/// (committed or rolled back) before the first error is returned.
+/// (committed or rolled back) before the first error is returned. Of the models ready to
+/// start, those with the longest chain of models waiting on them go first ([`start_order`]).
 pub async fn run_models_in_parallel(
     pool: &deadpool_postgres::Pool,
     models: &[&Model],
@@ -50,9 +51,11 @@ pub async fn run_models_in_parallel(
     let mut committed: HashSet<&str> = HashSet::new();
     let mut running = futures::stream::FuturesUnordered::new();
     let mut failure = None;
+    let order = start_order(models);
     loop {
         if failure.is_none() {
-            for (index, model) in models.iter().enumerate() {
+            for &index in &order {
+                let model = models[index];
                 if running.len() >= parallelism.max(1) {
                     break;
                 }
@@ -88,6 +91,33 @@ pub async fn run_models_in_parallel(
         .into_iter()
         .map(|run| run.expect("every model ran: the dependencies are in run order"))
         .collect())
+}
+
+/// The indexes of `models` (in dependency order) in the order they are considered for a free
+/// connection: the longest chain of models of this run that depend on a model, itself
+/// included, first; then as listed. With two connections and the dimensions done, a fact that
+/// a report waits for starts before a report nothing waits for: on the 1M-order batch
+/// `agg_public_holiday` used to take the connection `fact_orders` was ready for, and the
+/// second connection idled at the end while `fact_reviews` and then
+/// `best_performing_product` ran (docs/PERFORMANCE.md).
+pub fn start_order(models: &[&Model]) -> Vec<usize> {
+    let position: std::collections::HashMap<&str, usize> = models
+        .iter()
+        .enumerate()
+        .map(|(index, model)| (model.name.as_str(), index))
+        .collect();
+    // Dependents come after their dependencies: walk backwards.
+    let mut chain = vec![1usize; models.len()];
+    for index in (0..models.len()).rev() {
+        for dependency in &models[index].depends_on {
+            if let Some(&upstream) = position.get(dependency.as_str()) {
+                chain[upstream] = chain[upstream].max(chain[index] + 1);
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..models.len()).collect();
+    order.sort_by_key(|&index| (std::cmp::Reverse(chain[index]), index));
+    order
 }
 
 /// One model in its own transaction on a connection of `pool`, committed.
@@ -298,6 +328,59 @@ pub fn statement_verbs(sql: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_that_others_wait_on_start_first() {
+        let model = |name: &str, depends_on: &[&str]| Model {
+            name: name.into(),
+            depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
+            sql: String::new(),
+        };
+        // In dependency order, a report listed before the fact a longer chain waits on.
+        let models = [
+            model("dim", &[]),
+            model("report_of_dim", &["dim"]),
+            model("fact", &["dim"]),
+            model("report_of_fact", &["fact"]),
+            model("lone", &[]),
+            model("outside_dependency", &["not_in_this_run"]),
+        ];
+        let models: Vec<&Model> = models.iter().collect();
+        let names: Vec<&str> = start_order(&models)
+            .into_iter()
+            .map(|index| models[index].name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "dim",
+                "fact",
+                "report_of_dim",
+                "report_of_fact",
+                "lone",
+                "outside_dependency"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_bundled_facts_start_before_the_reports_beside_them() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/models/ecommerce");
+        let set = crate::models::ModelSet::load(&dir).unwrap();
+        let models: Vec<&Model> = set.models().iter().collect();
+        let order: Vec<&str> = start_order(&models)
+            .into_iter()
+            .map(|index| models[index].name.as_str())
+            .collect();
+        let position = |name: &str| order.iter().position(|n| *n == name).unwrap();
+        for fact in ["fact_orders", "fact_reviews", "fact_shipments"] {
+            for report in ["agg_public_holiday", "agg_shipments", "sales_by_month"] {
+                assert!(position(fact) < position(report), "{order:?}");
+            }
+        }
+        assert!(position("dim_date") < position("fact_orders"), "{order:?}");
+    }
 
     #[test]
     fn verbs_of_statements_skip_quotes_comments_and_ctes() {
