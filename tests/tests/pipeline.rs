@@ -959,7 +959,8 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
         );
     }
 
-    // The run as recorded: the same list, and the models' times fit within the run's.
+    // The run as recorded: the same list, and the models' times fit within the run's: each one
+    // within it, and together within two at a time (LANDFALL_TRANSFORM_PARALLELISM's default).
     let recorded = env
         .db
         .query_one(
@@ -974,13 +975,19 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
     assert_eq!(recorded_models, payload.models);
     let run_ms: f64 = recorded.get(1);
     let models_ms: u64 = payload.models.iter().map(|run| run.duration_ms).sum();
+    let longest_ms = payload
+        .models
+        .iter()
+        .map(|run| run.duration_ms)
+        .max()
+        .unwrap_or(0);
     assert!(
         run_ms >= 0.0,
         "the run ended before it started: {run_ms} ms"
     );
     assert!(
-        models_ms as f64 <= run_ms + 1.0,
-        "the models took {models_ms} ms in a run of {run_ms} ms: {:?}",
+        longest_ms as f64 <= run_ms + 1.0 && models_ms as f64 <= 2.0 * (run_ms + 1.0),
+        "the models took {models_ms} ms (the longest {longest_ms} ms) in a run of {run_ms} ms: {:?}",
         payload.models
     );
 
