@@ -1,6 +1,6 @@
-//! `landfall bench stage` and `events` run end to end on their own database, prefix and S3
-//! server and write their figures as JSON. Timings are never pass/fail: this checks the shape and that every
-//! figure is a positive number, not that a goal is met.
+//! `landfall bench stage`, `events` and `batch` run end to end on their own database, prefix
+//! and S3 server and write their figures as JSON. Timings are never pass/fail: this checks the
+//! shape and that every figure is a positive number, not that a goal is met.
 
 use std::path::Path;
 
@@ -78,4 +78,31 @@ async fn bench_events_writes_its_figures_as_json() {
         let number = main[field].as_f64().unwrap_or(-1.0);
         assert!(number > 0.0, "{field} is not a positive number in {main}");
     }
+}
+
+/// `landfall bench batch` with a small batch, twice, each in a world of its own: all five
+/// services take it to the export; the JSON holds the medians of the two runs and each run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_batch_compares_the_medians_of_its_runs() {
+    let (stdout, report) = run_bench(&["batch", "--orders", "2000", "--repeat", "2"]).await;
+    assert_eq!(report["bench"], "batch");
+    for run in ["Run 1 ", "Run 2 "] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.starts_with(run) && line.contains("first PUT → exported")),
+            "no line for {run}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("Models "), "{stdout}");
+    let runs = report["params"]["runs"].as_str().expect("the runs");
+    assert_eq!(runs.split("; ").count(), 2, "{runs}");
+    let main = &report["figures"][0];
+    assert_eq!(main["figure"], "first PUT → exported (median of 2)");
+    assert_eq!(main["unit"], "s");
+    for field in ["value", "baseline", "ratio"] {
+        let number = main[field].as_f64().unwrap_or(-1.0);
+        assert!(number > 0.0, "{field} is not a positive number in {main}");
+    }
+    assert!(main["met"].is_boolean(), "{main}");
 }
