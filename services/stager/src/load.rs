@@ -253,7 +253,7 @@ pub async fn load_rows(
 
 /// Deletes every row of `file_id` (a file of the batch dated `batch_date`) from `source`'s
 /// staging table; returns how many. The batch finds the rows' block ranges through the BRIN
-/// index on `_batch` (there is none on `_file_id`: `datasets::ensure_indexes`).
+/// index on `_batch` (there is none on `_file_id`: `datasets::ensure_staging_table`).
 pub async fn delete_file_rows(
     tx: &tokio_postgres::Transaction<'_>,
     source: &Source,
