@@ -503,6 +503,19 @@ async fn dataset_check_reports_pattern_and_mode_problems_by_file_and_line() {
         }
     };
     let dir_arg = dir.display().to_string();
+    // `dataset check --no-database` of the folder fails and reports `expected`.
+    let reports = |expected: String| {
+        let check = &check;
+        let dir_arg = dir_arg.clone();
+        async move {
+            let (ok, stdout) = check(vec![dir_arg, "--no-database".into()]).await;
+            assert!(!ok, "{stdout}");
+            assert!(
+                stdout.contains(&expected),
+                "'{expected}' missing:\n{stdout}"
+            );
+        }
+    };
 
     // As written, it passes, its SQL run in a scratch database (the snapshot view included).
     let (ok, stdout) = check(vec![dir_arg.clone()]).await;
@@ -542,34 +555,24 @@ async fn dataset_check_reports_pattern_and_mode_problems_by_file_and_line() {
         &definition,
         &DEFINITION.replace("kiosk-returns/{source}_{date}", "kiosk-returns/{source}"),
     );
-    let (ok, stdout) = check(vec![dir_arg.clone(), "--no-database".into()]).await;
-    assert!(!ok);
-    let expected = format!(
+    reports(format!(
         "{}:{}: source 'returns': key_pattern 'kiosk-returns/{{source}}' has no date: it needs {{date}} (YYYY-MM-DD) or all of {{yyyy}}, {{mm}} and {{dd}}",
         definition.display(),
         line_of(DEFINITION, "kiosk-returns/{source}_{date}")
-    );
-    assert!(
-        stdout.contains(&expected),
-        "'{expected}' missing:\n{stdout}"
-    );
+    ))
+    .await;
 
     // An unknown placeholder in the dataset's pattern.
     write(
         &definition,
         &DEFINITION.replace("{dd}/{source}_*", "{day}/{source}_*"),
     );
-    let (ok, stdout) = check(vec![dir_arg.clone(), "--no-database".into()]).await;
-    assert!(!ok);
-    let expected = format!(
+    reports(format!(
         "{}:{}: key_pattern '{{dataset}}/{{yyyy}}/{{mm}}/{{day}}/{{source}}_*' has an unknown placeholder {{day}}",
         definition.display(),
         line_of(DEFINITION, "{dataset}/{yyyy}/{mm}/{dd}/{source}_*")
-    );
-    assert!(
-        stdout.contains(&expected),
-        "'{expected}' missing:\n{stdout}"
-    );
+    ))
+    .await;
 
     // Two sources whose patterns match the same keys.
     write(
@@ -579,17 +582,12 @@ async fn dataset_check_reports_pattern_and_mode_problems_by_file_and_line() {
             "{dataset}/{yyyy}/{mm}/{dd}/*",
         ),
     );
-    let (ok, stdout) = check(vec![dir_arg.clone(), "--no-database".into()]).await;
-    assert!(!ok);
-    let expected = format!(
+    reports(format!(
         "{}:{}: sources 'sales' and 'returns' can match the same key (e.g. kiosk/1111/11/11/Sales-11111111.csv)",
         definition.display(),
         line_of(DEFINITION, "kiosk-returns/{source}_{date}")
-    );
-    assert!(
-        stdout.contains(&expected),
-        "'{expected}' missing:\n{stdout}"
-    );
+    ))
+    .await;
 
     // Another dataset in the datasets folder whose pattern matches this one's keys.
     write(&definition, DEFINITION);
@@ -612,18 +610,13 @@ async fn dataset_check_reports_pattern_and_mode_problems_by_file_and_line() {
                 "kiosk/{yyyy}/{mm}/{dd}/Sales-",
             ),
     );
-    let (ok, stdout) = check(vec![dir_arg.clone(), "--no-database".into()]).await;
-    assert!(!ok);
-    let expected = format!(
+    reports(format!(
         "{}:{}: source 'sales' can match the same key as dataset 'kiosk_copy' source 'sales' (key pattern kiosk/{{yyyy}}/{{mm}}/{{dd}}/Sales-{{yyyy}}{{mm}}{{dd}}, e.g. kiosk/1111/11/11/Sales-11111111.csv): key pattern '{{dataset}}/{{yyyy}}/{{mm}}/{{dd}}/Sales-{{yyyy}}{{mm}}{{dd}}' ({})",
         definition.display(),
         line_of(DEFINITION, "{dataset}/{yyyy}/{mm}/{dd}/Sales-"),
         other.display()
-    );
-    assert!(
-        stdout.contains(&expected),
-        "'{expected}' missing:\n{stdout}"
-    );
+    ))
+    .await;
     // The services refuse to start with both.
     let output = landfall(&env, &overrides, &["migrate"]).await;
     assert!(!output.status.success());
