@@ -183,6 +183,26 @@ impl TestEnv {
         vars
     }
 
+    /// The datasets the services of this environment load (the bundled ones).
+    pub fn datasets(&self) -> runtime::datasets::Datasets {
+        runtime::datasets::Datasets::load(&self.common_config("test").datasets_dir)
+            .expect("bundled datasets")
+    }
+
+    /// A connection of the test database's owner, once it has migrated the database as a
+    /// service does at start.
+    pub async fn migrated_client(&self) -> tokio_postgres::Client {
+        let (mut client, connection) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("test database");
+        tokio::spawn(connection);
+        runtime::db::migrate(&mut client, &self.datasets())
+            .await
+            .expect("migrating the test database");
+        client
+    }
+
     pub fn common_config(&self, service: &str) -> CommonConfig {
         let vars = self.vars();
         CommonConfig::from_env(&Env::from_fn(|name| vars.get(name).cloned()), service)

@@ -17,17 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Migrates the test database as the owner, as a service does at start.
 async fn migrate(env: &TestEnv) {
-    let vars = env.vars();
-    let datasets = runtime::datasets::Datasets::load(Path::new(&vars["LANDFALL_DATASETS_DIR"]))
-        .expect("bundled datasets");
-    let (mut client, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .expect("test database");
-    tokio::spawn(connection);
-    runtime::db::migrate(&mut client, &datasets)
-        .await
-        .expect("migrating the test database");
+    env.migrated_client().await;
 }
 
 /// A connection of the test database's owner that then runs `SET ROLE role`.

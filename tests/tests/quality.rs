@@ -2,7 +2,7 @@
 //! are written here with SQL (no transformer involved), then a `transform.completed` is
 //! published and the verdict event and `ops.quality_results` are checked.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use contract::{BatchKey, CheckOutcome, Envelope, Event, TransformCompleted};
@@ -82,17 +82,7 @@ async fn clean_batch(env: &TestEnv, day: &str) {
 
 /// Migrates the test database as a service would at start, so rows can be written first.
 async fn migrate(env: &TestEnv) {
-    let vars = env.vars();
-    let datasets = runtime::datasets::Datasets::load(Path::new(&vars["LANDFALL_DATASETS_DIR"]))
-        .expect("bundled datasets");
-    let (mut client, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .expect("test database");
-    tokio::spawn(connection);
-    runtime::db::migrate(&mut client, &datasets)
-        .await
-        .expect("migrating the test database");
+    env.migrated_client().await;
 }
 
 /// Declares the exchanges and queues, so an event published before the consumer is up waits

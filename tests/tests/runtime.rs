@@ -186,14 +186,8 @@ async fn migrations_run_once_when_services_start_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrating_a_database_of_the_old_layout_moves_its_staging_tables() {
     let env = TestEnv::new().await;
-    let datasets =
-        runtime::datasets::Datasets::load(&env.common_config("test").datasets_dir).unwrap();
-    let (mut client, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    runtime::db::migrate(&mut client, &datasets).await.unwrap();
+    let datasets = env.datasets();
+    let mut client = env.migrated_client().await;
     // Back to the layout before 0013: the tables in `staging`, the snapshot views over them as
     // they were (same definition, same comment), no `staging_rows`, 0013 not applied.
     client
@@ -279,29 +273,31 @@ async fn migrating_a_database_of_the_old_layout_moves_its_staging_tables() {
         .await,
         0
     );
-    let indexes: Vec<String> = client
-        .query(
-            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'staging_rows' AND tablename = 'orders'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(indexes, ["orders_batch_brin"]);
+    let indexes = |schema: &'static str, table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = $2
+                      ORDER BY indexname",
+                    &[&schema, &table],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        indexes("staging_rows", "orders").await,
+        ["orders_batch_brin"]
+    );
     // Nothing reads the shipment facts by batch: only their key is indexed (0015).
-    let indexes: Vec<String> = client
-        .query(
-            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'warehouse' AND tablename = 'fact_shipments'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(indexes, ["fact_shipments_pkey"]);
+    assert_eq!(
+        indexes("warehouse", "fact_shipments").await,
+        ["fact_shipments_pkey"]
+    );
     // The snapshot view reads the view, not the table.
     let snapshot: String = client
         .query_one("SELECT pg_get_viewdef('snapshot.orders'::regclass)", &[])

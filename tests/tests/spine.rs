@@ -620,16 +620,7 @@ async fn visible_orders(client: &impl tokio_postgres::GenericClient) -> Vec<(i64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_staging_views_show_the_rows_of_staged_files_only() {
     let env = TestEnv::new().await;
-    let datasets =
-        runtime::datasets::Datasets::load(&env.common_config("test").datasets_dir).unwrap();
-    let (mut stager, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .expect("test database");
-    tokio::spawn(connection);
-    runtime::db::migrate(&mut stager, &datasets)
-        .await
-        .expect("migrating the test database");
+    let mut stager = env.migrated_client().await;
     // Two versions of the orders file and a reviews file of the batch, in the ledger.
     let mut ids = Vec::new();
     for (source, version) in [("orders", "v1"), ("orders", "v2"), ("reviews", "v1")] {
