@@ -794,6 +794,31 @@ async fn in_scratch(
         }
         ran.push(format!("{} check(s)", checks.len()));
     }
+    if !inputs.dataset.reports.is_empty() {
+        // As the quality checker does for a batch that passed: each report's audit rows copied
+        // to analytics (which makes a user's published table), so the exports below find it.
+        let batch = contract::BatchKey {
+            dataset: inputs.dataset.name.clone(),
+            ingestion_date: date,
+        };
+        tx.batch_execute("SAVEPOINT landfall_check").await?;
+        match quality_checker::publish::publish(&tx, &batch, &inputs.dataset.reports).await {
+            Ok(_) => tx.batch_execute("RELEASE SAVEPOINT landfall_check").await?,
+            Err(failure) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT landfall_check")
+                    .await?;
+                report.problem(
+                    &inputs.definition.path,
+                    find_line(&inputs.definition.text, "reports"),
+                    format!("publishing the reports: {}", failure.reason()),
+                );
+            }
+        }
+        ran.push(format!(
+            "{} report(s) published",
+            inputs.dataset.reports.len()
+        ));
+    }
     if let Some((file, exports)) = inputs.exports {
         for export in exports {
             let columns: Vec<String> = std::iter::once("ingestion_date")

@@ -99,7 +99,8 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
         .query(
             "SELECT b.dataset, b.ingestion_date, b.state, array_to_string(b.sources_staged, ', '),
                     array_to_string(b.sources_missing, ', '), b.first_staged_at, b.ready_at,
-                    b.transformed_at, b.quality_at, b.exported_at, coalesce(b.trace_id, '')
+                    b.transformed_at, b.quality_at, b.exported_at, coalesce(b.trace_id, ''),
+                    b.published_at
                FROM ops.batches b
               WHERE ($1::text IS NULL OR b.dataset = $1) AND ($2::date IS NULL OR b.ingestion_date = $2)
                 AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM ops.files f WHERE f.dataset = b.dataset
@@ -121,6 +122,7 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
         "quality",
         "export",
         "checks",
+        "published",
         "trace id",
     ]);
     for row in &rows {
@@ -143,6 +145,7 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
             step(at(7), at(8)),
             step(at(8), at(9)),
             quality.get(&(dataset, date)).cloned().unwrap_or_default(),
+            published(at(7), at(11)).into(),
             row.get(10),
         ]);
     }
@@ -153,6 +156,20 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
     } else {
         format!("Batches (each stage's duration)\n{}", table.render())
     })
+}
+
+/// Whether readers of `analytics.*` see the batch's latest transform: "yes" once its checks
+/// passed and it was published; "earlier run" while an older run's audited rows are what they
+/// see (the latest is being checked, or failed); "no" when nothing of the batch was published.
+fn published(
+    transformed_at: Option<DateTime<Utc>>,
+    published_at: Option<DateTime<Utc>>,
+) -> &'static str {
+    match (transformed_at, published_at) {
+        (_, None) => "no",
+        (Some(transformed), Some(published)) if published < transformed => "earlier run",
+        (_, Some(_)) => "yes",
+    }
 }
 
 /// "passed/failed/warned" per batch, from the quality results (when the table exists).

@@ -568,6 +568,13 @@ pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+impl TestEnv {
+    /// The repository's root folder (the bundled models are under `sql/models`).
+    pub fn repo_dir() -> PathBuf {
+        repo_dir()
+    }
+}
+
 fn repo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -629,6 +636,63 @@ impl TestEnv {
     /// (staging tables included) and an event published to it is delivered.
     pub async fn wait_for_exporter_consuming(&self, deadline: Duration) {
         self.wait_consuming("exporter", deadline).await
+    }
+
+    /// Starts the five services in-process with `overrides` (e.g. `LANDFALL_MODELS_DIR`) and
+    /// waits until each consumes its queue.
+    pub async fn start_pipeline(
+        &self,
+        overrides: &[(&str, &str)],
+        deadline: Duration,
+    ) -> Vec<ServiceHandle> {
+        let services = vec![
+            self.start_ingester(overrides),
+            self.start_stager(overrides),
+            self.start_transformer(overrides),
+            self.start_quality_checker(overrides),
+            self.start_exporter(overrides),
+        ];
+        for service in [
+            "ingester",
+            "stager",
+            "transformer",
+            "quality-checker",
+            "exporter",
+        ] {
+            self.wait_consuming(service, deadline).await;
+        }
+        services
+    }
+
+    /// The batch's state once its last transform is of the files staged now and it has
+    /// settled (`exported` or `quality_failed`); `None` before.
+    pub async fn settled_state(&self, dataset: &str, date: &str) -> anyhow::Result<Option<String>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT b.state FROM ops.batches b
+                  WHERE b.dataset = $1 AND b.ingestion_date = $2::text::date
+                    AND b.state IN ('quality_failed', 'exported')
+                    AND b.transformed_files = (SELECT array_agg(file_id ORDER BY file_id)
+                                                 FROM ops.staged_sources s
+                                                WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)",
+                &[&dataset, &date],
+            )
+            .await?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    /// Waits until the dataset's batch is exported from the files staged now.
+    pub async fn wait_exported(&self, dataset: &str, date: &str, deadline: Duration) {
+        crate::wait::wait_until(&format!("{dataset} {date} exported"), deadline, || async {
+            let state = self.settled_state(dataset, date).await?;
+            anyhow::ensure!(
+                state.as_deref() != Some("quality_failed"),
+                "{dataset} {date} failed its checks"
+            );
+            Ok(state.map(|_| ()))
+        })
+        .await
     }
 
     /// Waits until `service` has a consumer on its queue (it has started, migrated and

@@ -81,16 +81,7 @@ fn export_key(dataset: &str, report: &str, date: &str) -> String {
 
 /// Waits until the dataset's batch is exported from its current files.
 async fn wait_exported(env: &TestEnv, dataset: &str, date: &str) {
-    let sql = format!(
-        "SELECT count(*) FROM ops.batches b
-          WHERE dataset = '{dataset}' AND ingestion_date = '{date}' AND state = 'exported'
-            AND transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
-                                      WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)"
-    );
-    wait_until(&format!("{dataset} {date} exported"), DEADLINE, || async {
-        Ok((env.try_count(&sql).await? == 1).then_some(()))
-    })
-    .await;
+    env.wait_exported(dataset, date, DEADLINE).await;
 }
 
 /// A report's rows of one batch, every column as text, in export order.
@@ -1113,4 +1104,52 @@ async fn status_filters(env: &TestEnv) {
         stderr.contains("'done' is neither a batch state (staging, ready, transformed, quality_passed, quality_failed, exported) nor a file state (landed, staged, rejected, superseded, missing, ignored)"),
         "{stderr}"
     );
+}
+
+/// Delta mode: a day that lands after a later day was transformed is counted in that later
+/// day's "as of" reports: the transformer runs the later day again, by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_landing_after_a_later_one_is_counted_in_its_reports() {
+    let env = TestEnv::new().await;
+    let services = env.start_pipeline(&[], DEADLINE).await;
+
+    // Day 2 alone (by hand, from the line table above): invoices 536372, 536373, 536374,
+    // C536375, 536376, 536377 = 6, one cancelled (16.67 %); sales 15.30 + 15.30 + 22.20 + 3.39
+    // + 3.70 + 13.52 + 36.00 = 109.41; cancelled 18.00 + 22.20 = 40.20, 40.20 / 109.41 = 36.74 %.
+    env.put(&retail_key(DAY2), DAY2_CSV).await;
+    wait_exported(&env, "online_retail", DAY2).await;
+    assert_eq!(
+        report(&env, "retail_cancellation_rate", "ingestion_date", DAY2).await,
+        rows(&[&["(2026-03-03,6,1,16.67,109.41,40.20,36.74)"]])
+    );
+
+    // Day 1 lands late: day 2 runs again and now covers both days, as in the in-order test.
+    env.put(&retail_key(DAY1), DAY1_CSV).await;
+    wait_exported(&env, "online_retail", DAY1).await;
+    let runs_of_day2 = format!(
+        "SELECT count(*) FROM ops.transform_runs WHERE dataset = 'online_retail' AND ingestion_date = '{DAY2}'"
+    );
+    wait_until("day 2 transformed again", DEADLINE, || async {
+        Ok((env.try_count(&runs_of_day2).await? == 2).then_some(()))
+    })
+    .await;
+    wait_exported(&env, "online_retail", DAY2).await;
+    wait_until("day 2's reports published again", DEADLINE, || async {
+        let row = report(&env, "retail_cancellation_rate", "ingestion_date", DAY2).await;
+        Ok((row == rows(&[&["(2026-03-03,13,3,23.08,301.61,53.72,17.81)"]])).then_some(()))
+    })
+    .await;
+    assert!(
+        env.get_text(&export_key(
+            "online_retail",
+            "retail_cancellation_rate",
+            DAY2
+        ))
+        .await
+        .contains("\n2026-03-03,13,3,23.08,301.61,53.72,17.81\n")
+    );
+    for service in services {
+        service.stop().await;
+    }
+    env.cleanup().await;
 }

@@ -265,11 +265,11 @@ async fn dump(env: &TestEnv) -> Vec<Vec<String>> {
         "warehouse.fact_orders",
         "warehouse.fact_shipments",
         "warehouse.fact_reviews",
-        "analytics.agg_public_holiday",
-        "analytics.agg_shipments",
-        "analytics.best_performing_product",
-        "analytics.sales_by_month",
-        "analytics.top_products_by_revenue",
+        "audit.agg_public_holiday",
+        "audit.agg_shipments",
+        "audit.best_performing_product",
+        "audit.sales_by_month",
+        "audit.top_products_by_revenue",
     ] {
         let mut rows = query_text(env, &format!("SELECT '{table}', t::text FROM {table} t")).await;
         rows.sort();
@@ -319,7 +319,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // Order 6 (New Year 2025) is more than a year old: not pooled into January.
     let holidays_day1 = "(2026-03-02,2,4,1,0,2,0,0,0,0,1,0,3)";
     assert_eq!(
-        report(&env, "analytics.agg_public_holiday", DAY1).await,
+        report(&env, "audit.agg_public_holiday", DAY1).await,
         rows(&[&[holidays_day1]])
     );
     // Late (shipped ≥ order date + 6 days, not delivered): 101 (Feb 16 → Feb 22, exactly 6
@@ -331,7 +331,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // Mar 2, D itself) = 4. Not: 103 (Mar 1 + 15 = Mar 16), 131 (Feb 16 + 15 = Mar 3), and 106
     // and 123, which were delivered.
     assert_eq!(
-        report(&env, "analytics.agg_shipments", DAY1).await,
+        report(&env, "audit.agg_shipments", DAY1).await,
         rows(&[&["(2026-03-02,6,4)"]])
     );
     // Non-empty reviews: Atlas 9 (39 points; its 2 empty lines do not count), Kite 10 (41),
@@ -345,7 +345,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // Shipments of its orders: 101, 105, 108, 109, 110, 111 and 112 (order 12 was split) = 7,
     // of which 101, 105 and 112 are late: 100 × 3 / 7 = 42.857… → 42.86 late, 57.14 early.
     assert_eq!(
-        report(&env, "analytics.best_performing_product", DAY1).await,
+        report(&env, "audit.best_performing_product", DAY1).await,
         rows(&[&["(2026-03-02,Kite,2026-02-16,t,41,10.00,0.00,10.00,30.00,50.00,57.14,42.86)"]])
     );
     // The 12 calendar months Apr 2025 … Mar 2026 (months without orders are 0):
@@ -366,7 +366,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // of D for the holiday report, but March 2025 is not one of the 12 months.
     // 27 orders of the 30 in all, 616.50 − 5.00 − 30.00 − 5.00 = 576.50.
     assert_eq!(
-        report(&env, "analytics.sales_by_month", DAY1).await,
+        report(&env, "audit.sales_by_month", DAY1).await,
         rows(&[
             &["(2026-03-02,2025-04-01,16.00,1)"],
             &["(2026-03-02,2025-05-01,18.00,2)"],
@@ -395,7 +395,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     //   product 9 (unknown: no name): 7                       =   1.00, 1
     //   Soap (11):  29                                        =   0.50, 1 — 11th, not listed.
     assert_eq!(
-        report(&env, "analytics.top_products_by_revenue", DAY1).await,
+        report(&env, "audit.top_products_by_revenue", DAY1).await,
         rows(&[
             &["(2026-03-02,1,3,Radio,140.00,5)"],
             &["(2026-03-02,2,10,Drum,135.00,2)"],
@@ -583,14 +583,14 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // orders 8 and 32 are on Founders Day, D itself (order_date ≤ D) → March 2. The other months
     // are as on day 1: Jan 2, Feb 4, May 2, Oct 1, Dec 3.
     assert_eq!(
-        report(&env, "analytics.agg_public_holiday", DAY2).await,
+        report(&env, "audit.agg_public_holiday", DAY2).await,
         rows(&[&["(2026-03-03,2,4,2,0,2,0,0,0,0,1,0,3)"]])
     );
     // Shipments: 124 was delivered on Mar 2 → no longer late: 101, 105, 112, 113 and 119 = 5.
     // Undelivered: day 1's four (104, 110, 121, 130) and now 131 (Feb 16 + 15 days = Mar 3 =
     // D) = 5; 107's order is on D itself, 103's on Mar 1.
     assert_eq!(
-        report(&env, "analytics.agg_shipments", DAY2).await,
+        report(&env, "audit.agg_shipments", DAY2).await,
         rows(&[&["(2026-03-03,5,5)"]])
     );
     // Reviews: Atlas 9 (39), Kite 10 (41), Radio 10 (43), Lamp 10 (43), Mug 2. Three products
@@ -603,14 +603,14 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // Shipments of its orders: 104 (never shipped), 113 (late), 114, 115 (6 days but delivered)
     // and 116 (2 days) → 1 late of 5 = 20.00, 80.00 early.
     assert_eq!(
-        report(&env, "analytics.best_performing_product", DAY2).await,
+        report(&env, "audit.best_performing_product", DAY2).await,
         rows(&[&["(2026-03-03,Radio,2025-12-25,t,43,0.00,0.00,10.00,50.00,40.00,80.00,20.00)"]])
     );
     // Revenue: as on day 1, plus order 8 for Kite (55.00 + 5.00 = 60.00, 7 orders) and order 32
     // for Atlas (50.00 + 10.00 = 60.00, 4 orders): a tie, the lower product_id ranks first;
-    // Kite under its current name. Soap is still 11th.
+    // Kite under its day-2 name. Soap is still 11th.
     assert_eq!(
-        report(&env, "analytics.top_products_by_revenue", DAY2).await,
+        report(&env, "audit.top_products_by_revenue", DAY2).await,
         rows(&[
             &["(2026-03-03,1,3,Radio,140.00,5)"],
             &["(2026-03-03,2,10,Drum,135.00,2)"],
@@ -628,7 +628,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // both on D itself: 10.00 + 5.00 + 10.00 = 25.00 from 3 orders. The other months are as on
     // day 1: 29 orders and 576.50 + 15.00 = 591.50 in all.
     assert_eq!(
-        report(&env, "analytics.sales_by_month", DAY2).await,
+        report(&env, "audit.sales_by_month", DAY2).await,
         rows(&[
             &["(2026-03-03,2025-04-01,16.00,1)"],
             &["(2026-03-03,2025-05-01,18.00,2)"],
@@ -646,25 +646,26 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     );
     // Day 1's rows are still there (history kept), though day 2's differ.
     assert_eq!(
-        report(&env, "analytics.agg_public_holiday", DAY1).await,
+        report(&env, "audit.agg_public_holiday", DAY1).await,
         rows(&[&[holidays_day1]])
     );
     assert_eq!(
-        report(&env, "analytics.agg_shipments", DAY1).await,
+        report(&env, "audit.agg_shipments", DAY1).await,
         rows(&[&["(2026-03-02,6,4)"]])
     );
 
     // A corrected day-1 reviews file lands after day 2: Kite's one-star review is withdrawn.
     // Kite then has 9 reviews (1 three-star, 3 four-star, 5 five-star = 40 points) and Atlas 9
-    // (39 points): the tie on count goes to the higher points → Kite, now named "Kite Pro"
-    // (current row). Stars of 9: 100/9 = 11.11, 300/9 = 33.33, 500/9 = 55.555… → 55.56. Its
-    // most ordered day and shipments are day 1's: Feb 16 (t), 42.86 late, 57.14 early.
+    // (39 points): the tie on count goes to the higher points → Kite, named "Kite" on day 1
+    // (the version valid on the batch date; "Kite Pro" since day 2). Stars of 9: 100/9 = 11.11,
+    // 300/9 = 33.33, 500/9 = 55.555… → 55.56. Its most ordered day and shipments are day 1's:
+    // Feb 16 (t), 42.86 late, 57.14 early.
     let fact_reviews_before = query_text(
         &env,
         "SELECT t::text FROM warehouse.fact_reviews t ORDER BY source_line",
     )
     .await;
-    let day2_before = report(&env, "analytics.best_performing_product", DAY2).await;
+    let day2_before = report(&env, "audit.best_performing_product", DAY2).await;
     let day2_exported_at = exported_at(&env, DAY2).await;
     let corrected = REVIEWS_DAY1.replacen("\n1,2\n", "\n", 1);
     assert_eq!(corrected.lines().count(), REVIEWS_DAY1.lines().count() - 1);
@@ -676,20 +677,17 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
         .get_text(&export_key("best_performing_product", DAY1))
         .await;
     assert!(
-        best_csv.contains(
-            "2026-03-02,Kite Pro,2026-02-16,t,40,0.00,0.00,11.11,33.33,55.56,57.14,42.86"
-        ),
+        best_csv
+            .contains("2026-03-02,Kite,2026-02-16,t,40,0.00,0.00,11.11,33.33,55.56,57.14,42.86"),
         "{best_csv}"
     );
     assert_eq!(exported_at(&env, DAY2).await, day2_exported_at);
     assert_eq!(
-        report(&env, "analytics.best_performing_product", DAY1).await,
-        rows(&[&[
-            "(2026-03-02,\"Kite Pro\",2026-02-16,t,40,0.00,0.00,11.11,33.33,55.56,57.14,42.86)"
-        ]])
+        report(&env, "audit.best_performing_product", DAY1).await,
+        rows(&[&["(2026-03-02,Kite,2026-02-16,t,40,0.00,0.00,11.11,33.33,55.56,57.14,42.86)"]])
     );
     assert_eq!(
-        report(&env, "analytics.best_performing_product", DAY2).await,
+        report(&env, "audit.best_performing_product", DAY2).await,
         day2_before
     );
     assert_eq!(
@@ -872,7 +870,7 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
     let mut all: Vec<&str> = dependencies.iter().map(|(name, _)| name.as_str()).collect();
     all.sort();
     assert_eq!(names, all, "every model once: {ran:?}");
-    assert_eq!(all.len(), 11);
+    assert_eq!(all.len(), 12);
     assert_dependency_order(&ran, &dependencies);
 
     // Rows per model, by hand, on an empty warehouse, and what the tables hold for the batch:
@@ -880,9 +878,17 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
     // calendar 2025–2026) = 365 + 365; the six customers; the ten products; orders 1–7 and
     // 9–31 = 30; shipments 100–106 and 108–131 = 31; the 33 review lines (the empty ones too);
     // one row per batch for the three single-row reports; sales_by_month the 12 months
-    // Apr 2025 … Mar 2026; top_products_by_revenue 10 of the 11 products ordered.
+    // Apr 2025 … Mar 2026; top_products_by_revenue 10 of the 11 products ordered;
+    // holiday_calendar the batch's calendar as a version: its 11 dates and the version itself.
     let d = DAY1;
     let expected: &[(&str, u64, String)] = &[
+        (
+            "holiday_calendar",
+            12,
+            "SELECT (SELECT count(*) FROM warehouse.holiday_calendar_days)
+                  + (SELECT count(*) FROM warehouse.holiday_calendars)"
+                .into(),
+        ),
         (
             "dim_date",
             730,
@@ -916,32 +922,30 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
         (
             "agg_public_holiday",
             1,
-            format!(
-                "SELECT count(*) FROM analytics.agg_public_holiday WHERE ingestion_date = '{d}'"
-            ),
+            format!("SELECT count(*) FROM audit.agg_public_holiday WHERE ingestion_date = '{d}'"),
         ),
         (
             "agg_shipments",
             1,
-            format!("SELECT count(*) FROM analytics.agg_shipments WHERE ingestion_date = '{d}'"),
+            format!("SELECT count(*) FROM audit.agg_shipments WHERE ingestion_date = '{d}'"),
         ),
         (
             "best_performing_product",
             1,
             format!(
-                "SELECT count(*) FROM analytics.best_performing_product WHERE ingestion_date = '{d}'"
+                "SELECT count(*) FROM audit.best_performing_product WHERE ingestion_date = '{d}'"
             ),
         ),
         (
             "sales_by_month",
             12,
-            format!("SELECT count(*) FROM analytics.sales_by_month WHERE ingestion_date = '{d}'"),
+            format!("SELECT count(*) FROM audit.sales_by_month WHERE ingestion_date = '{d}'"),
         ),
         (
             "top_products_by_revenue",
             10,
             format!(
-                "SELECT count(*) FROM analytics.top_products_by_revenue WHERE ingestion_date = '{d}'"
+                "SELECT count(*) FROM audit.top_products_by_revenue WHERE ingestion_date = '{d}'"
             ),
         ),
     ];
@@ -1061,7 +1065,7 @@ async fn a_rerun_reports_the_rows_each_report_holds_for_the_batch() {
     ] {
         let held = env
             .count(&format!(
-                "SELECT count(*) FROM analytics.{report} WHERE ingestion_date = '{DAY1}'"
+                "SELECT count(*) FROM audit.{report} WHERE ingestion_date = '{DAY1}'"
             ))
             .await;
         assert_eq!(held, rows, "{report} holds {rows} rows for the batch");
@@ -1135,7 +1139,7 @@ async fn landfall_transform_models_runs_them_with_their_upstream_only() {
         async move { env.count(&sql).await }
     };
 
-    // agg_public_holiday depends on dim_date only.
+    // agg_public_holiday depends on holiday_calendar only.
     let output = transform(&["agg_public_holiday"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -1143,13 +1147,17 @@ async fn landfall_transform_models_runs_them_with_their_upstream_only() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(last_run().await, ["dim_date", "agg_public_holiday"]);
+    assert_eq!(last_run().await, ["holiday_calendar", "agg_public_holiday"]);
     let table_models: Vec<&str> = stdout
         .lines()
         .filter_map(|line| line.split_whitespace().next())
         .filter(|word| dependencies.iter().any(|(name, _)| name == word))
         .collect();
-    assert_eq!(table_models, ["dim_date", "agg_public_holiday"], "{stdout}");
+    assert_eq!(
+        table_models,
+        ["holiday_calendar", "agg_public_holiday"],
+        "{stdout}"
+    );
     spy.until("the command's transform.completed", DEADLINE, |seen| {
         seen.iter()
             .any(|event| event.event_type == "transform.completed")
@@ -1165,24 +1173,26 @@ async fn landfall_transform_models_runs_them_with_their_upstream_only() {
         .iter()
         .map(|run| run.model.as_str())
         .collect();
-    assert_eq!(published, ["dim_date", "agg_public_holiday"]);
+    assert_eq!(published, ["holiday_calendar", "agg_public_holiday"]);
     // Its value as worked out in the big test (January 2, February 4, March 1, May 2, October 1,
-    // December 3) — it needs only dim_date's holiday flags.
+    // December 3) — it needs only the holiday calendar as of its date.
     assert_eq!(
-        report(&env, "analytics.agg_public_holiday", DAY1).await,
+        report(&env, "audit.agg_public_holiday", DAY1).await,
         rows(&[&["(2026-03-02,2,4,1,0,2,0,0,0,0,1,0,3)"]])
     );
-    assert_eq!(count("warehouse.dim_date").await, 730);
+    // The day's calendar: the 11 dates of HOLIDAYS.
+    assert_eq!(count("warehouse.holiday_calendar_days").await, 11);
     for table in [
+        "warehouse.dim_date",
         "warehouse.dim_customer",
         "warehouse.dim_product",
         "warehouse.fact_orders",
         "warehouse.fact_shipments",
         "warehouse.fact_reviews",
-        "analytics.agg_shipments",
-        "analytics.best_performing_product",
-        "analytics.sales_by_month",
-        "analytics.top_products_by_revenue",
+        "audit.agg_shipments",
+        "audit.best_performing_product",
+        "audit.sales_by_month",
+        "audit.top_products_by_revenue",
     ] {
         assert_eq!(count(table).await, 0, "{table} was not to run");
     }
@@ -1207,7 +1217,8 @@ async fn landfall_transform_models_runs_them_with_their_upstream_only() {
             "dim_date",
             "dim_product",
             "fact_orders",
-            "fact_reviews"
+            "fact_reviews",
+            "holiday_calendar"
         ]
     );
     assert_dependency_order(
@@ -1216,16 +1227,16 @@ async fn landfall_transform_models_runs_them_with_their_upstream_only() {
     );
     // The big test's hand-worked day-1 row.
     assert_eq!(
-        report(&env, "analytics.best_performing_product", DAY1).await,
+        report(&env, "audit.best_performing_product", DAY1).await,
         rows(&[&["(2026-03-02,Kite,2026-02-16,t,41,10.00,0.00,10.00,30.00,50.00,57.14,42.86)"]])
     );
     assert_eq!(count("warehouse.fact_orders").await, 30);
     assert_eq!(count("warehouse.dim_customer").await, 6);
     for table in [
         "warehouse.fact_shipments",
-        "analytics.agg_shipments",
-        "analytics.sales_by_month",
-        "analytics.top_products_by_revenue",
+        "audit.agg_shipments",
+        "audit.sales_by_month",
+        "audit.top_products_by_revenue",
     ] {
         assert_eq!(count(table).await, 0, "{table} was not to run");
     }

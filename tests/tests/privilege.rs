@@ -116,7 +116,11 @@ async fn forbidden_reads_and_writes_are_refused() {
         (
             "landfall_quality_checker",
             &[
-                "INSERT INTO analytics.agg_shipments VALUES (DATE '2026-03-01', 1, 1)",
+                // It publishes (INSERT, DELETE in analytics) but never changes a row in place,
+                // nor the audited rows it checks.
+                "UPDATE analytics.agg_shipments SET tt_late_shipments = 0",
+                "INSERT INTO audit.agg_shipments VALUES (DATE '2026-03-01', 1, 1)",
+                "DELETE FROM audit.sales_by_month",
                 "UPDATE warehouse.fact_orders SET quantity = 0",
                 "DELETE FROM staging.orders",
                 "SELECT count(*) FROM staging_rows.orders",
@@ -142,6 +146,7 @@ async fn forbidden_reads_and_writes_are_refused() {
                 "DELETE FROM ops.quality_results",
                 "UPDATE ops.files SET state = 'staged'",
                 "CREATE TABLE analytics.sneaky (id int)",
+                "SELECT count(*) FROM audit.agg_shipments",
             ],
         ),
     ];
@@ -279,6 +284,12 @@ async fn each_role_can_do_its_own_work() {
              INSERT INTO analytics.own_report VALUES (ops.batch_date(), 1);
              CREATE TABLE IF NOT EXISTS warehouse.own_fact (id bigserial PRIMARY KEY, n integer);
              INSERT INTO warehouse.own_fact (n) VALUES (1);
+             DELETE FROM audit.sales_by_month WHERE ingestion_date = ops.batch_date();
+             INSERT INTO audit.agg_shipments (ingestion_date, tt_late_shipments, tt_undelivered_shipments)
+             VALUES (ops.batch_date(), 3, 4)
+             ON CONFLICT (ingestion_date) DO UPDATE SET tt_late_shipments = EXCLUDED.tt_late_shipments;
+             CREATE TABLE IF NOT EXISTS audit.own_audited (ingestion_date date NOT NULL, n integer NOT NULL);
+             INSERT INTO audit.own_audited VALUES (ops.batch_date(), 2);
              INSERT INTO ops.transform_runs (dataset, ingestion_date, file_ids, models, started_at)
              VALUES ('ecommerce', {day}, '{{1}}', '[]', now());
              UPDATE ops.batches SET state = 'transformed', transformed_at = clock_timestamp(), transformed_files = '{{1}}',
@@ -343,8 +354,9 @@ async fn each_role_can_do_its_own_work() {
     )
     .await;
 
-    // The quality checker reads every layer (the transformer's own tables too), stores its
-    // results and moves the batch on.
+    // The quality checker reads every layer (the transformer's own tables too), publishes the
+    // audited reports (a user's report table made like its audit table), stores its results and
+    // moves the batch on.
     let checker = connect_as(&env, "landfall_quality_checker").await;
     assert_allowed(
         &checker,
@@ -356,6 +368,13 @@ async fn each_role_can_do_its_own_work() {
              SELECT count(*) FROM staging.orders WHERE _batch = ops.batch_date();
              SELECT count(*) FROM warehouse.dim_customer JOIN warehouse.fact_orders USING (customer_key);
              SELECT count(*) FROM analytics.agg_shipments, analytics.own_report, warehouse.own_fact;
+             SELECT count(*) FROM audit.agg_shipments, audit.own_audited;
+             CREATE TABLE analytics.own_audited (LIKE audit.own_audited INCLUDING ALL);
+             DELETE FROM analytics.agg_shipments WHERE ingestion_date = {day};
+             INSERT INTO analytics.agg_shipments SELECT * FROM audit.agg_shipments WHERE ingestion_date = {day};
+             INSERT INTO analytics.own_audited SELECT * FROM audit.own_audited WHERE ingestion_date = {day};
+             UPDATE ops.batches SET published_at = clock_timestamp()
+              WHERE dataset = 'ecommerce' AND ingestion_date = {day};
              INSERT INTO ops.quality_results (dataset, ingestion_date, check_name, check_kind, severity, status,
                                               failing_rows, sample, error, sql, duration_ms, transform_event_id)
              VALUES ('ecommerce', {day}, 'c', 'unique', 'error', 'passed', 0, '[]', NULL, 'SELECT 1', 1, gen_random_uuid());
@@ -369,7 +388,11 @@ async fn each_role_can_do_its_own_work() {
     // The exporter reads the reports (the transformer's own too), records the export, marks
     // the batch and prunes staging.
     let exporter = connect_as(&env, "landfall_exporter").await;
-    for table in ["analytics.agg_shipments", "analytics.own_report"] {
+    for table in [
+        "analytics.agg_shipments",
+        "analytics.own_report",
+        "analytics.own_audited",
+    ] {
         let copied = exporter
             .copy_out(
                 format!("COPY (SELECT * FROM {table} WHERE ingestion_date = {day}) TO STDOUT WITH (FORMAT csv, HEADER)")

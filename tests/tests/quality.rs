@@ -33,25 +33,25 @@ INSERT INTO staging_rows.customers (_file_id, _line, _batch, customer_id, custom
 VALUES (4, 2, {day}, 1, 'Ada', '10115'), (4, 3, {day}, 2, 'Bob', '20095');
 INSERT INTO staging_rows.products (_file_id, _line, _batch, product_id, product_category, product_name)
 VALUES (5, 2, {day}, 10, 'toys', 'Kite'), (5, 3, {day}, 11, 'books', 'Atlas');
-INSERT INTO analytics.agg_public_holiday (ingestion_date, tt_order_hol_jan, tt_order_hol_feb,
+INSERT INTO audit.agg_public_holiday (ingestion_date, tt_order_hol_jan, tt_order_hol_feb,
     tt_order_hol_mar, tt_order_hol_apr, tt_order_hol_may, tt_order_hol_jun, tt_order_hol_jul,
     tt_order_hol_aug, tt_order_hol_sep, tt_order_hol_oct, tt_order_hol_nov, tt_order_hol_dec)
 VALUES ({day}, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-INSERT INTO analytics.agg_shipments (ingestion_date, tt_late_shipments, tt_undelivered_shipments)
+INSERT INTO audit.agg_shipments (ingestion_date, tt_late_shipments, tt_undelivered_shipments)
 VALUES ({day}, 0, 1);
-INSERT INTO analytics.best_performing_product (ingestion_date, product_name, most_ordered_day,
+INSERT INTO audit.best_performing_product (ingestion_date, product_name, most_ordered_day,
     is_public_holiday, tt_review_points, pct_one_star_review, pct_two_star_review,
     pct_three_star_review, pct_four_star_review, pct_five_star_review, pct_early_shipments,
     pct_late_shipments)
 VALUES ({day}, 'Kite', {day} - 2, false, 8, 0, 0, 50, 0, 50, 100, 0);
 -- The 12 months up to the batch's own; both orders fall in the month of the day before it.
-INSERT INTO analytics.sales_by_month (ingestion_date, month, revenue, order_count)
+INSERT INTO audit.sales_by_month (ingestion_date, month, revenue, order_count)
 SELECT {day}, month::date,
        CASE WHEN month = date_trunc('month', {day} - 1) THEN 20.50 ELSE 0 END,
        CASE WHEN month = date_trunc('month', {day} - 1) THEN 2 ELSE 0 END
   FROM generate_series(date_trunc('month', {day}) - interval '11 months',
                        date_trunc('month', {day}), interval '1 month') AS month;
-INSERT INTO analytics.top_products_by_revenue (ingestion_date, rank, product_id, product_name,
+INSERT INTO audit.top_products_by_revenue (ingestion_date, rank, product_id, product_name,
     revenue, order_count)
 VALUES ({day}, 1, 11, 'Atlas', 10.50, 1), ({day}, 2, 10, 'Kite', 10.00, 1);
 INSERT INTO ops.batches (dataset, ingestion_date, state) VALUES ('ecommerce', {day}, 'transformed');
@@ -221,7 +221,7 @@ async fn a_clean_batch_passes_every_bundled_check() {
                                           product_id, unit_price, quantity, total_price)
          VALUES (9, 2, {day}, 1, 1, {day}, 10, 1.00, 1, 1.00),
                 (9, 3, {day}, 1, 1, {day}, 10, 1.00, 1, 7.00);
-         INSERT INTO analytics.agg_shipments VALUES ({day}, -1, 0);",
+         INSERT INTO audit.agg_shipments VALUES ({day}, -1, 0);",
         OTHER_DAY,
     )
     .await;

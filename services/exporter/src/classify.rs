@@ -5,15 +5,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use runtime::Failure;
 
 /// A database error: transient when the connection or server was the problem.
-pub fn db(error: tokio_postgres::Error, doing: impl Into<String>) -> Failure {
-    let transient = runtime::failure::is_transient_db_error(&error);
-    let error = anyhow::Error::new(error).context(doing.into());
-    if transient {
-        Failure::Transient(error)
-    } else {
-        Failure::Permanent(error)
-    }
-}
+pub use runtime::failure::db;
 
 /// An S3 SDK error: transient for network errors, timeouts, 5xx and throttling. A retry of
 /// the whole export is safe because every object is written to the same key again.

@@ -1,9 +1,12 @@
 //! The quality-checker: on `transform.completed`, runs the checks declared for the batch's
 //! dataset in `<models_dir>/<dataset>/checks.toml`, stores one result per check in
 //! `ops.quality_results`, and publishes `quality.passed` (the batch may be exported) or
-//! `quality.failed` (an error-severity check failed or could not run).
+//! `quality.failed` (an error-severity check failed or could not run). A batch that passes is
+//! published in the same transaction: its report rows go from `audit` to `analytics`
+//! ([`publish`]).
 
 pub mod checks;
+pub mod publish;
 pub mod run;
 pub mod sql;
 
@@ -25,6 +28,8 @@ pub struct QualityChecker {
     /// The service's pool, to run a batch's checks on a second connection beside the consumer's
     /// transaction; `None` runs them one after another in the consumer's transaction.
     pub second_connection: Option<deadpool_postgres::Pool>,
+    /// The datasets, for the report tables a passed batch publishes.
+    pub datasets: Arc<runtime::datasets::Datasets>,
 }
 
 impl Handler for QualityChecker {
@@ -65,10 +70,17 @@ impl Handler for QualityChecker {
             _ => "quality_passed",
         };
         record_batch_state(tx, batch, state).await?;
+        let published = match (&event.payload, self.datasets.get(&batch.dataset)) {
+            (Event::QualityPassed(_), Some(dataset)) => {
+                Some(publish::publish(tx, batch, &dataset.reports).await?)
+            }
+            _ => None,
+        };
         tracing::info!(
             batch = %batch,
             checks_run = results.len(),
             state,
+            published_rows = published,
             "quality checks ran"
         );
         Ok(vec![event])
@@ -163,6 +175,7 @@ pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()>
     let checker = QualityChecker {
         catalog: Arc::new(catalog),
         second_connection: Some(ctx.pool.clone()),
+        datasets: ctx.datasets.clone(),
     };
     ctx.serve(spec, MessageKind::Events, checker).await
 }

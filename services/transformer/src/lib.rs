@@ -80,21 +80,67 @@ impl Handler for Transformer {
             .cloned()
             .unwrap_or_default();
         let all: Vec<&models::Model> = models.models().iter().collect();
-        let event = transform_batch(
-            tx,
-            batch,
-            &all,
-            file_ids,
-            &self.ctx.config.service_name,
-            Some(envelope.event_id),
-            Some((&self.models_pool, self.ctx.config.transform_parallelism)),
-        )
-        .await?;
-        Ok(vec![event])
+        let parallel = Some((&self.models_pool, self.ctx.config.transform_parallelism));
+        let service = &self.ctx.config.service_name;
+        let cause = Some(envelope.event_id);
+        let mut events =
+            vec![transform_batch(tx, batch, &all, file_ids, service, cause, parallel).await?];
+        for (later, file_ids) in self.later_batches_to_rerun(tx, batch).await? {
+            tracing::info!(batch = %later, after = %batch, "re-running a later batch: its reports cover this one");
+            events
+                .push(transform_batch(tx, &later, &all, file_ids, service, cause, parallel).await?);
+        }
+        Ok(events)
     }
 }
 
 impl Transformer {
+    /// In a dataset with a delta source, a report as of D covers every batch up to D: when a
+    /// batch is transformed after later ones were (it landed late, or was corrected), those
+    /// later batches are transformed again, in date order, from their staged files, in the
+    /// same transaction. A snapshot dataset's batches each carry their own state: none is.
+    async fn later_batches_to_rerun(
+        &self,
+        tx: &Transaction<'_>,
+        batch: &BatchKey,
+    ) -> Result<Vec<(BatchKey, Vec<i64>)>, Failure> {
+        let delta = self
+            .ctx
+            .datasets
+            .get(&batch.dataset)
+            .is_some_and(|dataset| {
+                dataset
+                    .sources
+                    .iter()
+                    .any(|source| source.mode() == runtime::datasets::Mode::Delta)
+            });
+        if !delta {
+            return Ok(Vec::new());
+        }
+        let rows = tx
+            .query(
+                "SELECT b.ingestion_date,
+                        (SELECT array_agg(s.file_id ORDER BY s.file_id) FROM ops.staged_sources s
+                          WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)
+                   FROM ops.batches b
+                  WHERE b.dataset = $1 AND b.ingestion_date > $2 AND b.transformed_files IS NOT NULL
+                  ORDER BY b.ingestion_date
+                    FOR UPDATE OF b",
+                &[&batch.dataset, &batch.ingestion_date],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let later = BatchKey {
+                    dataset: batch.dataset.clone(),
+                    ingestion_date: row.get(0),
+                };
+                (later, row.get::<_, Option<Vec<i64>>>(1).unwrap_or_default())
+            })
+            .collect())
+    }
+
     /// Records which sources the batch has; returns the staged file ids when the batch is
     /// complete and was not yet transformed from exactly these files.
     async fn track_batch(

@@ -172,16 +172,10 @@ async fn run_one(
         .instrument(span.clone())
         .await
         .map_err(|error| {
-            let transient = runtime::failure::is_transient_db_error(&error);
-            let error = anyhow::Error::new(error).context(format!(
-                "model {} failed for batch {batch_date}",
-                model.name
-            ));
-            if transient {
-                Failure::Transient(error)
-            } else {
-                Failure::Permanent(error)
-            }
+            runtime::failure::db(
+                error,
+                format!("model {} failed for batch {batch_date}", model.name),
+            )
         })?;
     let completed: Vec<u64> = messages
         .iter()

@@ -57,6 +57,12 @@ pub struct Dataset {
     /// A file whose rejected share of rows exceeds this (0..1) is rejected as a whole.
     #[serde(default = "default_reject_threshold")]
     pub reject_threshold: f64,
+    /// The report tables (write, audit, publish): the models write a batch's rows to
+    /// `audit.<report>`, the checks read them there, and the quality checker copies them to
+    /// `analytics.<report>` when the batch's error-severity checks pass. Each table has an
+    /// `ingestion_date` column.
+    #[serde(default)]
+    pub reports: Vec<String>,
     pub sources: Vec<Source>,
 }
 
@@ -507,6 +513,13 @@ fn validate(dataset: &mut Dataset) -> anyhow::Result<()> {
     }
     if dataset.sources.is_empty() {
         bail!("dataset '{}' has no sources", dataset.name);
+    }
+    let mut report_names = HashSet::new();
+    for report in &dataset.reports {
+        check_name("report table", report)?;
+        if !report_names.insert(report) {
+            bail!("report '{report}' is listed twice");
+        }
     }
     let mut source_names = HashSet::new();
     for source in &dataset.sources {

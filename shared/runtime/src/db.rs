@@ -131,6 +131,10 @@ async fn apply_migrations(
         .batch_execute("SELECT ops.apply_staging_rows_grants()")
         .await
         .context("granting the staged rows' tables (ops.apply_staging_rows_grants)")?;
+    client
+        .batch_execute("SELECT ops.apply_audit_grants()")
+        .await
+        .context("granting the audit schema's tables (ops.apply_audit_grants)")?;
     Ok(applied)
 }
 

@@ -57,6 +57,18 @@ impl From<deadpool_postgres::PoolError> for Failure {
     }
 }
 
+/// A database error with what was being done: transient when the connection or server was the
+/// problem ([`is_transient_db_error`]), else permanent.
+pub fn db(error: tokio_postgres::Error, doing: impl Into<String>) -> Failure {
+    let transient = is_transient_db_error(&error);
+    let error = anyhow::Error::new(error).context(doing.into());
+    if transient {
+        Failure::Transient(error)
+    } else {
+        Failure::Permanent(error)
+    }
+}
+
 /// Whether a database error is worth retrying: lost connections, serialization failures,
 /// deadlocks, a server shutting down or out of resources. Constraint and data errors are not.
 pub fn is_transient_db_error(error: &tokio_postgres::Error) -> bool {

@@ -10,7 +10,7 @@
 -- 1.5 s of CPU for 2M shipments.
 SET LOCAL work_mem TO DEFAULT;
 
-INSERT INTO analytics.agg_shipments AS a (ingestion_date, tt_late_shipments, tt_undelivered_shipments)
+INSERT INTO audit.agg_shipments AS a (ingestion_date, tt_late_shipments, tt_undelivered_shipments)
 SELECT ops.batch_date(),
        count(*) FILTER (WHERE s.shipment_date >= o.order_date + 6 AND s.delivery_date IS NULL),
        count(*) FILTER (WHERE s.shipment_date IS NULL AND s.delivery_date IS NULL

@@ -1,11 +1,14 @@
 -- model: best_performing_product
--- depends_on: dim_date, dim_product, fact_reviews, fact_orders
+-- depends_on: holiday_calendar, dim_product, fact_reviews, fact_orders
 -- The product with the most (non-empty) reviews in the batch; ties → more review points, then
 -- the lower product_id. Its most ordered day (ties → larger quantity, then the earlier date)
 -- and whether that is a public holiday; its star shares; the share of its shipments that are
 -- late (shipped ≥ 6 days after the order and not delivered) and the rest early. Reviews,
 -- orders and shipments are counted separately, never joined to each other (no fan-out).
--- Without any review the row is still written, with NULLs.
+-- Without any review the row is still written, with NULLs. As of the batch date D: the
+-- product's name is its dimension version valid on D, and "public holiday" follows the calendar
+-- that applied on D, so a re-run of an old batch after later renames gives the old name.
+-- Written to audit.* and published by the quality checker once the batch's checks pass.
 -- (`(SELECT ops.batch_date())` is evaluated once per statement, not once per row, and lets the
 -- BRIN index on staging `_batch` work.)
 WITH per_product AS (
@@ -42,14 +45,18 @@ shipments AS (
       JOIN best_orders o ON o.order_id = s.order_id
      WHERE s._batch = (SELECT ops.batch_date())
 )
-INSERT INTO analytics.best_performing_product AS b (
+INSERT INTO audit.best_performing_product AS b (
     ingestion_date, product_name, most_ordered_day, is_public_holiday, tt_review_points,
     pct_one_star_review, pct_two_star_review, pct_three_star_review, pct_four_star_review, pct_five_star_review,
     pct_early_shipments, pct_late_shipments)
 SELECT ops.batch_date(),
        p.product_name,
        busiest_day.order_date,
-       d.is_public_holiday,
+       CASE WHEN busiest_day.order_date IS NULL THEN NULL
+            ELSE extract(isodow FROM busiest_day.order_date) <= 5
+                 AND EXISTS (SELECT 1 FROM warehouse.holiday_calendar_days c
+                              WHERE c.calendar_batch = warehouse.holiday_calendar_as_of(ops.batch_date())
+                                AND c.holiday_date = busiest_day.order_date) END,
        best.points,
        round(100.0 * best.one_star / best.reviews, 2),
        round(100.0 * best.two_star / best.reviews, 2),
@@ -66,8 +73,9 @@ SELECT ops.batch_date(),
   LEFT JOIN best ON true
   LEFT JOIN busiest_day ON true
   CROSS JOIN shipments
-  LEFT JOIN warehouse.dim_date d ON d.calendar_date = busiest_day.order_date
-  LEFT JOIN warehouse.dim_product p ON p.product_id = best.product_id AND p.is_current AND p.product_key <> -1
+  LEFT JOIN warehouse.dim_product p
+         ON p.product_id = best.product_id AND p.product_key <> -1
+        AND p.valid_from <= ops.batch_date() AND (p.valid_to IS NULL OR p.valid_to > ops.batch_date())
 ON CONFLICT (ingestion_date) DO UPDATE
    SET product_name = EXCLUDED.product_name, most_ordered_day = EXCLUDED.most_ordered_day,
        is_public_holiday = EXCLUDED.is_public_holiday, tt_review_points = EXCLUDED.tt_review_points,

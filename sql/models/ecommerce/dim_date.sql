@@ -1,12 +1,15 @@
 -- model: dim_date
--- depends_on:
+-- depends_on: holiday_calendar
 -- One row per day covering every date the data refers to: the whole years of the earliest and
--- latest order, shipment, delivery and holiday (and the batch date). The newest holiday calendar
--- staged replaces earlier ones. A public holiday is a weekday listed in the calendar.
+-- latest order, shipment, delivery and holiday (and the batch date). A public holiday is a
+-- weekday listed in the calendar. This is the current state: the flags follow the newest
+-- calendar of all (holiday_calendar keeps every version). A report as of a batch date reads the
+-- calendar that applied on that date instead (warehouse.holiday_calendar_as_of).
+
 WITH calendar AS (
     SELECT holiday_date, name
-      FROM staging.holidays
-     WHERE _batch = (SELECT max(_batch) FROM staging.holidays)
+      FROM warehouse.holiday_calendar_days
+     WHERE calendar_batch = (SELECT max(calendar_batch) FROM warehouse.holiday_calendars)
 ),
 -- Each table's earliest and latest date in one pass over it (min and max ignore NULLs, and so
 -- do least and greatest unless every argument is NULL). The batch's own rows only: every
@@ -51,5 +54,5 @@ ON CONFLICT (date_key) DO UPDATE
        working_day = EXCLUDED.working_day
  WHERE (d.is_public_holiday, d.holiday_name, d.working_day)
        IS DISTINCT FROM (EXCLUDED.is_public_holiday, EXCLUDED.holiday_name, EXCLUDED.working_day)
-   -- Without a staged calendar the flags already known are kept.
-   AND EXISTS (SELECT 1 FROM staging.holidays);
+   -- Without any calendar the flags already known are kept.
+   AND EXISTS (SELECT 1 FROM warehouse.holiday_calendars);

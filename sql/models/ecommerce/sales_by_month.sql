@@ -5,9 +5,9 @@
 -- orders are reported as 0.
 -- (The batch's orders are summed per month first, in one pass, then joined to the 12 months;
 -- `(SELECT ops.batch_date())` is evaluated once per statement, not once per row.)
-DELETE FROM analytics.sales_by_month WHERE ingestion_date = ops.batch_date();
+DELETE FROM audit.sales_by_month WHERE ingestion_date = ops.batch_date();
 
-INSERT INTO analytics.sales_by_month (ingestion_date, month, revenue, order_count)
+INSERT INTO audit.sales_by_month (ingestion_date, month, revenue, order_count)
 SELECT ops.batch_date(), m.month::date, coalesce(o.revenue, 0), coalesce(o.order_count, 0)
   FROM generate_series(date_trunc('month', ops.batch_date()) - interval '11 months',
                        date_trunc('month', ops.batch_date()), interval '1 month') AS m (month)

@@ -16,7 +16,7 @@ WITH totals AS (
       FROM warehouse.retail_fact_transactions
      WHERE ingestion_date <= ops.batch_date()
 )
-INSERT INTO analytics.retail_cancellation_rate AS r (
+INSERT INTO audit.retail_cancellation_rate AS r (
     ingestion_date, invoices, cancelled_invoices, pct_cancelled_invoices,
     sales_amount, cancelled_amount, pct_cancelled_amount)
 SELECT ops.batch_date(),

@@ -7,9 +7,9 @@
 -- revenue 0. The batch's rows are replaced when it re-runs; other batches' rows are kept.
 SELECT pg_advisory_xact_lock(hashtext('landfall.online_retail'));
 
-DELETE FROM analytics.retail_revenue_by_country_month WHERE ingestion_date = ops.batch_date();
+DELETE FROM audit.retail_revenue_by_country_month WHERE ingestion_date = ops.batch_date();
 
-INSERT INTO analytics.retail_revenue_by_country_month (ingestion_date, country, month, revenue,
+INSERT INTO audit.retail_revenue_by_country_month (ingestion_date, country, month, revenue,
                                                         cancelled_amount, invoices, units, customers)
 SELECT ops.batch_date(),
        c.country,

@@ -7,7 +7,7 @@
 -- later batch never changes the report of D, even when D is re-run after it.
 SELECT pg_advisory_xact_lock(hashtext('landfall.online_retail'));
 
-DELETE FROM analytics.retail_top_products WHERE ingestion_date = ops.batch_date();
+DELETE FROM audit.retail_top_products WHERE ingestion_date = ops.batch_date();
 
 WITH lines AS (
     SELECT stock_code, description, quantity, line_amount, invoice_no, is_cancellation
@@ -34,7 +34,7 @@ described AS (
              GROUP BY 1, 2) counted
      GROUP BY stock_code
 )
-INSERT INTO analytics.retail_top_products (ingestion_date, rank, stock_code, description, revenue, units, invoices)
+INSERT INTO audit.retail_top_products (ingestion_date, rank, stock_code, description, revenue, units, invoices)
 SELECT ops.batch_date(), ranked.rank, ranked.stock_code, described.description,
        ranked.revenue, ranked.units, ranked.invoices
   FROM ranked

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS warehouse.coffee_sales (
 );
 
 -- The report: per day and product, receipts, items sold and revenue.
-CREATE TABLE IF NOT EXISTS analytics.coffee_daily_sales (
+CREATE TABLE IF NOT EXISTS audit.coffee_daily_sales (
     ingestion_date date          NOT NULL,
     product        text          NOT NULL,
     receipts       integer       NOT NULL,
