@@ -119,7 +119,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "S3 endpoint   {} (files in {})",
         server.endpoint_url(),
-        work_dir.join(&s3_dir).display()
+        args.work_dir.join(&s3_dir).display()
     );
     let endpoint = server.endpoint_url();
     let outcome = async {
@@ -270,29 +270,22 @@ async fn clear_topology(
     let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
         .await
         .context("connecting to RabbitMQ (is it running? see README)")?;
-    let passive = lapin::options::QueueDeclareOptions {
-        passive: true,
+    // A queue with a consumer is not deleted (`if_unused`); a missing one is no error.
+    let unused = lapin::options::QueueDeleteOptions {
+        if_unused: true,
         ..Default::default()
     };
+    let channel = connection.create_channel().await?;
     for service in services_names() {
         let queue = topology.queue(service);
-        // A passive declare of a missing queue closes its channel: one channel each.
-        let channel = connection.create_channel().await?;
-        if let Ok(state) = channel
-            .queue_declare(queue.as_str().into(), passive, Default::default())
-            .await
-        {
-            anyhow::ensure!(
-                state.consumer_count() == 0,
-                "the queue {queue} has {} consumer(s): a pipeline (another demo?) runs under \
+        if let Err(error) = channel.queue_delete(queue.as_str().into(), unused).await {
+            bail!(
+                "the queue {queue} is in use ({error}): a pipeline (another demo?) runs under \
                  --amqp-prefix {}; stop it or choose another prefix",
-                state.consumer_count(),
                 topology.prefix
             );
-            channel.close(200, "checked".into()).await.ok();
         }
     }
-    let channel = connection.create_channel().await?;
     let deleted = runtime::broker::delete_topology(&channel, topology).await;
     connection.close(200, "done".into()).await.ok();
     deleted.with_context(|| {
@@ -1071,7 +1064,7 @@ fn input_batches(args: &DemoArgs, work_dir: &Path) -> anyhow::Result<Vec<Batch>>
             println!(
                 "Generated     {written} files for {} days in {}",
                 args.sample.days,
-                out.display()
+                args.work_dir.join("data").display()
             );
             out
         }

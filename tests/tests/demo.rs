@@ -654,6 +654,61 @@ async fn status_shows_stage_durations_quality_results_and_file_rows_after_a_demo
     env.cleanup().await;
 }
 
+/// The demo removes the queues and exchanges an earlier run left under its prefix, but not
+/// ones something consumes (another demo, or a pipeline, under that prefix): it refuses to run,
+/// saying which queue is in use, and leaves it as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_whose_queue_has_a_consumer_is_refused_and_left_alone() {
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    let env = TestEnv::new().await;
+    let work_dir = work_dir(&env, "in-use");
+    let input = generate(&env, &work_dir, 1, 20).await;
+    let connection =
+        lapin::Connection::connect(&env.amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let queue = format!("{}.stager", env.prefix);
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let _consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "another-pipeline".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+
+    let args = demo_args(&env, &work_dir, &input, None);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = env.landfall(&args).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the queue {queue} is in use")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "runs under --amqp-prefix {}; stop it or choose another prefix",
+            env.prefix
+        )),
+        "{stderr}"
+    );
+    assert!(broker_objects(&env.prefix).await.contains(&queue));
+    connection.close(200, "done".into()).await.ok();
+    let _ = std::fs::remove_dir_all(&work_dir);
+    env.cleanup().await;
+}
+
 /// `landfall s3-server` accepts the keys its `--help` gives as the defaults, also when the key
 /// variables are set but empty, says at start which keys it accepts, and stops on SIGTERM.
 /// curl signs the requests (AWS Signature V4), as a client that is not landfall's own.
