@@ -21,6 +21,7 @@ use exporter::catalog::ReportExport;
 const ACCESS_KEY: &str = "landfall-demo";
 const SECRET_KEY: &str = "landfall-demo-secret";
 const BUCKET: &str = "landfall-demo";
+const REGION: &str = "us-east-1";
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -93,15 +94,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let batches = input_batches(&args, &work_dir)?;
     create_database_if_missing(&args.database_url).await?;
+    let topology = runtime::broker::Topology {
+        prefix: args.amqp_prefix.clone(),
+        notify_exchange: format!("{}.s3", args.amqp_prefix),
+    };
+    clear_topology(&args.amqp_url, &topology).await?;
+    // One S3 folder per database: the ingester's start-up reconcile lands whatever the landing
+    // prefix holds, so a run must not find the files an earlier run left for another database.
+    let s3_dir = Path::new("s3").join(s3_folder(&args.database_url)?);
     let server = S3DevServer::start(S3DevConfig {
-        root: work_dir.join("s3"),
+        root: work_dir.join(&s3_dir),
         listen: "127.0.0.1:0".parse()?,
         access_key: ACCESS_KEY.into(),
         secret_key: SECRET_KEY.into(),
-        region: "us-east-1".into(),
+        region: REGION.into(),
         notify: Some(NotifyConfig {
             amqp_url: args.amqp_url.clone(),
-            exchange: format!("{}.s3", args.amqp_prefix),
+            exchange: topology.notify_exchange.clone(),
             routing_key: format!("{BUCKET}.created"),
         }),
     })
@@ -110,36 +119,141 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "S3 endpoint   {} (files in {})",
         server.endpoint_url(),
-        work_dir.join("s3").display()
+        args.work_dir.join(&s3_dir).display()
     );
     let endpoint = server.endpoint_url();
-    let vars = service_vars(&LocalStack {
-        database_url: &args.database_url,
-        amqp_url: &args.amqp_url,
-        amqp_prefix: &args.amqp_prefix,
-        s3_endpoint: &endpoint,
-        access_key: ACCESS_KEY,
-        secret_key: SECRET_KEY,
-        bucket: BUCKET,
-        datasets_dir: &args.datasets_dir,
-        models_dir: &args.models_dir,
-    })?;
-    let mut services = Services::start(&vars, &work_dir.join("logs")).await?;
-    let outcome = land_and_wait(&args, &vars, &batches, &reports, &required, &mut services).await;
-    if outcome.is_ok() && args.keep_running {
-        keep_running().await?;
+    let outcome = async {
+        let vars = service_vars(&LocalStack {
+            database_url: &args.database_url,
+            amqp_url: &args.amqp_url,
+            amqp_prefix: &args.amqp_prefix,
+            s3_endpoint: &endpoint,
+            access_key: ACCESS_KEY,
+            secret_key: SECRET_KEY,
+            bucket: BUCKET,
+            datasets_dir: &args.datasets_dir,
+            models_dir: &args.models_dir,
+        })?;
+        let mut services = Services::start(&vars, &work_dir.join("logs")).await?;
+        let run = Run {
+            args: &args,
+            vars: &vars,
+            s3_dir: &s3_dir,
+            reports: &reports,
+            required: &required,
+        };
+        let outcome = land_and_wait(&run, &batches, &mut services).await;
+        let outcome = match outcome {
+            Ok(failed) => {
+                let kept = if args.keep_running {
+                    let next_day = batches
+                        .last()
+                        .and_then(|batch| batch.date.succ_opt())
+                        .unwrap_or_default();
+                    let source = required.first().map_or("orders", String::as_str);
+                    keep_running(&landing_help(
+                        &endpoint,
+                        &args.sample.dataset,
+                        next_day,
+                        source,
+                        &required,
+                    ))
+                    .await
+                } else {
+                    Ok(())
+                };
+                kept.and_then(|()| summary(&failed, batches.len()))
+            }
+            Err(error) => Err(error),
+        };
+        services.stop().await;
+        outcome
     }
-    services.stop().await;
+    .await;
     server.shutdown().await;
+    // The queues and exchanges go with the run: what the services had to do is done (or
+    // reported as failed), and the database keeps every result.
+    if let Err(error) = delete_topology(&args.amqp_url, &topology).await {
+        eprintln!(
+            "could not remove the exchanges and queues under '{}': {error:#}",
+            args.amqp_prefix
+        );
+    }
     outcome
 }
 
+/// The error a run with failed batches ends with: each failed batch and why, in date order.
+fn summary(failed: &[(NaiveDate, String)], batches: usize) -> anyhow::Result<()> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = failed
+        .iter()
+        .map(|(date, reason)| format!("  batch {date}: {reason}"))
+        .collect();
+    bail!(
+        "{} of {batches} batches failed:\n{}",
+        failed.len(),
+        lines.join("\n")
+    )
+}
+
+/// The S3 server's folder for the runs on one database: `<database>@<host>-<port>`.
+fn s3_folder(database_url: &str) -> anyhow::Result<String> {
+    let config: tokio_postgres::Config = database_url
+        .parse()
+        .context("--database-url is not a PostgreSQL URL")?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let database = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    Ok(format!("{database}@{host}-{port}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@.-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect())
+}
+
+/// What a person needs to land a file in the running demo: the endpoint, bucket and keys, and
+/// a ready command for curl and for the AWS CLI.
+fn landing_help(
+    endpoint: &str,
+    dataset: &str,
+    date: NaiveDate,
+    source: &str,
+    required: &[String],
+) -> String {
+    let key = format!("landing/{dataset}/ingestion_date={date}/{source}.csv");
+    format!(
+        "To land a file, put it to the S3 endpoint (path-style, region {REGION}):\n\
+         \x20 endpoint      {endpoint}\n\
+         \x20 bucket        {BUCKET} (keys landing/{dataset}/ingestion_date=YYYY-MM-DD/<source>.csv)\n\
+         \x20 access key    {ACCESS_KEY}\n\
+         \x20 secret key    {SECRET_KEY}\n\
+         \x20 with curl     curl --fail -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --aws-sigv4 aws:amz:{REGION}:s3 --user {ACCESS_KEY}:{SECRET_KEY} -T {source}.csv {endpoint}/{BUCKET}/{key}\n\
+         \x20 with aws      AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws s3 cp {source}.csv s3://{BUCKET}/{key} --endpoint-url {endpoint}\n\
+         A batch goes through once its required sources are there: {}.",
+        required.join(", ")
+    )
+}
+
 /// Waits for Ctrl-C (SIGINT) or SIGTERM, handled from before it says so.
-async fn keep_running() -> anyhow::Result<()> {
+async fn keep_running(help: &str) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    println!("\nServices and S3 keep running; Ctrl-C (SIGINT) or SIGTERM stops them.");
+    println!("\nServices and S3 keep running; Ctrl-C (SIGINT) or SIGTERM stops them.\n{help}");
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
@@ -147,17 +261,75 @@ async fn keep_running() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn land_and_wait(
-    args: &DemoArgs,
-    vars: &HashMap<String, String>,
-    batches: &[Batch],
-    reports: &[ReportExport],
-    required: &[String],
-    services: &mut Services,
+/// Removes the exchanges and queues an earlier run under the same prefix left (their messages
+/// were for that run's database); refuses while something consumes them.
+async fn clear_topology(
+    amqp_url: &str,
+    topology: &runtime::broker::Topology,
 ) -> anyhow::Result<()> {
+    let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+        .await
+        .context("connecting to RabbitMQ (is it running? see README)")?;
+    // A queue with a consumer is not deleted (`if_unused`); a missing one is no error.
+    let unused = lapin::options::QueueDeleteOptions {
+        if_unused: true,
+        ..Default::default()
+    };
+    let channel = connection.create_channel().await?;
+    for service in services_names() {
+        let queue = topology.queue(service);
+        if let Err(error) = channel.queue_delete(queue.as_str().into(), unused).await {
+            bail!(
+                "the queue {queue} is in use ({error}): a pipeline (another demo?) runs under \
+                 --amqp-prefix {}; stop it or choose another prefix",
+                topology.prefix
+            );
+        }
+    }
+    let deleted = runtime::broker::delete_topology(&channel, topology).await;
+    connection.close(200, "done".into()).await.ok();
+    deleted.with_context(|| {
+        format!(
+            "removing the queues and exchanges an earlier run left under '{}'",
+            topology.prefix
+        )
+    })
+}
+
+async fn delete_topology(
+    amqp_url: &str,
+    topology: &runtime::broker::Topology,
+) -> anyhow::Result<()> {
+    let connection =
+        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    let deleted = runtime::broker::delete_topology(&channel, topology).await;
+    connection.close(200, "done".into()).await.ok();
+    deleted
+}
+
+/// What one run works with.
+struct Run<'a> {
+    args: &'a DemoArgs,
+    vars: &'a HashMap<String, String>,
+    s3_dir: &'a Path,
+    reports: &'a [ReportExport],
+    required: &'a [String],
+}
+
+/// Uploads every batch, waits until each is exported or failed (printing each in date order as
+/// it settles) and until the services have handled every event of the run; returns the failed
+/// batches with their reasons. An error is a failure of the run itself (a service exited, a
+/// stage gave up on something that belongs to no batch of the run).
+async fn land_and_wait(
+    run: &Run<'_>,
+    batches: &[Batch],
+    services: &mut Services,
+) -> anyhow::Result<Vec<(NaiveDate, String)>> {
+    let args = run.args;
     let dataset = args.sample.dataset.as_str();
     let config = runtime::CommonConfig::from_env(
-        &runtime::Env::from_fn(|name| vars.get(name).cloned()),
+        &runtime::Env::from_fn(|name| run.vars.get(name).cloned()),
         "landfall-demo",
     )?;
     let s3 = runtime::s3::client(&config.s3);
@@ -170,7 +342,11 @@ async fn land_and_wait(
     let (client, connection) =
         tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    let dead_letters = DeadLetters::watch(&args.amqp_url, &args.amqp_prefix).await?;
+    let started: DateTime<Utc> = client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await?
+        .get(0);
+    let mut dead_letters = DeadLetters::watch(&args.amqp_url, &args.amqp_prefix).await?;
     let mut uploaded_at = Vec::new();
     let mut uploads = Vec::new();
     for batch in batches {
@@ -199,28 +375,76 @@ async fn land_and_wait(
         println!("Uploaded      {}: {} files", batch.date, batch.files.len());
     }
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
-    for ((batch, uploaded_at), uploaded) in batches.iter().zip(&uploaded_at).zip(&uploads) {
-        let watch = Watch {
-            client: &client,
-            dataset,
-            required,
-            dead_letters: &dead_letters,
-        };
-        wait_for_export(&watch, batch.date, uploaded, deadline, services).await?;
-        print_batch(
-            &client,
-            dataset,
-            batch.date,
-            *uploaded_at,
-            uploaded,
-            reports,
-        )
-        .await?;
+    let watch = Watch {
+        client: &client,
+        dataset,
+        required: run.required,
+    };
+    let mut outcomes: Vec<Option<Result<(), String>>> = vec![None; batches.len()];
+    let mut printed = 0;
+    let mut failed = Vec::new();
+    while printed < batches.len() {
+        services.check_alive()?;
+        dead_letters.collect(dataset, batches).await?;
+        let timed_out = Instant::now() > deadline;
+        for (index, batch) in batches.iter().enumerate() {
+            if outcomes[index].is_some() {
+                continue;
+            }
+            outcomes[index] =
+                batch_outcome(&watch, batch.date, &uploads[index], &dead_letters).await?;
+            if outcomes[index].is_none() && timed_out {
+                outcomes[index] = Some(Err(stuck(&watch, batch.date, &uploads[index]).await?));
+            }
+        }
+        while let Some(Some(outcome)) = outcomes.get(printed) {
+            let date = batches[printed].date;
+            match outcome {
+                Ok(()) => {
+                    print_batch(
+                        &client,
+                        dataset,
+                        date,
+                        uploaded_at[printed],
+                        &uploads[printed],
+                        run.reports,
+                    )
+                    .await?
+                }
+                Err(reason) => {
+                    println!("\nBatch {date}: {reason}");
+                    failed.push((date, reason.clone()));
+                }
+            }
+            printed += 1;
+        }
+        if printed < batches.len() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Stopped now, a service would leave events of the run unhandled (a batch's sources
+    // recorded staged by the stager but not yet by the transformer): wait until every event
+    // the run published has been handled or dead-lettered.
+    let quiet_by = deadline.max(Instant::now() + Duration::from_secs(30));
+    loop {
+        services.check_alive()?;
+        dead_letters.collect(dataset, batches).await?;
+        let pending = unhandled_events(&client, started, &dead_letters).await?;
+        if pending == 0 {
+            break;
+        }
+        if Instant::now() > quiet_by {
+            eprintln!(
+                "warning: {pending} event(s) of this run were still unhandled when the demo stopped; see the service logs"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
         "\nExports       s3://{BUCKET}/analytics_export/{dataset}/… = {}",
         args.work_dir
-            .join("s3")
+            .join(run.s3_dir)
             .join(BUCKET)
             .join("analytics_export")
             .display()
@@ -236,7 +460,34 @@ async fn land_and_wait(
         );
     }
     println!("Service logs  {}", args.work_dir.join("logs").display());
-    Ok(())
+    Ok(failed)
+}
+
+/// Events the services published since `since` for a consuming stage that no consumer has
+/// handled yet (nor dead-lettered).
+async fn unhandled_events(
+    client: &tokio_postgres::Client,
+    since: DateTime<Utc>,
+    dead_letters: &DeadLetters,
+) -> anyhow::Result<i64> {
+    let routed: Vec<&str> = runtime::broker::PIPELINE
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().copied())
+        .collect();
+    let dead: Vec<String> = dead_letters
+        .seen
+        .iter()
+        .filter_map(|letter| letter.event_id.clone())
+        .collect();
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM ops.outbox o
+              WHERE o.created_at >= $1 AND o.routing_key = ANY($2) AND o.event_id::text <> ALL($3)
+                AND NOT EXISTS (SELECT 1 FROM ops.processed_events p WHERE p.event_id = o.event_id)",
+            &[&since, &routed, &dead],
+        )
+        .await?
+        .get(0))
 }
 
 /// The S3 keys this run put for one batch, with the ETags S3 answered.
@@ -251,135 +502,156 @@ struct Watch<'a> {
     client: &'a tokio_postgres::Client,
     dataset: &'a str,
     required: &'a [String],
-    dead_letters: &'a DeadLetters,
 }
 
-/// Waits until the batch is exported from its current files and every file this run put for it
-/// is staged or rejected; a failure names the stage and says why.
-async fn wait_for_export(
+/// How the batch stands: `None` while it is on its way; `Ok` once it is exported from its
+/// current files and every file this run put for it is staged or rejected; `Err` with the
+/// stage and the reason once it cannot be exported.
+async fn batch_outcome(
     watch: &Watch<'_>,
     date: NaiveDate,
     uploaded: &Uploaded,
-    deadline: Instant,
-    services: &mut Services,
-) -> anyhow::Result<()> {
+    dead_letters: &DeadLetters,
+) -> anyhow::Result<Option<Result<(), String>>> {
     let (client, dataset) = (watch.client, watch.dataset);
-    loop {
-        services.check_alive()?;
-        if let Some((service, reason)) = watch.dead_letters.newest().await? {
-            bail!(
-                "{} failed: the {service} gave up on a message (dead-lettered to {}.{service}.dlq): {reason}",
-                stage_of(service),
-                watch.dead_letters.prefix
-            );
+    if let Some(letter) = dead_letters.of_batch(dataset, date) {
+        return Ok(Some(Err(format!(
+            "{} failed: the {} gave up on a message (dead-lettered to {}.{}.dlq): {}",
+            stage_of(letter.service),
+            letter.service,
+            dead_letters.prefix,
+            letter.service,
+            letter.reason
+        ))));
+    }
+    let (state, current) = batch_state(client, dataset, date).await?;
+    // This run's files of the batch: their state, and whether their source is staged.
+    let files = client
+        .query(
+            "SELECT u.key, f.state, coalesce(f.source, ''), coalesce(f.reason, ''),
+                    EXISTS (SELECT 1 FROM ops.staged_sources s WHERE s.dataset = f.dataset
+                               AND s.ingestion_date = f.ingestion_date AND s.source = f.source)
+               FROM unnest($1::text[], $2::text[]) AS u(key, etag)
+               LEFT JOIN ops.files f ON f.bucket = $3 AND f.key = u.key AND f.etag = u.etag",
+            &[&uploaded.keys, &uploaded.etags, &BUCKET],
+        )
+        .await?;
+    let settled = files.iter().all(|file| {
+        file.get::<_, Option<String>>(1)
+            .is_some_and(|state| state != "landed")
+    });
+    for file in &files {
+        let source: String = file.get(2);
+        if file.get::<_, Option<String>>(1).as_deref() == Some("rejected")
+            && watch.required.contains(&source)
+            && !file.get::<_, bool>(4)
+        {
+            return Ok(Some(Err(format!(
+                "staging failed: the stager rejected {}: {}; batch {date} cannot be transformed without its {source}",
+                file.get::<_, String>(0),
+                file.get::<_, String>(3)
+            ))));
         }
-        let row = client
-            .query_opt(
-                "SELECT b.state, b.transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
-                                                        WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)
-                   FROM ops.batches b WHERE b.dataset = $2 AND b.ingestion_date = $1",
+    }
+    if state == "exported" && current && settled {
+        return Ok(Some(Ok(())));
+    }
+    if state == "quality_failed" && current {
+        let failed = client
+            .query(
+                "SELECT check_name || ' (' || coalesce(failing_rows || ' failing rows', 'could not run: ' || error) || ')'
+                   FROM ops.quality_results
+                  WHERE dataset = $2 AND ingestion_date = $1 AND status <> 'passed' AND severity = 'error'
+                  ORDER BY check_name",
                 &[&date, &dataset],
             )
             .await?;
-        let (state, current) = row
-            .map(|row| {
-                (
-                    row.get::<_, String>(0),
-                    row.get::<_, Option<bool>>(1).unwrap_or(false),
-                )
-            })
-            .unwrap_or_default();
-        // This run's files of the batch: their state, and whether their source is staged.
-        let files = client
-            .query(
-                "SELECT u.key, f.state, coalesce(f.source, ''), coalesce(f.reason, ''),
-                        EXISTS (SELECT 1 FROM ops.staged_sources s WHERE s.dataset = f.dataset
-                                   AND s.ingestion_date = f.ingestion_date AND s.source = f.source)
-                   FROM unnest($1::text[], $2::text[]) AS u(key, etag)
-                   LEFT JOIN ops.files f ON f.bucket = $3 AND f.key = u.key AND f.etag = u.etag",
-                &[&uploaded.keys, &uploaded.etags, &BUCKET],
-            )
-            .await?;
-        let settled = files.iter().all(|file| {
-            file.get::<_, Option<String>>(1)
-                .is_some_and(|state| state != "landed")
-        });
-        for file in &files {
-            let source: String = file.get(2);
-            if file.get::<_, Option<String>>(1).as_deref() == Some("rejected")
-                && watch.required.contains(&source)
-                && !file.get::<_, bool>(4)
-            {
-                bail!(
-                    "staging failed: the stager rejected {}: {}; batch {date} cannot be transformed without its {source}",
-                    file.get::<_, String>(0),
-                    file.get::<_, String>(3)
-                );
-            }
-        }
-        if state == "exported" && current && settled {
-            return Ok(());
-        }
-        if state == "quality_failed" && current {
-            let failed = client
-                .query(
-                    "SELECT check_name || ' (' || coalesce(failing_rows || ' failing rows', 'could not run: ' || error) || ')'
-                       FROM ops.quality_results
-                      WHERE dataset = $2 AND ingestion_date = $1 AND status <> 'passed' AND severity = 'error'
-                      ORDER BY check_name",
-                    &[&date, &dataset],
-                )
-                .await?;
-            let names: Vec<String> = failed.iter().map(|row| row.get(0)).collect();
-            bail!(
-                "quality failed: batch {date} failed its error-severity checks: {}; nothing was exported",
-                names.join(", ")
-            );
-        }
-        if Instant::now() > deadline {
-            let rejected = client
-                .query("SELECT key, reason FROM ops.files WHERE dataset = $2 AND ingestion_date = $1 AND state = 'rejected'", &[&date, &dataset])
-                .await?;
-            let rejected: Vec<String> = rejected
-                .iter()
-                .map(|row| format!("{}: {}", row.get::<_, String>(0), row.get::<_, String>(1)))
-                .collect();
-            let staged: Vec<String> = client
-                .query(
-                    "SELECT source FROM ops.staged_sources WHERE dataset = $2 AND ingestion_date = $1",
-                    &[&date, &dataset],
-                )
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            let missing: Vec<&str> = watch
-                .required
-                .iter()
-                .filter(|source| !staged.contains(source))
-                .map(String::as_str)
-                .collect();
-            // The transformer marks a batch ready in its transform's transaction: a batch whose
-            // required sources are all staged but still 'staging' waits for the transform.
-            let stage = match state.as_str() {
-                "" | "staging" if !missing.is_empty() || !settled => {
-                    format!(
-                        "staging (stager; required sources not staged: {})",
-                        missing.join(", ")
-                    )
-                }
-                "" | "staging" | "ready" => "transform (transformer)".into(),
-                "transformed" => "quality (quality-checker)".into(),
-                "quality_passed" => "export (exporter)".into(),
-                _ => "the pipeline".into(),
-            };
-            bail!(
-                "batch {date} stuck at state '{state}' waiting for {stage}; rejected files: [{}]; see the service logs",
-                rejected.join("; ")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let names: Vec<String> = failed.iter().map(|row| row.get(0)).collect();
+        return Ok(Some(Err(format!(
+            "quality failed: batch {date} failed its error-severity checks: {}; nothing was exported",
+            names.join(", ")
+        ))));
     }
+    Ok(None)
+}
+
+/// The batch's state, and whether its last transform was made from its current staged files.
+async fn batch_state(
+    client: &tokio_postgres::Client,
+    dataset: &str,
+    date: NaiveDate,
+) -> anyhow::Result<(String, bool)> {
+    let row = client
+        .query_opt(
+            "SELECT b.state, b.transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
+                                                    WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)
+               FROM ops.batches b WHERE b.dataset = $2 AND b.ingestion_date = $1",
+            &[&date, &dataset],
+        )
+        .await?;
+    Ok(row
+        .map(|row| {
+            (
+                row.get::<_, String>(0),
+                row.get::<_, Option<bool>>(1).unwrap_or(false),
+            )
+        })
+        .unwrap_or_default())
+}
+
+/// Where a batch that did not get through before the deadline is stuck, and its rejected files.
+async fn stuck(watch: &Watch<'_>, date: NaiveDate, uploaded: &Uploaded) -> anyhow::Result<String> {
+    let (client, dataset) = (watch.client, watch.dataset);
+    let (state, _) = batch_state(client, dataset, date).await?;
+    let settled: bool = client
+        .query_one(
+            "SELECT count(*) = cardinality($1::text[]) FROM unnest($1::text[], $2::text[]) AS u(key, etag)
+               JOIN ops.files f ON f.bucket = $3 AND f.key = u.key AND f.etag = u.etag
+              WHERE f.state <> 'landed'",
+            &[&uploaded.keys, &uploaded.etags, &BUCKET],
+        )
+        .await?
+        .get(0);
+    let rejected = client
+        .query("SELECT key, reason FROM ops.files WHERE dataset = $2 AND ingestion_date = $1 AND state = 'rejected'", &[&date, &dataset])
+        .await?;
+    let rejected: Vec<String> = rejected
+        .iter()
+        .map(|row| format!("{}: {}", row.get::<_, String>(0), row.get::<_, String>(1)))
+        .collect();
+    let staged: Vec<String> = client
+        .query(
+            "SELECT source FROM ops.staged_sources WHERE dataset = $2 AND ingestion_date = $1",
+            &[&date, &dataset],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let missing: Vec<&str> = watch
+        .required
+        .iter()
+        .filter(|source| !staged.contains(source))
+        .map(String::as_str)
+        .collect();
+    // The transformer marks a batch ready in its transform's transaction: a batch whose
+    // required sources are all staged but still 'staging' waits for the transform.
+    let stage = match state.as_str() {
+        "" | "staging" if !missing.is_empty() || !settled => {
+            format!(
+                "staging (stager; required sources not staged: {})",
+                missing.join(", ")
+            )
+        }
+        "" | "staging" | "ready" => "transform (transformer)".into(),
+        "transformed" => "quality (quality-checker)".into(),
+        "quality_passed" => "export (exporter)".into(),
+        _ => "the pipeline".into(),
+    };
+    Ok(format!(
+        "batch {date} stuck at state '{state}' waiting for {stage}; rejected files: [{}]; see the service logs",
+        rejected.join("; ")
+    ))
 }
 
 /// The pipeline stage a service runs.
@@ -394,14 +666,25 @@ fn stage_of(service: &str) -> &'static str {
     }
 }
 
+/// One message a stage gave up on during this run.
+struct DeadLetter {
+    service: &'static str,
+    reason: String,
+    batch: Option<contract::BatchKey>,
+    event_id: Option<String>,
+}
+
 /// The services' dead-letter queues: a message dead-lettered during this run is a stage that
-/// gave up, and its `x-landfall-reason` header says why.
+/// gave up, and its `x-landfall-reason` header says why. The queues are the run's own (an
+/// earlier run's were removed before the services started), and the demo takes what arrives
+/// in them (it removes its queues when it ends).
 struct DeadLetters {
     prefix: String,
     channel: lapin::Channel,
-    connection: lapin::Connection,
-    /// (service, queue, messages in it when the run started)
-    queues: Vec<(&'static str, String, u32)>,
+    _connection: lapin::Connection,
+    /// (service, queue)
+    queues: Vec<(&'static str, String)>,
+    seen: Vec<DeadLetter>,
 }
 
 impl DeadLetters {
@@ -411,60 +694,66 @@ impl DeadLetters {
                 .await
                 .context("connecting to RabbitMQ to watch the dead-letter queues")?;
         let channel = connection.create_channel().await?;
-        let mut dead_letters = DeadLetters {
+        let queues = services_names()
+            .into_iter()
+            .map(|service| (service, format!("{prefix}.{service}.dlq")))
+            .collect();
+        Ok(DeadLetters {
             prefix: prefix.to_owned(),
             channel,
-            connection,
-            queues: Vec::new(),
-        };
-        for service in services_names() {
-            let queue = format!("{prefix}.{service}.dlq");
-            let depth = dead_letters.depth(&queue).await?;
-            dead_letters.queues.push((service, queue, depth));
-        }
-        Ok(dead_letters)
+            _connection: connection,
+            queues,
+            seen: Vec::new(),
+        })
     }
 
-    /// Messages in a dead-letter queue (the services declared it when they started).
-    async fn depth(&self, queue: &str) -> anyhow::Result<u32> {
-        let passive = lapin::options::QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        Ok(self
-            .channel
-            .queue_declare(queue.into(), passive, Default::default())
-            .await
-            .with_context(|| format!("reading the depth of {queue}"))?
-            .message_count())
-    }
-
-    /// The service and reason of the newest message dead-lettered since the run started. The
-    /// messages read are put back (for `landfall dlq`).
-    async fn newest(&self) -> anyhow::Result<Option<(&'static str, String)>> {
-        for (service, queue, at_start) in &self.queues {
-            let depth = self.depth(queue).await?;
-            if depth <= *at_start {
-                continue;
-            }
-            let reader = self.connection.create_channel().await?;
-            let mut reason = String::from("(no reason recorded)");
-            for _ in 0..depth {
-                let options = lapin::options::BasicGetOptions { no_ack: false };
-                let Some(message) = reader.basic_get(queue.as_str().into(), options).await? else {
-                    break;
-                };
-                if let Some(text) = runtime::broker::header_text(
+    /// Takes the messages dead-lettered since the last look. One that belongs to no batch of
+    /// the run ends it: the pipeline failed at something the demo did not put there.
+    async fn collect(&mut self, dataset: &str, batches: &[Batch]) -> anyhow::Result<()> {
+        for (service, queue) in &self.queues {
+            let options = lapin::options::BasicGetOptions { no_ack: true };
+            while let Some(message) = self
+                .channel
+                .basic_get(queue.as_str().into(), options)
+                .await
+                .with_context(|| format!("reading {queue}"))?
+            {
+                let reason = runtime::broker::header_text(
                     &message.delivery.properties,
                     runtime::broker::REASON_HEADER,
-                ) {
-                    reason = text;
+                )
+                .unwrap_or_else(|| "(no reason recorded)".into());
+                let envelope = contract::Envelope::decode(&message.delivery.data).ok();
+                let batch = envelope.as_ref().and_then(|event| event.batch.clone());
+                let ours = batch.as_ref().is_some_and(|batch| {
+                    batch.dataset == dataset
+                        && batches.iter().any(|ours| ours.date == batch.ingestion_date)
+                });
+                if !ours {
+                    bail!(
+                        "{} failed: the {service} gave up on a message (dead-lettered to {queue}): {reason}",
+                        stage_of(service),
+                    );
                 }
+                self.seen.push(DeadLetter {
+                    service,
+                    reason,
+                    batch,
+                    event_id: envelope.map(|event| event.event_id.to_string()),
+                });
             }
-            reader.close(200, "read".into()).await.ok();
-            return Ok(Some((service, reason)));
         }
-        Ok(None)
+        Ok(())
+    }
+
+    /// The first message of the batch a stage gave up on.
+    fn of_batch(&self, dataset: &str, date: NaiveDate) -> Option<&DeadLetter> {
+        self.seen.iter().find(|letter| {
+            letter
+                .batch
+                .as_ref()
+                .is_some_and(|batch| batch.dataset == dataset && batch.ingestion_date == date)
+        })
     }
 }
 
@@ -775,7 +1064,7 @@ fn input_batches(args: &DemoArgs, work_dir: &Path) -> anyhow::Result<Vec<Batch>>
             println!(
                 "Generated     {written} files for {} days in {}",
                 args.sample.days,
-                out.display()
+                args.work_dir.join("data").display()
             );
             out
         }

@@ -83,20 +83,21 @@ enum Command {
     /// LANDFALL_AMQP_PREFIX).
     Dlq(dlq::DlqArgs),
     /// Serve the embedded S3 server (file-system backed, MinIO-style notifications to RabbitMQ).
+    /// Clients sign requests (AWS Signature V4, path-style, region us-east-1) with the access
+    /// and secret key below; it prints the endpoint and the keys it accepts when it starts.
     S3Server {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
         #[arg(long, default_value = ".landfall/s3")]
         root: PathBuf,
-        #[arg(long, env = "LANDFALL_S3_ACCESS_KEY_ID", default_value = "landfall")]
-        access_key: String,
-        #[arg(
-            long,
-            env = "LANDFALL_S3_SECRET_ACCESS_KEY",
-            default_value = "landfall-secret",
-            hide_env_values = true
-        )]
-        secret_key: String,
+        /// The access key clients sign with; when neither this nor the variable is given (or
+        /// it is empty): landfall.
+        #[arg(long, env = "LANDFALL_S3_ACCESS_KEY_ID")]
+        access_key: Option<String>,
+        /// The secret key clients sign with; when neither this nor the variable is given (or
+        /// it is empty): landfall-secret.
+        #[arg(long, env = "LANDFALL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
         /// RabbitMQ to publish bucket notifications to (none when empty).
         #[arg(
             long,
@@ -153,19 +154,89 @@ async fn main() -> anyhow::Result<()> {
                 exchange,
                 routing_key,
             });
-            let server = s3dev::S3DevServer::start(s3dev::S3DevConfig {
-                root,
-                listen,
-                access_key,
+            let access_key = S3Key::resolve(access_key, "--access-key", ACCESS_KEY_VAR, "landfall");
+            let secret_key = S3Key::resolve(
                 secret_key,
+                "--secret-key",
+                SECRET_KEY_VAR,
+                "landfall-secret",
+            );
+            let server = s3dev::S3DevServer::start(s3dev::S3DevConfig {
+                root: root.clone(),
+                listen,
+                access_key: access_key.value.clone(),
+                secret_key: secret_key.value.clone(),
                 region: "us-east-1".into(),
                 notify,
             })
             .await?;
-            println!("S3 endpoint {} — Ctrl-C stops it", server.endpoint_url());
-            tokio::signal::ctrl_c().await?;
+            println!(
+                "S3 endpoint   {} (path-style, region us-east-1; files in {})",
+                server.endpoint_url(),
+                root.display()
+            );
+            println!("Access key    {}", access_key.shown(false));
+            println!("Secret key    {}", secret_key.shown(true));
+            println!("Ctrl-C (SIGINT) or SIGTERM stops it.");
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut interrupt = signal(SignalKind::interrupt())?;
+            let mut terminate = signal(SignalKind::terminate())?;
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
             server.shutdown().await;
             Ok(())
+        }
+    }
+}
+
+const ACCESS_KEY_VAR: &str = "LANDFALL_S3_ACCESS_KEY_ID";
+const SECRET_KEY_VAR: &str = "LANDFALL_S3_SECRET_ACCESS_KEY";
+
+/// A key of `landfall s3-server` and where it came from.
+#[derive(Debug, PartialEq, Eq)]
+struct S3Key {
+    value: String,
+    /// `None`: the default.
+    from: Option<&'static str>,
+}
+
+impl S3Key {
+    /// The given key (flag or variable, as clap read it), or the default when none was given or
+    /// it is empty (an empty key signs nothing).
+    fn resolve(
+        given: Option<String>,
+        flag: &'static str,
+        var: &'static str,
+        default: &str,
+    ) -> S3Key {
+        match given.filter(|value| !value.is_empty()) {
+            Some(value) => {
+                let from = if std::env::var(var).ok().as_deref() == Some(value.as_str()) {
+                    var
+                } else {
+                    flag
+                };
+                S3Key {
+                    value,
+                    from: Some(from),
+                }
+            }
+            None => S3Key {
+                value: default.to_owned(),
+                from: None,
+            },
+        }
+    }
+
+    /// How the start message shows it: a default is shown (it is in `--help` anyway), a given
+    /// secret is not.
+    fn shown(&self, secret: bool) -> String {
+        match self.from {
+            None => format!("{} (the default)", self.value),
+            Some(from) if secret => format!("the value of {from} (not shown)"),
+            Some(from) => format!("{} (from {from})", self.value),
         }
     }
 }
@@ -287,4 +358,44 @@ async fn transform(
         .await?;
     println!("batch {batch} transformed; {published} event(s) published");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNSET: &str = "LANDFALL_TEST_NO_SUCH_VARIABLE";
+
+    #[test]
+    fn an_s3_server_key_not_given_or_empty_is_the_default_its_help_names() {
+        let default = S3Key {
+            value: "landfall".into(),
+            from: None,
+        };
+        assert_eq!(
+            S3Key::resolve(None, "--access-key", UNSET, "landfall"),
+            default
+        );
+        assert_eq!(
+            S3Key::resolve(Some(String::new()), "--access-key", UNSET, "landfall"),
+            default
+        );
+        assert_eq!(default.shown(false), "landfall (the default)");
+    }
+
+    #[test]
+    fn a_given_s3_server_key_is_used_and_a_given_secret_is_not_printed() {
+        let given = S3Key::resolve(Some("ak".into()), "--access-key", UNSET, "landfall");
+        assert_eq!(
+            given,
+            S3Key {
+                value: "ak".into(),
+                from: Some("--access-key")
+            }
+        );
+        assert_eq!(given.shown(false), "ak (from --access-key)");
+        let secret = S3Key::resolve(Some("sk".into()), "--secret-key", UNSET, "landfall-secret");
+        assert_eq!(secret.shown(true), "the value of --secret-key (not shown)");
+        assert!(!secret.shown(true).contains("sk "));
+    }
 }

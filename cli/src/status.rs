@@ -97,11 +97,19 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
     let (file_state, batch_state) = filter.states()?;
     let rows = client
         .query(
-            "SELECT b.dataset, b.ingestion_date, b.state, array_to_string(b.sources_staged, ', '),
-                    array_to_string(b.sources_missing, ', '), b.first_staged_at, b.ready_at,
+            "SELECT b.dataset, b.ingestion_date, b.state, array_to_string(s.staged, ', '),
+                    array_to_string(ARRAY(SELECT m FROM unnest(b.sources_missing) AS m
+                                           WHERE m <> ALL(s.staged) ORDER BY m), ', '),
+                    b.first_staged_at, b.ready_at,
                     b.transformed_at, b.quality_at, b.exported_at, coalesce(b.trace_id, ''),
                     b.published_at
                FROM ops.batches b
+              -- The sources staged now: the stager records them as it stages a file, while the
+              -- batch's own lists are the transformer's view as of the last staging.loaded it
+              -- handled (older while events wait in its queue, or when it is not running).
+              CROSS JOIN LATERAL (SELECT ARRAY(SELECT source FROM ops.staged_sources s
+                                                WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date
+                                                ORDER BY source) AS staged) s
               WHERE ($1::text IS NULL OR b.dataset = $1) AND ($2::date IS NULL OR b.ingestion_date = $2)
                 AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM ops.files f WHERE f.dataset = b.dataset
                                                     AND f.ingestion_date = b.ingestion_date AND f.state = $3))

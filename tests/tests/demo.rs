@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::primitives::ByteStream;
 use landfall_tests::{TestEnv, binary_path, wait_until};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -76,9 +74,8 @@ async fn the_demo_runs_end_to_end_stops_what_it_started_and_again_on_the_same_da
         );
     }
     // Every report of both batches is in S3, with its manifest.
-    let exported = work_dir.join(
-        "s3/landfall-demo/analytics_export/ecommerce/agg_shipments/ingestion_date=2026-11-25",
-    );
+    let exported = demo_s3(&env, &work_dir)
+        .join("landfall-demo/analytics_export/ecommerce/agg_shipments/ingestion_date=2026-11-25");
     assert!(
         exported.join("agg_shipments.csv").exists(),
         "{} missing",
@@ -137,6 +134,7 @@ async fn the_demo_runs_end_to_end_stops_what_it_started_and_again_on_the_same_da
         );
     }
     assert_eq!(exported_objects(&env, &work_dir).await, exports_before);
+    assert_eq!(broker_objects(&env.prefix).await, Vec::<String>::new());
     assert_eq!(
         env.count("SELECT count(*) FROM ops.files WHERE state = 'staged'")
             .await,
@@ -147,10 +145,12 @@ async fn the_demo_runs_end_to_end_stops_what_it_started_and_again_on_the_same_da
 }
 
 /// `--keep-running`: after the batches are exported the five services and the S3 endpoint stay
-/// up, a batch put afterwards goes all the way to its export, and SIGINT (Ctrl-C) or SIGTERM
-/// stops everything and the demo exits 0.
+/// up and the demo prints the endpoint, bucket and keys with a ready curl command; a batch put
+/// afterwards with that command (curl is a third-party S3 client: AWS Signature V4) goes all the
+/// way to its export; SIGTERM or SIGINT (Ctrl-C) stops everything, removes the run's queues and
+/// exchanges, and the demo exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_running_serves_files_put_afterwards_until_sigint_or_sigterm() {
+async fn keep_running_serves_files_put_with_curl_afterwards_until_sigterm_or_sigint() {
     let env = TestEnv::new().await;
     let work_dir = work_dir(&env, "keep");
     let work_dir_text = work_dir.display().to_string();
@@ -169,7 +169,7 @@ async fn keep_running_serves_files_put_afterwards_until_sigint_or_sigterm() {
         "--keep-running",
     ];
 
-    for signal in ["INT", "TERM"] {
+    for signal in ["TERM", "INT"] {
         let mut demo = Demo::start(&env, &args);
         let endpoint = demo.s3_endpoint().await;
         demo.line("Services and S3 keep running").await;
@@ -192,28 +192,65 @@ async fn keep_running_serves_files_put_afterwards_until_sigint_or_sigterm() {
             "the S3 endpoint {endpoint} is closed"
         );
 
-        if signal == "INT" {
-            // A new ingestion date, put through the still-running S3 endpoint: day 2's files
-            // again, as 2026-11-26. It is staged, transformed, checked and exported.
-            let s3 = demo_s3_client(&endpoint);
+        if signal == "TERM" {
+            // What the demo says about landing a file: the endpoint it printed first, its
+            // bucket and keys, and a curl command for the next day's orders.
+            for (needle, expected) in [
+                ("  endpoint ", endpoint.clone()),
+                (
+                    "  bucket ",
+                    format!(
+                        "{DEMO_BUCKET} (keys landing/ecommerce/ingestion_date=YYYY-MM-DD/<source>.csv)"
+                    ),
+                ),
+                ("  access key ", DEMO_ACCESS_KEY.to_owned()),
+                ("  secret key ", DEMO_SECRET_KEY.to_owned()),
+            ] {
+                let line = demo.line(needle).await;
+                assert_eq!(
+                    line.trim_start()
+                        .split_once("  ")
+                        .map(|(_, value)| value.trim()),
+                    Some(expected.as_str()),
+                    "{line}"
+                );
+            }
+            let curl = demo.line("  with curl ").await;
+            let command = curl
+                .trim_start()
+                .trim_start_matches("with curl")
+                .trim()
+                .to_owned();
+            assert!(
+                command.ends_with(&format!(
+                    "-T orders.csv {endpoint}/{DEMO_BUCKET}/landing/ecommerce/ingestion_date=2026-11-26/orders.csv"
+                )),
+                "{command}"
+            );
+            // A new ingestion date, put with that command (run by the shell, in the folder of
+            // the file; only the file name changes): day 2's files again, as 2026-11-26. It is
+            // staged, transformed, checked and exported.
             let day2 = work_dir.join("data/2026-11-25");
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&day2)
+            let mut files: Vec<String> = std::fs::read_dir(&day2)
                 .expect("the demo's generated data")
-                .map(|entry| entry.unwrap().path())
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
             files.sort();
             assert_eq!(files.len(), 6, "{files:?}");
             for file in &files {
-                let name = file.file_name().unwrap().to_string_lossy();
-                s3.put_object()
-                    .bucket(DEMO_BUCKET)
-                    .key(format!(
-                        "landing/ecommerce/ingestion_date=2026-11-26/{name}"
-                    ))
-                    .body(ByteStream::from(std::fs::read(file).unwrap()))
-                    .send()
+                let output = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(command.replace("orders.csv", file))
+                    .current_dir(&day2)
+                    .output()
                     .await
-                    .unwrap_or_else(|error| panic!("putting {name}: {error:?}"));
+                    .expect("running sh");
+                assert!(
+                    output.status.success(),
+                    "{command} for {file}: {}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
             }
             wait_until("2026-11-26 exported by the running demo", DEADLINE, || async {
                 Ok((env
@@ -233,12 +270,12 @@ async fn keep_running_serves_files_put_afterwards_until_sigint_or_sigterm() {
                     .await,
                 REPORTS.len() as i64
             );
-            let csv = work_dir.join(
-                "s3/landfall-demo/analytics_export/ecommerce/agg_shipments/ingestion_date=2026-11-26/agg_shipments.csv",
+            let csv = demo_s3(&env, &work_dir).join(
+                "landfall-demo/analytics_export/ecommerce/agg_shipments/ingestion_date=2026-11-26/agg_shipments.csv",
             );
             assert!(csv.exists(), "{} missing", csv.display());
         } else {
-            // The second run on the same database found both days exported already.
+            // The second run on the same database found both generated days exported already.
             assert_eq!(
                 demo.stdout()
                     .matches("already exported from these same files")
@@ -263,37 +300,143 @@ async fn keep_running_serves_files_put_afterwards_until_sigint_or_sigterm() {
             run.stdout,
             run.stderr
         );
+        assert_eq!(broker_objects(&env.prefix).await, Vec::<String>::new());
     }
     let _ = std::fs::remove_dir_all(&work_dir);
     env.cleanup().await;
 }
 
-/// A required file the stager rejects: the demo stops at once, naming the stage, the file and
-/// the stager's reason.
+/// A required file the stager rejects fails its batch, naming the stage, the file and the
+/// stager's reason; the other batches go on and are exported; the run ends listing every failed
+/// batch, with exit code 1. It leaves a consistent state: every event of the run handled (no
+/// file still 'landed'), `landfall status` showing as staged exactly the sources whose file is
+/// staged and none of them as missing, and no queue or exchange of its prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_file_fails_the_demo_naming_staging_and_the_reason() {
+async fn a_rejected_file_fails_its_batch_the_others_are_exported_and_status_agrees() {
     let env = TestEnv::new().await;
     let work_dir = work_dir(&env, "reject");
-    let input = generate(&env, &work_dir, 1, 20).await;
-    let orders = input.join("2026-11-25/orders.csv");
+    let input = generate(&env, &work_dir, 3, 20).await;
+    let orders = input.join("2026-11-24/orders.csv");
     let text = std::fs::read_to_string(&orders).unwrap();
     std::fs::write(&orders, text.replacen("order_id,", "order_ref,", 1)).unwrap();
+    let reason = "staging failed: the stager rejected landing/ecommerce/ingestion_date=2026-11-24/orders.csv: \
+                  unknown column 'order_ref' in the header \
+                  (expected order_id,customer_id,order_date,product_id,unit_price,quantity,total_price); \
+                  batch 2026-11-24 cannot be transformed without its orders";
 
     let run = run_demo(&env, &demo_args(&env, &work_dir, &input, None)).await;
-    assert!(!run.status.success(), "{}", run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{}\n{}", run.stdout, run.stderr);
     assert!(
-        run.stderr.contains(
-            "staging failed: the stager rejected landing/ecommerce/ingestion_date=2026-11-25/orders.csv: \
-             unknown column 'order_ref' in the header \
-             (expected order_id,customer_id,order_date,product_id,unit_price,quantity,total_price); \
-             batch 2026-11-25 cannot be transformed without its orders"
-        ),
+        run.stderr.contains(&format!(
+            "1 of 3 batches failed:\n  batch 2026-11-24: {reason}"
+        )),
         "{}",
         run.stderr
     );
-    assert_eq!(env.count("SELECT count(*) FROM ops.exports").await, 0);
+    assert!(
+        run.stdout.contains(&format!("Batch 2026-11-24: {reason}")),
+        "{}",
+        run.stdout
+    );
+    for date in ["2026-11-23", "2026-11-25"] {
+        assert!(
+            run.stdout.contains(&format!("Batch {date}: ")),
+            "{}",
+            run.stdout
+        );
+    }
+    assert_eq!(
+        env.query_text(
+            "SELECT ingestion_date::text, state, (SELECT count(*) FROM ops.exports e
+                                                  WHERE e.ingestion_date = b.ingestion_date)::text
+               FROM ops.batches b ORDER BY 1"
+        )
+        .await,
+        landfall_tests::rows(&[
+            &["2026-11-23", "exported", &REPORTS.len().to_string()],
+            &["2026-11-24", "staging", "0"],
+            &["2026-11-25", "exported", &REPORTS.len().to_string()],
+        ])
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM ops.files WHERE state = 'landed'")
+            .await,
+        0
+    );
+
+    // Status: per batch, the sources staged are those of its files in state 'staged'; the
+    // missing ones are the rest of the required ones.
+    let status = landfall_status(&env).await;
+    let files = table(&status, "Files");
+    assert_eq!(files.len(), 18, "{status}");
+    for batch in table(&status, "Batches") {
+        let date = batch["batch"].as_str();
+        let mut staged: Vec<&str> = files
+            .iter()
+            .filter(|file| file["batch"] == date && file["state"] == "staged")
+            .map(|file| file["source"].as_str())
+            .collect();
+        staged.sort();
+        assert_eq!(
+            batch["sources staged"],
+            staged.join(", "),
+            "{date}:\n{status}"
+        );
+        let expected_missing = if date == "2026-11-24" { "orders" } else { "" };
+        assert_eq!(batch["missing"], expected_missing, "{date}:\n{status}");
+    }
+    assert_eq!(broker_objects(&env.prefix).await, Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&work_dir);
     env.cleanup().await;
+}
+
+/// Two runs with different inputs into two databases but one work folder (as two runs with
+/// the default `--work-dir` do): each database holds exactly the batches and files of its own
+/// input, listed here from the input folders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_on_two_databases_sharing_a_work_folder_each_land_exactly_their_own_input() {
+    let first = TestEnv::new().await;
+    let second = TestEnv::new().await;
+    let work_dir = work_dir(&first, "two-databases");
+    // The first input: two generated days. The second: one generated day moved to another
+    // date, without its (optional) product snapshot.
+    let input_a = generate(&first, &work_dir.join("a"), 2, 20).await;
+    let input_b = generate(&first, &work_dir.join("b"), 1, 20).await;
+    std::fs::rename(input_b.join("2026-11-25"), input_b.join("2026-12-01")).unwrap();
+    std::fs::remove_file(input_b.join("2026-12-01/products.csv")).unwrap();
+
+    for (env, input) in [(&first, &input_a), (&second, &input_b)] {
+        // The same work folder and the same RabbitMQ prefix for both runs.
+        let mut args = demo_args(&first, &work_dir, input, None);
+        let url = args.iter().position(|arg| arg == "--database-url").unwrap() + 1;
+        args[url] = env.database_url.clone();
+        run_demo(&first, &args).await.assert_success();
+    }
+    for (env, input) in [(&first, &input_a), (&second, &input_b)] {
+        let (dates, keys) = input_batches_and_keys(input);
+        assert_eq!(
+            env.query_text("SELECT ingestion_date::text, state FROM ops.batches ORDER BY 1")
+                .await,
+            dates
+                .iter()
+                .map(|date| vec![date.clone(), "exported".to_owned()])
+                .collect::<Vec<_>>(),
+            "{}",
+            env.database
+        );
+        assert_eq!(
+            env.query_text("SELECT key FROM ops.files ORDER BY key")
+                .await
+                .concat(),
+            keys,
+            "{}",
+            env.database
+        );
+    }
+    assert_eq!(broker_objects(&first.prefix).await, Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&work_dir);
+    second.cleanup().await;
+    first.cleanup().await;
 }
 
 /// A model whose SQL fails: the transformer dead-letters the batch's event and the demo stops,
@@ -373,8 +516,8 @@ where = "_batch = (SELECT ops.batch_date())"
     );
     assert_eq!(env.count("SELECT count(*) FROM ops.exports").await, 0);
     assert!(
-        !work_dir
-            .join("demo/s3/landfall-demo/analytics_export")
+        !demo_s3(&env, &work_dir.join("demo"))
+            .join("landfall-demo/analytics_export")
             .exists()
     );
 
@@ -509,6 +652,178 @@ async fn status_shows_stage_durations_quality_results_and_file_rows_after_a_demo
     }
     let _ = std::fs::remove_dir_all(&work_dir);
     env.cleanup().await;
+}
+
+/// The demo removes the queues and exchanges an earlier run left under its prefix, but not
+/// ones something consumes (another demo, or a pipeline, under that prefix): it refuses to run,
+/// saying which queue is in use, and leaves it as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_whose_queue_has_a_consumer_is_refused_and_left_alone() {
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    let env = TestEnv::new().await;
+    let work_dir = work_dir(&env, "in-use");
+    let input = generate(&env, &work_dir, 1, 20).await;
+    let connection =
+        lapin::Connection::connect(&env.amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let queue = format!("{}.stager", env.prefix);
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let _consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "another-pipeline".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+
+    let args = demo_args(&env, &work_dir, &input, None);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = env.landfall(&args).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the queue {queue} is in use")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "runs under --amqp-prefix {}; stop it or choose another prefix",
+            env.prefix
+        )),
+        "{stderr}"
+    );
+    assert!(broker_objects(&env.prefix).await.contains(&queue));
+    connection.close(200, "done".into()).await.ok();
+    let _ = std::fs::remove_dir_all(&work_dir);
+    env.cleanup().await;
+}
+
+/// `landfall s3-server` accepts the keys its `--help` gives as the defaults, also when the key
+/// variables are set but empty, says at start which keys it accepts, and stops on SIGTERM.
+/// curl signs the requests (AWS Signature V4), as a client that is not landfall's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_server_accepts_the_keys_its_help_names_and_says_so_at_start() {
+    let empty_keys = [
+        ("LANDFALL_S3_ACCESS_KEY_ID", ""),
+        ("LANDFALL_S3_SECRET_ACCESS_KEY", ""),
+    ];
+    let help = tokio::process::Command::new(binary_path("landfall"))
+        .args(["s3-server", "--help"])
+        .env_clear()
+        .envs(empty_keys)
+        .output()
+        .await
+        .expect("landfall s3-server --help");
+    let help = String::from_utf8(help.stdout).unwrap();
+    for default in [
+        "landfall [env: LANDFALL_S3_ACCESS_KEY_ID=]",
+        "landfall-secret [env:",
+    ] {
+        assert!(
+            help.contains(&format!("(or it is empty): {default}")),
+            "{help}"
+        );
+    }
+
+    let root = std::env::temp_dir().join(format!(
+        "landfall-s3-server-test-{:08x}",
+        rand::random::<u32>()
+    ));
+    let mut server = tokio::process::Command::new(binary_path("landfall"))
+        .args(["s3-server", "--listen", "127.0.0.1:0", "--amqp-url", ""])
+        .arg("--root")
+        .arg(&root)
+        .env_clear()
+        .envs(empty_keys)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting landfall s3-server");
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("a line from s3-server")
+            .unwrap()
+            .expect("s3-server ended early")
+    };
+    let first = next_line().await;
+    let endpoint = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no endpoint in '{first}'"))
+        .to_owned();
+    assert_eq!(next_line().await, "Access key    landfall (the default)");
+    assert_eq!(
+        next_line().await,
+        "Secret key    landfall-secret (the default)"
+    );
+
+    let curl = |args: Vec<String>| async move {
+        let output = tokio::process::Command::new("curl")
+            .args([
+                "--fail-with-body",
+                "-sS",
+                "-H",
+                "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            ])
+            .args([
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                "landfall:landfall-secret",
+            ])
+            .args(&args)
+            .output()
+            .await
+            .expect("running curl");
+        let body = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "curl {args:?}: {body}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        body
+    };
+    let file = root.with_extension("csv");
+    std::fs::write(&file, "a,b\n1,2\n").unwrap();
+    curl(vec![
+        "-X".into(),
+        "PUT".into(),
+        format!("{endpoint}/checked"),
+    ])
+    .await;
+    curl(vec![
+        "-T".into(),
+        file.display().to_string(),
+        format!("{endpoint}/checked/landing/x.csv"),
+    ])
+    .await;
+    assert_eq!(
+        curl(vec![format!("{endpoint}/checked/landing/x.csv")]).await,
+        "a,b\n1,2\n"
+    );
+
+    kill(server.id().unwrap(), "TERM");
+    let status = tokio::time::timeout(DEADLINE, server.wait())
+        .await
+        .expect("s3-server stopped after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&file);
 }
 
 // --- The demo as a process ---------------------------------------------------------------------
@@ -816,23 +1131,6 @@ async fn ready(address: &str) -> bool {
         && response.starts_with("HTTP/1.1 200")
 }
 
-fn demo_s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            DEMO_ACCESS_KEY,
-            DEMO_SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
 // --- Data, tables and files ---------------------------------------------------------------------
 
 fn repo_dir() -> PathBuf {
@@ -840,6 +1138,14 @@ fn repo_dir() -> PathBuf {
         .join("..")
         .canonicalize()
         .expect("repository folder")
+}
+
+/// The demo's S3 folder for the test's database under `--work-dir`: one folder per database,
+/// `s3/<database>@<host>-<port>`.
+fn demo_s3(env: &TestEnv, demo_work_dir: &Path) -> PathBuf {
+    demo_work_dir
+        .join("s3")
+        .join(format!("{}@127.0.0.1-5432", env.database))
 }
 
 fn work_dir(env: &TestEnv, name: &str) -> PathBuf {
@@ -895,6 +1201,77 @@ fn demo_args(env: &TestEnv, work_dir: &Path, input: &Path, models: Option<&Path>
         args.push(models.display().to_string());
     }
     args
+}
+
+/// An input folder's dates and the landing keys of its files, each sorted.
+fn input_batches_and_keys(input: &Path) -> (Vec<String>, Vec<String>) {
+    let mut dates = Vec::new();
+    let mut keys = Vec::new();
+    for day in std::fs::read_dir(input).unwrap() {
+        let day = day.unwrap().path();
+        let date = day.file_name().unwrap().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(&day).unwrap() {
+            let name = file.unwrap().file_name().to_string_lossy().into_owned();
+            keys.push(format!("landing/ecommerce/ingestion_date={date}/{name}"));
+        }
+        dates.push(date);
+    }
+    dates.sort();
+    keys.sort();
+    (dates, keys)
+}
+
+/// Which of the demo's queues and exchanges under `prefix` exist (named as the README's
+/// diagram names them; a passive declare fails for a missing one).
+async fn broker_objects(prefix: &str) -> Vec<String> {
+    use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+    let connection = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("RabbitMQ");
+    let mut found = Vec::new();
+    for service in SERVICES {
+        for queue in [
+            format!("{prefix}.{service}"),
+            format!("{prefix}.{service}.dlq"),
+        ] {
+            let channel = connection.create_channel().await.unwrap();
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            if channel
+                .queue_declare(queue.as_str().into(), passive, Default::default())
+                .await
+                .is_ok()
+            {
+                found.push(queue);
+            }
+        }
+    }
+    for exchange in ["events", "dlx", "s3"].map(|name| format!("{prefix}.{name}")) {
+        let channel = connection.create_channel().await.unwrap();
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        if channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                passive,
+                Default::default(),
+            )
+            .await
+            .is_ok()
+        {
+            found.push(exchange);
+        }
+    }
+    connection.close(200, "done".into()).await.ok();
+    found
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -971,7 +1348,7 @@ async fn exported_objects(env: &TestEnv, work_dir: &Path) -> Vec<(Vec<String>, V
             let objects = [&row[2], &row[3]]
                 .iter()
                 .map(|key| {
-                    let path = work_dir.join("s3").join(DEMO_BUCKET).join(key);
+                    let path = demo_s3(env, work_dir).join(DEMO_BUCKET).join(key);
                     std::fs::read(&path)
                         .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
                 })

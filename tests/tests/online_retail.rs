@@ -548,9 +548,12 @@ async fn generated_sample_days_run_through_the_pipeline() {
             3
         );
         for report in REPORTS {
-            let csv =
-                dir.join("demo/s3/landfall-demo")
-                    .join(export_key("online_retail", report, date));
+            // The demo's S3 folder for this database: s3/<database>@<host>-<port>.
+            let csv = dir
+                .join("demo/s3")
+                .join(format!("{}@127.0.0.1-5432", env.database))
+                .join("landfall-demo")
+                .join(export_key("online_retail", report, date));
             assert!(csv.exists(), "{} missing", csv.display());
         }
     }

@@ -153,7 +153,12 @@ async fn the_datasets_tutorial_works_as_written() {
             continue;
         };
         if path.starts_with("analytics_export/") {
-            let exported = work_dir.join("s3/landfall-demo").join(path);
+            // The demo's S3 folder for this database: s3/<database>@<host>-<port>.
+            let exported = work_dir
+                .join("s3")
+                .join(format!("{}@127.0.0.1-5432", env.database))
+                .join("landfall-demo")
+                .join(path);
             let text = std::fs::read_to_string(&exported)
                 .unwrap_or_else(|error| panic!("{} not exported: {error}", exported.display()));
             assert_eq!(text, block.body, "{path}");
