@@ -108,7 +108,17 @@ async fn reconcile_filtered(
         // Each file found here starts its own trace, as a notification would.
         let spans: Vec<tracing::Span> = objects
             .iter()
-            .map(|object| tracing::info_span!(parent: None, "reconcile object", landfall.key = object.key.as_str()))
+            .map(|object| {
+                let span = tracing::info_span!(
+                    parent: None,
+                    "reconcile object",
+                    landfall.key = object.key.as_str(),
+                    trace_id = tracing::field::Empty,
+                );
+                // Its log lines carry the new trace's id, as a notification's do.
+                runtime::telemetry::continue_trace(&span, &Default::default());
+                span
+            })
             .collect();
         let announced: Vec<(&ObjectCreated, &tracing::Span)> = objects.iter().zip(&spans).collect();
         let mut client = pool.get().await.context("reconcile: database")?;

@@ -242,7 +242,8 @@ mod tests {
         assert!(position("dim_product") < position("fact_orders"));
         assert!(position("fact_orders") < position("sales_by_month"));
         assert!(position("fact_shipments") < position("agg_shipments"));
-        assert!(position("dim_date") < position("agg_public_holiday"));
-        assert_eq!(names.len(), 11);
+        assert!(position("holiday_calendar") < position("agg_public_holiday"));
+        assert!(position("holiday_calendar") < position("dim_date"));
+        assert_eq!(names.len(), 12);
     }
 }
