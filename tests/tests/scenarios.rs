@@ -7,6 +7,9 @@
 //!
 //! Long mode: `cargo test -p landfall-tests --test scenarios -- --ignored` runs 25 more seeds
 //! (`LANDFALL_SCENARIO_SEEDS=N` for another number).
+//!
+//! Until the transformer takes product names and the holiday calendar as of D (not the
+//! current ones), the scenario tests fail on exactly those cells; each such line says so.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -68,8 +71,9 @@ async fn file_state(env: &TestEnv, key: &str, etag: &str) -> anyhow::Result<Opti
 /// Puts the scenario's uploads in order; returns each put's (key, ETag).
 ///
 /// Versions of one `(date, source)` under two keys (`orders.csv`, then `orders.csv.gz`) are
-/// not ordered by the stager: it stages whichever version its consumers reach last (the etag
-/// check only orders versions of one key). So before a source's file lands under another key
+/// not ordered by the stager: it stages whichever version its consumers reach last (the ETag
+/// check only orders versions of one key; put back to back, 5 dates of 20 kept the older
+/// `.csv`). That is reported, not tested here: before a source's file lands under another key
 /// than its previous version, that version is waited for until the stager has finished it,
 /// as files landing seconds apart would be.
 async fn land(env: &TestEnv, scenario: &Scenario) -> Vec<(String, String)> {
