@@ -7,10 +7,12 @@ pub mod data;
 mod env;
 pub mod otlp;
 pub mod proxy;
+pub mod reference;
+pub mod scenario;
 pub mod spy;
 pub mod wait;
 
-pub use env::{ChildService, ServiceHandle, TestEnv, binary_path};
+pub use env::{BUCKET, ChildService, ServiceHandle, TestEnv, binary_path};
 pub use wait::wait_until;
 
 /// Expected rows written as string slices, to compare with [`TestEnv::query_text`].
