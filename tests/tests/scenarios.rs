@@ -7,9 +7,6 @@
 //!
 //! Long mode: `cargo test -p landfall-tests --test scenarios -- --ignored` runs 25 more seeds
 //! (`LANDFALL_SCENARIO_SEEDS=N` for another number).
-//!
-//! Until the transformer takes product names and the holiday calendar as of D (not the
-//! current ones), the scenario tests fail on exactly those cells; each such line says so.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -25,13 +22,6 @@ use landfall_tests::{ServiceHandle, TestEnv, wait_until};
 
 /// For every batch of a scenario to be exported from its latest files.
 const DEADLINE: Duration = Duration::from_secs(240);
-const SERVICES: [&str; 5] = [
-    "ingester",
-    "stager",
-    "transformer",
-    "quality-checker",
-    "exporter",
-];
 
 fn date(text: &str) -> NaiveDate {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a YYYY-MM-DD date")
@@ -43,16 +33,7 @@ fn export_key(report: &str, day: NaiveDate) -> String {
 
 async fn start_pipeline() -> (TestEnv, Vec<ServiceHandle>) {
     let env = TestEnv::new().await;
-    let services = vec![
-        env.start_ingester(&[]),
-        env.start_stager(&[]),
-        env.start_transformer(&[]),
-        env.start_quality_checker(&[]),
-        env.start_exporter(&[]),
-    ];
-    for service in SERVICES {
-        env.wait_consuming(service, Duration::from_secs(60)).await;
-    }
+    let services = env.start_pipeline(&[], Duration::from_secs(60)).await;
     (env, services)
 }
 
