@@ -79,6 +79,7 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub admin_url: String,
+    /// RabbitMQ the bench's services and events use (a prefix of its own is made up).
     #[arg(
         long,
         env = "LANDFALL_AMQP_URL",
@@ -86,8 +87,10 @@ pub struct BenchArgs {
         hide_env_values = true
     )]
     pub amqp_url: String,
+    /// Folder of the dataset definitions.
     #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
     pub datasets_dir: PathBuf,
+    /// Folder of the SQL models, checks and exports (`<dir>/<dataset>/`).
     #[arg(long, env = "LANDFALL_MODELS_DIR", default_value = "sql/models")]
     pub models_dir: PathBuf,
     /// Give up on a stage of the benchmark after this long.

@@ -32,6 +32,7 @@ pub struct DemoArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/landfall_demo"
     )]
     pub database_url: String,
+    /// RabbitMQ the demo's services and the embedded S3 server's notifications use.
     #[arg(
         long,
         env = "LANDFALL_AMQP_URL",

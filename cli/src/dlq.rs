@@ -21,16 +21,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use runtime::broker;
 
+use crate::choices::Service;
 use crate::table::{Table, truncate};
-
-/// The five pipeline stages, in pipeline order.
-const SERVICES: &[&str] = &[
-    "ingester",
-    "stager",
-    "transformer",
-    "quality-checker",
-    "exporter",
-];
 
 #[derive(Args)]
 pub struct DlqArgs {
@@ -42,6 +34,7 @@ pub struct DlqArgs {
         default_value = "landfall"
     )]
     prefix: String,
+    /// The RabbitMQ to read and requeue from.
     #[arg(
         long,
         global = true,
@@ -59,16 +52,21 @@ enum DlqCommand {
     /// One line per dead-lettered message: why, and where it came from (nothing is removed).
     List {
         /// Only this service's dead-letter queue (default: all five).
-        #[arg(long)]
-        service: Option<String>,
+        #[arg(long, value_enum)]
+        service: Option<Service>,
         /// At most this many messages per queue.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// Print one JSON document (`{"messages": […], "missing_queues": […]}`, README "The
+        /// `landfall` command") instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// One message in full: properties, headers and the decoded event (nothing is removed).
     Show {
-        #[arg(long)]
-        service: String,
+        /// The service whose dead-letter queue holds it.
+        #[arg(long, value_enum)]
+        service: Service,
         /// Its position in `dlq list` (1 = the oldest).
         #[arg(
             long,
@@ -83,8 +81,10 @@ enum DlqCommand {
     /// Publish messages back to the exchange and routing key they came from, then remove them
     /// from the dead-letter queue.
     Requeue {
-        #[arg(long)]
-        service: String,
+        /// The service whose dead-letter queue holds them.
+        #[arg(long, value_enum)]
+        service: Service,
+        /// Only the message with this id (as `dlq list` shows it).
         #[arg(long, conflicts_with = "all", required_unless_present = "all")]
         message_id: Option<String>,
         /// Every message in the queue.
@@ -93,8 +93,9 @@ enum DlqCommand {
     },
     /// Delete every message of a service's dead-letter queue.
     Purge {
-        #[arg(long)]
-        service: String,
+        /// The service whose dead-letter queue is emptied.
+        #[arg(long, value_enum)]
+        service: Service,
         /// Really delete them (without it, only says how many there are).
         #[arg(long)]
         yes: bool,
@@ -109,19 +110,23 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     .await
     .context("connecting to RabbitMQ (LANDFALL_AMQP_URL)")?;
     let result = match args.command {
-        DlqCommand::List { service, limit } => {
+        DlqCommand::List {
+            service,
+            limit,
+            json,
+        } => {
             let services = match service {
-                Some(service) => vec![checked(&service)?],
-                None => SERVICES.to_vec(),
+                Some(service) => vec![service.name()],
+                None => Service::ALL.map(Service::name).to_vec(),
             };
-            list(&connection, &args.prefix, &services, limit).await
+            list(&connection, &args.prefix, &services, limit, json).await
         }
         DlqCommand::Show {
             service,
             index,
             message_id,
         } => {
-            let service = checked(&service)?;
+            let service = service.name();
             show(
                 &connection,
                 &args.prefix,
@@ -136,29 +141,16 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             message_id,
             all,
         } => {
-            let service = checked(&service)?;
+            let service = service.name();
             let selected = if all { None } else { message_id };
             requeue(&connection, &args.prefix, service, selected.as_deref()).await
         }
         DlqCommand::Purge { service, yes } => {
-            purge(&connection, &args.prefix, checked(&service)?, yes).await
+            purge(&connection, &args.prefix, service.name(), yes).await
         }
     };
     connection.close(200, "done".into()).await.ok();
     result
-}
-
-fn checked(service: &str) -> anyhow::Result<&'static str> {
-    SERVICES
-        .iter()
-        .find(|known| **known == service)
-        .copied()
-        .with_context(|| {
-            format!(
-                "no service named '{service}' (expected one of {})",
-                SERVICES.join(", ")
-            )
-        })
 }
 
 fn dlq_name(prefix: &str, service: &str) -> String {
@@ -317,12 +309,91 @@ async fn fetch(channel: &Channel, queue: &str, limit: usize) -> anyhow::Result<V
     Ok(held)
 }
 
+/// What `landfall dlq list --json` prints.
+#[derive(Debug, serde::Serialize)]
+struct DlqReport {
+    /// Every dead-lettered message read, queue by queue in pipeline order, oldest first.
+    messages: Vec<DeadLetter>,
+    /// Dead-letter queues that do not exist (no service of this prefix declared them yet).
+    missing_queues: Vec<String>,
+}
+
+/// One dead-lettered message (left in its queue).
+#[derive(Debug, serde::Serialize)]
+struct DeadLetter {
+    service: &'static str,
+    /// Its position in the queue (1 = the oldest), as `dlq show --index` takes it.
+    index: usize,
+    event_type: String,
+    message_id: String,
+    /// `transient` or `permanent` (`x-landfall-error-kind`); empty when the broker dead-lettered it.
+    error_kind: String,
+    original_exchange: Option<String>,
+    original_routing_key: Option<String>,
+    /// How often the broker dead-lettered it (`x-death` count); empty when landfall did.
+    deaths: String,
+    reason: String,
+}
+
+/// Reads (and leaves) up to `limit` messages of each service's dead-letter queue.
+async fn read_dead_letters(
+    connection: &Connection,
+    prefix: &str,
+    services: &[&'static str],
+    limit: usize,
+) -> anyhow::Result<DlqReport> {
+    let mut report = DlqReport {
+        messages: Vec::new(),
+        missing_queues: Vec::new(),
+    };
+    for service in services {
+        let queue = dlq_name(prefix, service);
+        if depth(connection, &queue).await.is_err() {
+            report.missing_queues.push(queue);
+            continue;
+        }
+        let channel = connection.create_channel().await?;
+        let held = fetch(&channel, &queue, limit).await;
+        let read: anyhow::Result<Vec<DeadLetter>> = held.map(|held| {
+            held.iter()
+                .enumerate()
+                .map(|(index, message)| {
+                    let origin = message.origin();
+                    DeadLetter {
+                        service,
+                        index: index + 1,
+                        event_type: message.event_type(),
+                        message_id: message.message_id(),
+                        error_kind: message
+                            .header(broker::ERROR_KIND_HEADER)
+                            .unwrap_or_default(),
+                        original_exchange: origin.as_ref().map(|(exchange, _)| exchange.clone()),
+                        original_routing_key: origin.map(|(_, key)| key),
+                        deaths: message.deaths(),
+                        reason: message.reason(),
+                    }
+                })
+                .collect()
+        });
+        // Closing the channel returns every fetched message to the queue.
+        channel.close(200, "listed".into()).await.ok();
+        report.messages.extend(read?);
+    }
+    Ok(report)
+}
+
 async fn list(
     connection: &Connection,
     prefix: &str,
-    services: &[&str],
+    services: &[&'static str],
     limit: usize,
+    json: bool,
 ) -> anyhow::Result<()> {
+    let report = read_dead_letters(connection, prefix, services, limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let mut table = Table::new(&[
         "service",
         "#",
@@ -333,49 +404,25 @@ async fn list(
         "deaths",
         "reason",
     ]);
-    let mut total = 0usize;
-    let mut missing = Vec::new();
-    for service in services {
-        let queue = dlq_name(prefix, service);
-        if depth(connection, &queue).await.is_err() {
-            missing.push(queue);
-            continue;
-        }
-        let channel = connection.create_channel().await?;
-        let held = fetch(&channel, &queue, limit).await;
-        let rows: anyhow::Result<Vec<Vec<String>>> = held.map(|held| {
-            held.iter()
-                .enumerate()
-                .map(|(index, message)| {
-                    vec![
-                        (*service).to_owned(),
-                        (index + 1).to_string(),
-                        message.event_type(),
-                        message.message_id(),
-                        message
-                            .header(broker::ERROR_KIND_HEADER)
-                            .unwrap_or_default(),
-                        message.origin().map(|(_, key)| key).unwrap_or_default(),
-                        message.deaths(),
-                        truncate(&message.reason().replace('\n', " "), 160),
-                    ]
-                })
-                .collect()
-        });
-        // Closing the channel returns every fetched message to the queue.
-        channel.close(200, "listed".into()).await.ok();
-        for row in rows? {
-            table.row(row);
-            total += 1;
-        }
+    for message in &report.messages {
+        table.row(vec![
+            message.service.to_owned(),
+            message.index.to_string(),
+            message.event_type.clone(),
+            message.message_id.clone(),
+            message.error_kind.clone(),
+            message.original_routing_key.clone().unwrap_or_default(),
+            message.deaths.clone(),
+            truncate(&message.reason.replace('\n', " "), 160),
+        ]);
     }
     if table.is_empty() {
         println!("no dead-lettered messages");
     } else {
         print!("{}", table.render());
-        println!("{total} dead-lettered message(s)");
+        println!("{} dead-lettered message(s)", report.messages.len());
     }
-    for queue in missing {
+    for queue in report.missing_queues {
         println!("({queue} does not exist)");
     }
     Ok(())

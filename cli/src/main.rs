@@ -2,6 +2,7 @@
 //! landing prefix with the ledger, shows files and batches, and serves the embedded S3 server.
 
 mod bench;
+mod choices;
 mod dataset_check;
 mod demo;
 mod dlq;
@@ -42,11 +43,13 @@ enum Command {
     Gen {
         #[command(flatten)]
         args: sample::GenArgs,
+        /// The folder the files are written under.
         #[arg(long, default_value = "sample-data")]
         out: PathBuf,
     },
     /// Apply pending migrations and create the datasets' staging tables (LANDFALL_DATABASE_URL).
     Migrate {
+        /// Folder of the dataset definitions whose staging tables are created.
         #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
         datasets_dir: PathBuf,
     },
@@ -60,6 +63,7 @@ enum Command {
     /// Run a batch's SQL models now (all, or the named ones with their upstream models) and
     /// publish TransformCompleted so quality checks and export follow.
     Transform {
+        /// The batch's dataset (a folder under LANDFALL_DATASETS_DIR).
         #[arg(long)]
         dataset: String,
         /// The batch's ingestion date (YYYY-MM-DD).
@@ -86,8 +90,10 @@ enum Command {
     /// Clients sign requests (AWS Signature V4, path-style, region us-east-1) with the access
     /// and secret key below; it prints the endpoint and the keys it accepts when it starts.
     S3Server {
+        /// The address to serve S3 on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
+        /// The folder buckets and objects are stored in (one folder per bucket).
         #[arg(long, default_value = ".landfall/s3")]
         root: PathBuf,
         /// The access key clients sign with; when neither this nor the variable is given (or
@@ -106,8 +112,10 @@ enum Command {
             hide_env_values = true
         )]
         amqp_url: String,
+        /// The exchange bucket notifications are published to.
         #[arg(long, env = "LANDFALL_NOTIFY_EXCHANGE", default_value = "landfall.s3")]
         exchange: String,
+        /// The routing key of every bucket notification.
         #[arg(long, default_value = "s3.created")]
         routing_key: String,
     },
@@ -397,5 +405,33 @@ mod tests {
         let secret = S3Key::resolve(Some("sk".into()), "--secret-key", UNSET, "landfall-secret");
         assert_eq!(secret.shown(true), "the value of --secret-key (not shown)");
         assert!(!secret.shown(true).contains("sk "));
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory as _;
+
+    /// Every flag and argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "landfall", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without help:\n{}",
+            missing.join("\n")
+        );
     }
 }

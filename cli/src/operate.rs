@@ -11,8 +11,8 @@ use contract::{BatchKey, CheckOutcome, Envelope, ModelRun, QualityPassed, Transf
 use runtime::datasets::Datasets;
 use runtime::{CommonConfig, Env};
 
+use crate::choices::BatchState;
 use crate::progress::Progress;
-use crate::status::BATCH_STATES;
 use crate::table::Table;
 
 #[derive(Debug, clap::Subcommand)]
@@ -37,13 +37,45 @@ pub struct RunsFilter {
     /// Only this ingestion date (YYYY-MM-DD).
     #[arg(long)]
     pub date: Option<NaiveDate>,
-    /// Only batches now in this state (staging, ready, transformed, quality_passed,
-    /// quality_failed, exported).
-    #[arg(long)]
-    pub state: Option<String>,
+    /// Only batches now in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<BatchState>,
     /// At most this many runs, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// Print one JSON document (`{"runs": […]}`, README "The `landfall` command") instead of
+    /// the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `landfall runs --json` prints.
+#[derive(Debug, serde::Serialize)]
+pub struct RunsReport {
+    /// Newest first, at most `--limit`.
+    pub runs: Vec<RunStatus>,
+}
+
+/// One transform run of a batch.
+#[derive(Debug, serde::Serialize)]
+pub struct RunStatus {
+    pub run_id: i64,
+    pub dataset: String,
+    pub ingestion_date: NaiveDate,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// Models run.
+    pub models: i32,
+    /// Rows the models wrote, summed.
+    pub rows: i64,
+    /// The ledger's file ids the run read.
+    pub file_ids: Vec<i64>,
+    /// Whether this is the batch's latest run: `batch_state`, `checks` and `reports_exported`
+    /// describe the latest run only, and are `null` on earlier ones.
+    pub latest: bool,
+    pub batch_state: Option<String>,
+    pub checks: Option<crate::status::CheckCounts>,
+    pub reports_exported: Option<i64>,
 }
 
 /// Where a replay starts.
@@ -59,11 +91,13 @@ pub enum Stage {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
+    /// The batch's dataset.
     #[arg(long)]
     pub dataset: String,
     /// The batch's ingestion date (YYYY-MM-DD).
     #[arg(long)]
     pub date: NaiveDate,
+    /// The stage to start from.
     #[arg(long, value_enum, default_value = "transform")]
     pub from_stage: Stage,
     #[command(flatten)]
@@ -72,6 +106,7 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackfillArgs {
+    /// The dataset whose batches are backfilled.
     #[arg(long)]
     pub dataset: String,
     /// The first ingestion date (YYYY-MM-DD).
@@ -98,7 +133,12 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
     match command {
         OpsCommand::Runs(filter) => {
             let client = crate::connect().await?;
-            print!("{}", runs(&client, &filter).await?);
+            let report = runs(&client, &filter).await?;
+            if filter.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", runs_table(&report.runs));
+            }
             Ok(())
         }
         OpsCommand::Replay(args) => replay(&args).await,
@@ -106,42 +146,73 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The runs table.
-pub async fn runs(client: &tokio_postgres::Client, filter: &RunsFilter) -> anyhow::Result<String> {
-    if let Some(state) = &filter.state {
-        anyhow::ensure!(
-            BATCH_STATES.contains(&state.as_str()),
-            "--state '{state}' is not one of the batch states: {}",
-            BATCH_STATES.join(", ")
-        );
-    }
+/// The transform runs the filter selects, newest first.
+pub async fn runs(
+    client: &tokio_postgres::Client,
+    filter: &RunsFilter,
+) -> anyhow::Result<RunsReport> {
+    let state = filter.state.map(BatchState::name);
     let rows = client
         .query(
             "SELECT r.run_id, r.dataset, r.ingestion_date, r.started_at, r.finished_at,
                     jsonb_array_length(r.models),
                     (SELECT coalesce(sum((m ->> 'rows')::bigint), 0)::bigint FROM jsonb_array_elements(r.models) m),
-                    array_to_string(r.file_ids, ','),
+                    r.file_ids::bigint[],
                     b.state,
                     r.run_id = max(r.run_id) OVER (PARTITION BY r.dataset, r.ingestion_date),
-                    (SELECT format('%s passed, %s failed, %s warned',
-                                   count(*) FILTER (WHERE q.status = 'passed'),
-                                   count(*) FILTER (WHERE q.status <> 'passed' AND q.severity = 'error'),
-                                   count(*) FILTER (WHERE q.status <> 'passed' AND q.severity = 'warn'))
-                       FROM ops.quality_results q
-                      WHERE q.dataset = r.dataset AND q.ingestion_date = r.ingestion_date
-                     HAVING count(*) > 0),
+                    q.passed, q.failed, q.warned,
                     (SELECT count(*) FROM ops.exports e
                       WHERE e.dataset = r.dataset AND e.ingestion_date = r.ingestion_date)
                FROM ops.transform_runs r
                LEFT JOIN ops.batches b ON b.dataset = r.dataset AND b.ingestion_date = r.ingestion_date
+               LEFT JOIN LATERAL (
+                    SELECT count(*) FILTER (WHERE q.status = 'passed') AS passed,
+                           count(*) FILTER (WHERE q.status <> 'passed' AND q.severity = 'error') AS failed,
+                           count(*) FILTER (WHERE q.status <> 'passed' AND q.severity <> 'error') AS warned
+                      FROM ops.quality_results q
+                     WHERE q.dataset = r.dataset AND q.ingestion_date = r.ingestion_date
+                    HAVING count(*) > 0) q ON true
               WHERE ($1::text IS NULL OR r.dataset = $1)
                 AND ($2::date IS NULL OR r.ingestion_date = $2)
                 AND ($3::text IS NULL OR b.state = $3)
               ORDER BY r.run_id DESC
               LIMIT $4",
-            &[&filter.dataset, &filter.date, &filter.state, &filter.limit],
+            &[&filter.dataset, &filter.date, &state, &filter.limit],
         )
         .await?;
+    let runs = rows
+        .iter()
+        .map(|row| {
+            let latest: bool = row.get(9);
+            let passed: Option<i64> = row.get(10);
+            RunStatus {
+                run_id: row.get(0),
+                dataset: row.get(1),
+                ingestion_date: row.get(2),
+                started_at: row.get(3),
+                finished_at: row.get(4),
+                models: row.get(5),
+                rows: row.get(6),
+                file_ids: row.get(7),
+                latest,
+                // The batch's state, checks and exports are those of its latest run.
+                batch_state: row.get::<_, Option<String>>(8).filter(|_| latest),
+                checks: passed
+                    .map(|passed| crate::status::CheckCounts {
+                        passed,
+                        failed: row.get(11),
+                        warned: row.get(12),
+                    })
+                    .filter(|_| latest),
+                reports_exported: Some(row.get::<_, i64>(13)).filter(|_| latest),
+            }
+        })
+        .collect();
+    Ok(RunsReport { runs })
+}
+
+/// The runs table.
+fn runs_table(runs: &[RunStatus]) -> String {
     let mut table = Table::new(&[
         "run",
         "dataset",
@@ -155,39 +226,41 @@ pub async fn runs(client: &tokio_postgres::Client, filter: &RunsFilter) -> anyho
         "checks",
         "reports exported",
     ]);
-    for row in &rows {
-        let started: DateTime<Utc> = row.get(3);
-        let finished: DateTime<Utc> = row.get(4);
-        let latest: bool = row.get(9);
-        // The batch's state, checks and exports are those of its latest run.
-        let batch_column = |value: String| {
-            if latest {
-                value
+    for run in runs {
+        let batch_column = |value: Option<String>| {
+            if run.latest {
+                value.unwrap_or_default()
             } else {
                 "(earlier run)".into()
             }
         };
+        let file_ids: Vec<String> = run.file_ids.iter().map(i64::to_string).collect();
         table.row(vec![
-            row.get::<_, i64>(0).to_string(),
-            row.get(1),
-            row.get::<_, NaiveDate>(2).to_string(),
-            started.format("%Y-%m-%d %H:%M:%S").to_string(),
+            run.run_id.to_string(),
+            run.dataset.clone(),
+            run.ingestion_date.to_string(),
+            run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             format!(
                 "{:.2}s",
-                (finished - started).num_milliseconds() as f64 / 1000.0
+                (run.finished_at - run.started_at).num_milliseconds() as f64 / 1000.0
             ),
-            row.get::<_, i32>(5).to_string(),
-            row.get::<_, i64>(6).to_string(),
-            row.get(7),
-            batch_column(row.get::<_, Option<String>>(8).unwrap_or_default()),
-            batch_column(row.get::<_, Option<String>>(10).unwrap_or_default()),
-            batch_column(row.get::<_, i64>(11).to_string()),
+            run.models.to_string(),
+            run.rows.to_string(),
+            file_ids.join(","),
+            batch_column(run.batch_state.clone()),
+            batch_column(run.checks.map(|c| {
+                format!(
+                    "{} passed, {} failed, {} warned",
+                    c.passed, c.failed, c.warned
+                )
+            })),
+            batch_column(run.reports_exported.map(|n| n.to_string())),
         ]);
     }
     if table.is_empty() {
-        return Ok("No transform runs match.\n".into());
+        return "No transform runs match.\n".into();
     }
-    Ok(table.render())
+    table.render()
 }
 
 /// What the operator commands need: configuration, datasets, a pool.

@@ -42,6 +42,7 @@ pub struct GenArgs {
     /// Ingestion dates to generate, ending with --last-date.
     #[arg(long, default_value_t = 3)]
     pub days: i64,
+    /// The last ingestion date generated (YYYY-MM-DD).
     #[arg(long, default_value = "2026-11-25")]
     pub last_date: NaiveDate,
     /// Orders per day (online_retail: invoices per day).

@@ -1,66 +1,15 @@
-//! `landfall status`: files and batches with their state, rows and timings.
+//! `landfall status`: files and batches with their state, rows and timings, as tables or (with
+//! `--json`) as one JSON document.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
 
+use crate::choices::StatusState;
 use crate::table::{Table, truncate};
 
-/// The states of a batch (`ops.batches.state`), in pipeline order.
-pub const BATCH_STATES: &[&str] = &[
-    "staging",
-    "ready",
-    "transformed",
-    "quality_passed",
-    "quality_failed",
-    "exported",
-];
-
-/// The states of a file (`ops.files.state`).
-pub const FILE_STATES: &[&str] = &[
-    "landed",
-    "staged",
-    "rejected",
-    "superseded",
-    "missing",
-    "ignored",
-];
-
-/// What `--state` names: a file state, a batch state (the two sets share no name), or neither.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateFilter<'a> {
-    None,
-    File(&'a str),
-    Batch(&'a str),
-}
-
-impl StatusFilter {
-    pub fn state_filter(&self) -> anyhow::Result<StateFilter<'_>> {
-        match self.state.as_deref() {
-            None => Ok(StateFilter::None),
-            Some(state) if FILE_STATES.contains(&state) => Ok(StateFilter::File(state)),
-            Some(state) if BATCH_STATES.contains(&state) => Ok(StateFilter::Batch(state)),
-            Some(state) => anyhow::bail!(
-                "--state '{state}' is neither a batch state ({}) nor a file state ({})",
-                BATCH_STATES.join(", "),
-                FILE_STATES.join(", ")
-            ),
-        }
-    }
-
-    fn any(&self) -> bool {
-        self.dataset.is_some() || self.date.is_some() || self.state.is_some()
-    }
-
-    /// (file state, batch state) as query parameters.
-    fn states(&self) -> anyhow::Result<(Option<&str>, Option<&str>)> {
-        Ok(match self.state_filter()? {
-            StateFilter::None => (None, None),
-            StateFilter::File(state) => (Some(state), None),
-            StateFilter::Batch(state) => (None, Some(state)),
-        })
-    }
-}
-
-/// Which rows to show.
+/// Which rows to show, and how.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StatusFilter {
     /// Only this dataset.
@@ -69,37 +18,133 @@ pub struct StatusFilter {
     /// Only this ingestion date (YYYY-MM-DD).
     #[arg(long)]
     pub date: Option<NaiveDate>,
-    /// Only this state. A batch state (staging, ready, transformed, quality_passed,
-    /// quality_failed, exported): the batches in it and their files. A file state (landed,
-    /// staged, rejected, superseded, missing, ignored): the files in it and the batches holding
-    /// one (an ignored key belongs to no batch).
-    #[arg(long)]
-    pub state: Option<String>,
+    /// Only this state. A batch state (staging … exported): the batches in it and their files. A
+    /// file state (landed … ignored): the files in it and the batches holding one (an ignored key
+    /// belongs to no batch).
+    #[arg(long, value_enum)]
+    pub state: Option<StatusState>,
     /// At most this many files, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// Print one JSON document (`{"batches": […], "files": […]}`, README "The `landfall`
+    /// command") instead of the tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// Renders the batches and files tables.
+impl StatusFilter {
+    fn any(&self) -> bool {
+        self.dataset.is_some() || self.date.is_some() || self.state.is_some()
+    }
+
+    /// (file state, batch state) as query parameters.
+    fn states(&self) -> (Option<&'static str>, Option<&'static str>) {
+        match self.state {
+            None => (None, None),
+            Some(state) => (state.file(), state.batch().map(|batch| batch.name())),
+        }
+    }
+}
+
+/// What `landfall status --json` prints.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub batches: Vec<BatchStatus>,
+    /// Newest first, at most `--limit`.
+    pub files: Vec<FileStatus>,
+}
+
+/// One batch (one ingestion date of one dataset).
+#[derive(Debug, Serialize)]
+pub struct BatchStatus {
+    pub dataset: String,
+    pub ingestion_date: NaiveDate,
+    pub state: String,
+    /// The sources staged now.
+    pub sources_staged: Vec<String>,
+    /// Required sources not staged yet.
+    pub sources_missing: Vec<String>,
+    pub first_staged_at: Option<DateTime<Utc>>,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub transformed_at: Option<DateTime<Utc>>,
+    pub quality_at: Option<DateTime<Utc>>,
+    pub exported_at: Option<DateTime<Utc>>,
+    pub published_at: Option<DateTime<Utc>>,
+    /// `yes`, `earlier run` or `no`: whether readers of `analytics.*` see the latest transform.
+    pub published: &'static str,
+    /// The quality results of the batch, `null` when none were stored.
+    pub checks: Option<CheckCounts>,
+    /// Empty when the batch was not traced.
+    pub trace_id: String,
+}
+
+/// Quality check results of a batch.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CheckCounts {
+    pub passed: i64,
+    /// Error-severity checks that did not pass.
+    pub failed: i64,
+    /// Warning-severity checks that did not pass.
+    pub warned: i64,
+}
+
+/// One landed object version in the ledger.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    pub file_id: i64,
+    /// `null` for a key that maps to no dataset (state `ignored`).
+    pub dataset: Option<String>,
+    pub ingestion_date: Option<NaiveDate>,
+    pub source: Option<String>,
+    pub state: String,
+    pub rows_loaded: Option<i64>,
+    pub rows_rejected: Option<i64>,
+    pub landed_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `notification` or `reconcile`.
+    pub discovered_by: String,
+    /// Why it was rejected or ignored; `null` otherwise.
+    pub reason: Option<String>,
+    pub key: String,
+    pub trace_id: String,
+}
+
+/// Reads the batches and files the filter selects.
+pub async fn report(
+    client: &tokio_postgres::Client,
+    filter: &StatusFilter,
+) -> anyhow::Result<StatusReport> {
+    Ok(StatusReport {
+        batches: batches(client, filter).await?,
+        files: files(client, filter).await?,
+    })
+}
+
+/// The output of `landfall status`: the tables, or the JSON document with `--json`.
 pub async fn render(
     client: &tokio_postgres::Client,
     filter: &StatusFilter,
 ) -> anyhow::Result<String> {
-    filter.state_filter()?;
-    let mut out = String::new();
-    out.push_str(&batches(client, filter).await?);
+    let report = report(client, filter).await?;
+    if filter.json {
+        return Ok(serde_json::to_string_pretty(&report)? + "\n");
+    }
+    let mut out = batches_table(&report.batches, filter);
     out.push('\n');
-    out.push_str(&files(client, filter).await?);
+    out.push_str(&files_table(&report.files));
     Ok(out)
 }
 
-async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow::Result<String> {
-    let (file_state, batch_state) = filter.states()?;
+async fn batches(
+    client: &tokio_postgres::Client,
+    filter: &StatusFilter,
+) -> anyhow::Result<Vec<BatchStatus>> {
+    let (file_state, batch_state) = filter.states();
     let rows = client
         .query(
-            "SELECT b.dataset, b.ingestion_date, b.state, array_to_string(s.staged, ', '),
-                    array_to_string(ARRAY(SELECT m FROM unnest(b.sources_missing) AS m
-                                           WHERE m <> ALL(s.staged) ORDER BY m), ', '),
+            "SELECT b.dataset, b.ingestion_date, b.state, s.staged,
+                    ARRAY(SELECT m FROM unnest(b.sources_missing) AS m
+                           WHERE m <> ALL(s.staged) ORDER BY m),
                     b.first_staged_at, b.ready_at,
                     b.transformed_at, b.quality_at, b.exported_at, coalesce(b.trace_id, ''),
                     b.published_at
@@ -119,6 +164,34 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
         )
         .await?;
     let quality = quality_summary(client).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let dataset: String = row.get(0);
+            let ingestion_date: NaiveDate = row.get(1);
+            let transformed_at = row.get(7);
+            let published_at = row.get(11);
+            BatchStatus {
+                checks: quality.get(&(dataset.clone(), ingestion_date)).copied(),
+                dataset,
+                ingestion_date,
+                state: row.get(2),
+                sources_staged: row.get(3),
+                sources_missing: row.get(4),
+                first_staged_at: row.get(5),
+                ready_at: row.get(6),
+                transformed_at,
+                quality_at: row.get(8),
+                exported_at: row.get(9),
+                published_at,
+                published: published(transformed_at, published_at),
+                trace_id: row.get(10),
+            }
+        })
+        .collect())
+}
+
+fn batches_table(batches: &[BatchStatus], filter: &StatusFilter) -> String {
     let mut table = Table::new(&[
         "dataset",
         "batch",
@@ -133,37 +206,42 @@ async fn batches(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyh
         "published",
         "trace id",
     ]);
-    for row in &rows {
-        let at = |index: usize| row.get::<_, Option<DateTime<Utc>>>(index);
-        let step = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| match (from, to) {
-            (Some(from), Some(to)) if to >= from => seconds(to - from),
-            (_, Some(_)) => "done".into(),
-            _ => String::new(),
-        };
-        let dataset: String = row.get(0);
-        let date: NaiveDate = row.get(1);
+    let step = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| match (from, to) {
+        (Some(from), Some(to)) if to >= from => seconds(to - from),
+        (_, Some(_)) => "done".into(),
+        _ => String::new(),
+    };
+    for batch in batches {
         table.row(vec![
-            dataset.clone(),
-            date.to_string(),
-            row.get(2),
-            row.get(3),
-            row.get(4),
-            step(at(5), at(6)),
-            step(at(6), at(7)),
-            step(at(7), at(8)),
-            step(at(8), at(9)),
-            quality.get(&(dataset, date)).cloned().unwrap_or_default(),
-            published(at(7), at(11)).into(),
-            row.get(10),
+            batch.dataset.clone(),
+            batch.ingestion_date.to_string(),
+            batch.state.clone(),
+            batch.sources_staged.join(", "),
+            batch.sources_missing.join(", "),
+            step(batch.first_staged_at, batch.ready_at),
+            step(batch.ready_at, batch.transformed_at),
+            step(batch.transformed_at, batch.quality_at),
+            step(batch.quality_at, batch.exported_at),
+            batch
+                .checks
+                .map(|c| {
+                    format!(
+                        "{} passed, {} failed, {} warned",
+                        c.passed, c.failed, c.warned
+                    )
+                })
+                .unwrap_or_default(),
+            batch.published.into(),
+            batch.trace_id.clone(),
         ]);
     }
-    Ok(if table.is_empty() && filter.any() {
+    if table.is_empty() && filter.any() {
         "Batches: none match\n".into()
     } else if table.is_empty() {
         "Batches: none yet\n".into()
     } else {
         format!("Batches (each stage's duration)\n{}", table.render())
-    })
+    }
 }
 
 /// Whether readers of `analytics.*` see the batch's latest transform: "yes" once its checks
@@ -180,10 +258,10 @@ fn published(
     }
 }
 
-/// "passed/failed/warned" per batch, from the quality results (when the table exists).
+/// Check results per batch, from the quality results (when the table exists).
 async fn quality_summary(
     client: &tokio_postgres::Client,
-) -> anyhow::Result<std::collections::HashMap<(String, NaiveDate), String>> {
+) -> anyhow::Result<HashMap<(String, NaiveDate), CheckCounts>> {
     let exists: bool = client
         .query_one("SELECT to_regclass('ops.quality_results') IS NOT NULL", &[])
         .await?
@@ -204,24 +282,26 @@ async fn quality_summary(
     Ok(rows
         .iter()
         .map(|row| {
-            let summary = format!(
-                "{} passed, {} failed, {} warned",
-                row.get::<_, i64>(2),
-                row.get::<_, i64>(3),
-                row.get::<_, i64>(4)
-            );
-            ((row.get(0), row.get(1)), summary)
+            let counts = CheckCounts {
+                passed: row.get(2),
+                failed: row.get(3),
+                warned: row.get(4),
+            };
+            ((row.get(0), row.get(1)), counts)
         })
         .collect())
 }
 
-async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow::Result<String> {
-    let (file_state, batch_state) = filter.states()?;
+async fn files(
+    client: &tokio_postgres::Client,
+    filter: &StatusFilter,
+) -> anyhow::Result<Vec<FileStatus>> {
+    let (file_state, batch_state) = filter.states();
     let rows = client
         .query(
-            "SELECT f.file_id, coalesce(f.dataset, '-'), coalesce(f.ingestion_date::text, '-'), coalesce(f.source, '-'),
+            "SELECT f.file_id, f.dataset, f.ingestion_date, f.source,
                     f.state, f.rows_loaded, f.rows_rejected, f.landed_at, f.finished_at, f.discovered_by,
-                    coalesce(f.reason, ''), f.key, coalesce(f.trace_id, '')
+                    nullif(f.reason, ''), f.key, coalesce(f.trace_id, '')
                FROM ops.files f
               WHERE ($1::text IS NULL OR f.dataset = $1) AND ($2::date IS NULL OR f.ingestion_date = $2)
                 AND ($3::text IS NULL OR f.state = $3)
@@ -231,6 +311,27 @@ async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow
             &[&filter.dataset, &filter.date, &file_state, &batch_state, &filter.limit],
         )
         .await?;
+    Ok(rows
+        .iter()
+        .map(|row| FileStatus {
+            file_id: row.get(0),
+            dataset: row.get(1),
+            ingestion_date: row.get(2),
+            source: row.get(3),
+            state: row.get(4),
+            rows_loaded: row.get(5),
+            rows_rejected: row.get(6),
+            landed_at: row.get(7),
+            finished_at: row.get(8),
+            discovered_by: row.get(9),
+            reason: row.get(10),
+            key: row.get(11),
+            trace_id: row.get(12),
+        })
+        .collect())
+}
+
+fn files_table(files: &[FileStatus]) -> String {
     let mut table = Table::new(&[
         "file",
         "dataset",
@@ -245,37 +346,31 @@ async fn files(client: &tokio_postgres::Client, filter: &StatusFilter) -> anyhow
         "trace id",
         "reason / key",
     ]);
-    for row in &rows {
-        let landed: DateTime<Utc> = row.get(7);
-        let finished: Option<DateTime<Utc>> = row.get(8);
-        let reason: String = row.get(10);
-        let key: String = row.get(11);
+    let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+    let number = |value: Option<i64>| value.map(|n| n.to_string()).unwrap_or_default();
+    for file in files {
         table.row(vec![
-            row.get::<_, i64>(0).to_string(),
-            row.get(1),
-            row.get(2),
-            row.get(3),
-            row.get(4),
-            row.get::<_, Option<i64>>(5)
-                .map(|n| n.to_string())
+            file.file_id.to_string(),
+            or_dash(file.dataset.clone()),
+            or_dash(file.ingestion_date.map(|date| date.to_string())),
+            or_dash(file.source.clone()),
+            file.state.clone(),
+            number(file.rows_loaded),
+            number(file.rows_rejected),
+            file.landed_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            file.finished_at
+                .map(|finished| seconds(finished - file.landed_at))
                 .unwrap_or_default(),
-            row.get::<_, Option<i64>>(6)
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            landed.format("%Y-%m-%d %H:%M:%S").to_string(),
-            finished
-                .map(|finished| seconds(finished - landed))
-                .unwrap_or_default(),
-            row.get(9),
-            row.get(12),
-            truncate(if reason.is_empty() { &key } else { &reason }, 90),
+            file.discovered_by.clone(),
+            file.trace_id.clone(),
+            truncate(file.reason.as_deref().unwrap_or(&file.key), 90),
         ]);
     }
-    Ok(if table.is_empty() {
+    if table.is_empty() {
         "Files: none match\n".into()
     } else {
         format!("Files (newest first)\n{}", table.render())
-    })
+    }
 }
 
 fn seconds(duration: chrono::TimeDelta) -> String {
@@ -286,40 +381,20 @@ fn seconds(duration: chrono::TimeDelta) -> String {
 mod tests {
     use super::*;
 
-    fn with_state(state: &str) -> StatusFilter {
-        StatusFilter {
-            state: Some(state.into()),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn a_state_names_a_batch_or_a_file_state() {
-        assert!(
-            BATCH_STATES
-                .iter()
-                .all(|state| !FILE_STATES.contains(state))
+        let with_state = |state| StatusFilter {
+            state: Some(state),
+            ..Default::default()
+        };
+        assert_eq!(
+            with_state(StatusState::Exported).states(),
+            (None, Some("exported"))
         );
         assert_eq!(
-            with_state("exported").state_filter().unwrap(),
-            StateFilter::Batch("exported")
+            with_state(StatusState::Rejected).states(),
+            (Some("rejected"), None)
         );
-        assert_eq!(
-            with_state("rejected").state_filter().unwrap(),
-            StateFilter::File("rejected")
-        );
-        assert_eq!(
-            StatusFilter::default().state_filter().unwrap(),
-            StateFilter::None
-        );
-        let error = with_state("done").state_filter().unwrap_err().to_string();
-        assert!(
-            error.contains("neither a batch state (staging, ready"),
-            "{error}"
-        );
-        assert!(
-            error.contains("nor a file state (landed, staged"),
-            "{error}"
-        );
+        assert_eq!(StatusFilter::default().states(), (None, None));
     }
 }

@@ -7,17 +7,32 @@ scaler for every service, and network policies that deny by default and let land
 reach only its servers.
 
 Egress: every rule of every NetworkPolicy may open only landfall's ports (ALLOWED_EGRESS: DNS
-53 over UDP or TCP; RabbitMQ 5672, PostgreSQL 5432, S3 443 or MinIO 9000, the collector 4317,
+53 over UDP or TCP; RabbitMQ 5672 (5671 with TLS), PostgreSQL 5432, S3 443 or MinIO 9000, the collector 4317,
 over TCP), one port at a time (no `endPort` range, no rule without ports). With --overlay (a
 kustomization that gets applied, not the base), every rule must also name its destinations:
 a `to:` whose peers select less than everything (no ipBlock of /0, no peer matching every pod of
 every namespace). The base limits ports only, since it cannot know where the servers run;
 the overlays narrow each rule (docs/DEPLOY.md, "Network policies").
 
-Usage: python k8s_policy.py RENDERED.yaml [NAME] [--overlay]   (prints each problem; exit 1 if any)
+Images: with --kustomization FILE (the kustomization.yaml that was rendered), every container of
+every pod template (Deployments, Jobs, CronJobs; init containers too) must run the image that
+FILE's `images:` sets (`newName` and `newTag`, or `digest`). An overlay must set one; when an
+earlier layer already rewrote the name, the overlay's entry matches nothing and its tag never
+reaches a pod, which is what this catches.
+
+Shared configuration: the ConfigMap every pod reads must not set a variable whose default
+depends on the service (PER_SERVICE_DEFAULTS): one shared value would override each service's
+tuned default.
+
+Files named in URLs: an `sslrootcert=` or `cacertfile=` path in a container's environment must
+lie in a volume mounted into that container.
+
+Usage: python k8s_policy.py RENDERED.yaml [NAME] [--overlay] [--kustomization FILE]
+(prints each problem; exit 1 if any)
 """
 
 import ipaddress
+import re
 import sys
 
 import yaml
@@ -38,6 +53,17 @@ RECOMMENDED_LABELS = [
     "app.kubernetes.io/part-of",
     "app.kubernetes.io/managed-by",
 ]
+# Variables whose default differs between the services (shared/runtime/src/config.rs,
+# PER_SERVICE_DEFAULTS; tests/tests/deploy.rs checks that this list is that one).
+PER_SERVICE_DEFAULTS = [
+    "LANDFALL_PREFETCH",
+    "LANDFALL_CONSUME_BATCH",
+    "LANDFALL_DATABASE_ROLE",
+    "OTEL_SERVICE_NAME",
+]
+# Query parameters of LANDFALL_DATABASE_URL / LANDFALL_AMQP_URL that name a file in the pod.
+FILE_PARAMETERS = re.compile(r"[?&](sslrootcert|sslcert|sslkey|cacertfile|certfile|keyfile)=([^&\s]+)")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$")
 HEALTH_PORT = 8080
 # Seconds between the end of the drain and SIGKILL that a pod must keep in reserve.
 DRAIN_MARGIN_S = 5
@@ -45,6 +71,7 @@ DRAIN_MARGIN_S = 5
 ALLOWED_EGRESS = {
     53: {"UDP", "TCP"},
     5672: {"TCP"},
+    5671: {"TCP"},
     5432: {"TCP"},
     443: {"TCP"},
     9000: {"TCP"},
@@ -105,6 +132,26 @@ def check_probe(report, obj, container, kind, path):
         )
 
 
+def from_secret(env, key):
+    """Whether variable `key` comes from the Secret: directly (secretKeyRef), or as a value
+    built on an earlier variable that does (`$(LANDFALL_DATABASE_URL_FROM_SECRET)?sslmode=…`:
+    Kubernetes expands a reference to a variable defined before it in the list)."""
+    item = env.get(key) or {}
+    if dig(item, "valueFrom", "secretKeyRef"):
+        return True
+    value = item.get("value")
+    if not isinstance(value, str):
+        return False
+    names = list(env)
+    match = re.match(r"^\$\(([A-Za-z_][A-Za-z0-9_]*)\)", value)
+    return bool(
+        match
+        and match.group(1) in env
+        and names.index(match.group(1)) < names.index(key)
+        and dig(env[match.group(1)], "valueFrom", "secretKeyRef")
+    )
+
+
 def check_secret_refs(report, obj, container):
     name = container.get("name")
     for source in container.get("envFrom") or []:
@@ -115,9 +162,29 @@ def check_secret_refs(report, obj, container):
         ref = dig(item, "valueFrom", "secretKeyRef")
         if ref and ref.get("name") != SECRET_NAME:
             report.problem(where(obj), f"container {name}: {item['name']} comes from Secret {ref.get('name')!r}")
-        if item.get("name") in SECRET_KEYS and "value" in item:
+        if item.get("name") in SECRET_KEYS and "value" in item and not from_secret(env, item["name"]):
             report.problem(where(obj), f"container {name}: {item['name']} has a literal value; use secretKeyRef")
+    check_mounted_files(report, obj, container, env)
     return env
+
+
+def check_mounted_files(report, obj, container, env):
+    """A CA bundle or key named in a URL must be in a volume mounted into the container."""
+    mounts = [m.get("mountPath", "").rstrip("/") + "/" for m in container.get("volumeMounts") or []]
+    for item in env.values():
+        for parameter, path in FILE_PARAMETERS.findall(str(item.get("value", ""))):
+            if not any(path.startswith(mount) for mount in mounts):
+                report.problem(
+                    where(obj),
+                    f"container {container.get('name')}: {item['name']} names {parameter}={path}, "
+                    "which no volume mounted into the container holds",
+                )
+            if parameter == "sslrootcert" and "sslmode=verify-full" not in item["value"]:
+                report.problem(
+                    where(obj),
+                    f"container {container.get('name')}: {item['name']} has sslrootcert without "
+                    "sslmode=verify-full (the certificate would not be checked against the host name)",
+                )
 
 
 def check_pod_security(report, obj, pod):
@@ -152,6 +219,12 @@ def config_of(objects, report):
         return {}
     data = maps[0].get("data") or {}
     for key, value in data.items():
+        if key in PER_SERVICE_DEFAULTS:
+            report.problem(
+                where(maps[0]),
+                f"{key}={value} is shared by every service and overrides each one's own default; "
+                "set it in the Deployment of the service that needs another value",
+            )
         if key in SECRET_KEYS:
             report.problem(where(maps[0]), f"{key} is a secret and must come from {SECRET_NAME}, not the ConfigMap")
         if "://" in str(value) and "@" in str(value).split("://", 1)[1].split("/", 1)[0]:
@@ -194,7 +267,7 @@ def check_deployment(report, obj, config, scaled_targets, budgets):
             report.problem(where(obj), f"container does not declare port {HEALTH_PORT}")
         env = check_secret_refs(report, obj, container)
         for key in ("LANDFALL_DATABASE_URL", "LANDFALL_AMQP_URL"):
-            if not dig(env.get(key) or {}, "valueFrom", "secretKeyRef"):
+            if not from_secret(env, key):
                 report.problem(where(obj), f"{key} is not taken from Secret {SECRET_NAME}")
     if name not in scaled_targets:
         report.problem(where(obj), "has no KEDA ScaledObject")
@@ -252,8 +325,58 @@ def check_job(report, obj):
         if (container.get("command") or [])[:2] != ["landfall", "migrate"]:
             report.problem(where(obj), f"runs {container.get('command')!r}, expected ['landfall', 'migrate']")
         env = check_secret_refs(report, obj, container)
-        if not dig(env.get("LANDFALL_DATABASE_URL") or {}, "valueFrom", "secretKeyRef"):
+        if not from_secret(env, "LANDFALL_DATABASE_URL"):
             report.problem(where(obj), f"LANDFALL_DATABASE_URL is not taken from Secret {SECRET_NAME}")
+
+
+def pod_templates(obj):
+    """The pod spec of a workload, wherever its kind keeps it."""
+    if obj.get("kind") == "CronJob":
+        return dig(obj, "spec", "jobTemplate", "spec", "template", "spec")
+    if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        return dig(obj, "spec", "template", "spec")
+    if obj.get("kind") == "Pod":
+        return obj.get("spec")
+    return None
+
+
+def expected_images(kustomization):
+    """{name in the base: the reference it must render as} from a kustomization's `images:`."""
+    with open(kustomization, encoding="utf-8") as handle:
+        spec = yaml.safe_load(handle) or {}
+    expected = {}
+    for image in spec.get("images") or []:
+        name = image.get("newName") or image.get("name")
+        if image.get("digest"):
+            expected[image.get("name")] = f"{name}@{image['digest']}"
+        elif image.get("newTag") is not None:
+            expected[image.get("name")] = f"{name}:{image['newTag']}"
+    return expected
+
+
+def check_images(report, objects, kustomization, overlay):
+    expected = expected_images(kustomization)
+    if overlay and not expected:
+        report.problem("images", f"{kustomization} sets no image (newTag or digest) for the overlay")
+        return
+    wanted = set(expected.values())
+    for obj in objects:
+        pod = pod_templates(obj) or {}
+        for container in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+            image = container.get("image")
+            if expected and image not in wanted:
+                report.problem(
+                    where(obj),
+                    f"container {container.get('name')} runs {image}, not the kustomization's "
+                    f"{' or '.join(sorted(wanted))} (its `images:` entry matched nothing: was the "
+                    "name already rewritten by an earlier layer?)",
+                )
+
+
+def check_service_account(report, account):
+    role = dig(account, "metadata", "annotations", "eks.amazonaws.com/role-arn")
+    if role is not None and not ROLE_ARN.match(str(role)):
+        report.problem(where(account), f"eks.amazonaws.com/role-arn {role!r} is not an IAM role ARN")
 
 
 def peer_allows_everything(peer):
@@ -320,8 +443,10 @@ def check_network_policies(report, policies, overlay):
                 report.problem(where(policy), "allows ingress from anywhere")
 
 
-def check(objects, source, overlay=False):
+def check(objects, source, overlay=False, kustomization=None):
     report = Report(source)
+    if kustomization:
+        check_images(report, objects, kustomization, overlay)
     kinds = {}
     for obj in objects:
         kinds.setdefault(obj.get("kind"), []).append(obj)
@@ -349,13 +474,21 @@ def check(objects, source, overlay=False):
         report.problem("Job/landfall-migrate", "missing")
     for job in jobs:
         check_job(report, job)
+    for account in kinds.get("ServiceAccount", []):
+        check_service_account(report, account)
     check_network_policies(report, kinds.get("NetworkPolicy", []), overlay)
     return report.problems
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--overlay"]
-    overlay = "--overlay" in sys.argv[1:]
+    args = sys.argv[1:]
+    kustomization = None
+    if "--kustomization" in args:
+        at = args.index("--kustomization")
+        kustomization = args[at + 1]
+        del args[at:at + 2]
+    overlay = "--overlay" in args
+    args = [a for a in args if a != "--overlay"]
     path = args[0]
     source = args[1] if len(args) > 1 else path
     try:
@@ -363,7 +496,7 @@ def main():
     except yaml.YAMLError as error:
         print(f"{source}: not YAML: {error}")
         return 1
-    problems = check(objects, source, overlay)
+    problems = check(objects, source, overlay, kustomization)
     for problem in problems:
         print(problem)
     return 1 if problems else 0

@@ -317,3 +317,150 @@ fn an_overlay_egress_rule_without_destinations_or_to_another_port_is_rejected() 
         assert!(text.contains(&format!("ok   {step}:")), "{step}:\n{text}");
     }
 }
+
+/// Runs `kubectl kustomize DIR` with the kubectl the validator uses: the one on PATH, else the
+/// one `scripts/validate-deploy` installed into its tools folder (so call the validator first).
+fn kustomize(dir: &Path) -> String {
+    let on_path = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    let kubectl = if on_path {
+        PathBuf::from("kubectl")
+    } else {
+        let tools = std::env::var("LANDFALL_TOOLS_DIR")
+            .unwrap_or_else(|_| "/var/tmp/landfall-tools".into());
+        Path::new(&tools).join("venv/bin/kubectl")
+    };
+    let output = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|error| panic!("running {} kustomize: {error}", kubectl.display()));
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 manifests")
+}
+
+/// The `image:` of every container in rendered manifests.
+fn rendered_images(yaml: &str) -> Vec<String> {
+    yaml.lines()
+        .filter_map(|line| {
+            line.trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("image: ")
+        })
+        .map(|image| image.trim().trim_matches('"').to_owned())
+        .collect()
+}
+
+/// A new release tag set in an overlay reaches every container it renders (five services and the
+/// migration Job), and each overlay renders its own tag, not the base's. Checked on the rendered
+/// output itself, and the validator agrees.
+#[test]
+fn each_overlay_renders_its_own_image_tag_on_every_container() {
+    let k8s = K8sCopy::new("release");
+    k8s.edit(
+        "overlays/prod/kustomization.yaml",
+        "newTag: \"0.1.0\"",
+        "newTag: \"0.2.0-rc.1\"",
+    );
+    // First: it installs kubectl when the machine has none.
+    let (output, text) = validate_deploy(&["--k8s", k8s.path().to_str().unwrap()]);
+    assert!(output.status.success(), "{text}");
+    for (overlay, tag) in [("dev", "dev"), ("prod", "0.2.0-rc.1")] {
+        let images = rendered_images(&kustomize(&k8s.path().join("overlays").join(overlay)));
+        assert_eq!(
+            images.len(),
+            6,
+            "{overlay}: five Deployments and the Job: {images:?}"
+        );
+        let wanted = format!("registry.example.com/landfall/landfall:{tag}");
+        assert!(
+            images.iter().all(|image| *image == wanted),
+            "{overlay}: {images:?}"
+        );
+    }
+}
+
+/// The two release bugs of issue 15 fail the `policy` step: the base rewriting the image name
+/// (so the overlays' `images:` match nothing and run the base's tag), and the shared ConfigMap
+/// setting a variable whose default differs per service (every one of
+/// `runtime::config::PER_SERVICE_DEFAULTS`, so the validator's list cannot fall behind the
+/// code's). A CA bundle named in a URL but not mounted fails too.
+#[test]
+fn an_overlay_tag_that_misses_the_pods_or_a_shared_per_service_setting_is_rejected() {
+    let k8s = K8sCopy::new("release-bugs");
+    // The old base: it rewrote `landfall` itself.
+    k8s.edit(
+        "base/kustomization.yaml",
+        "configMapGenerator:",
+        "images:\n  - name: landfall\n    newName: registry.example.com/landfall/landfall\n    \
+         newTag: \"0.1.0\"\n\nconfigMapGenerator:",
+    );
+    k8s.edit(
+        "overlays/prod/kustomization.yaml",
+        "newTag: \"0.1.0\"",
+        "newTag: \"0.2.0\"",
+    );
+    let shared: String = runtime::config::PER_SERVICE_DEFAULTS
+        .iter()
+        .map(|variable| format!("{variable}=8\n"))
+        .collect();
+    k8s.edit(
+        "base/config.env",
+        "LANDFALL_CONCURRENCY=2\n",
+        &format!("LANDFALL_CONCURRENCY=2\n{shared}"),
+    );
+    k8s.edit(
+        "overlays/prod/tls-deployments.yaml",
+        "    mountPath: /etc/landfall/ca\n",
+        "    mountPath: /etc/landfall/certs\n",
+    );
+    let (output, text) = validate_deploy(&["--k8s", k8s.path().to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected the validator to fail:\n{text}"
+    );
+    assert!(text.contains("FAIL policy:"), "{text}");
+    for (overlay, tag) in [("dev", "dev"), ("prod", "0.2.0")] {
+        for workload in [
+            "Deployment/ingester: container ingester",
+            "Deployment/exporter: container exporter",
+            "Job/landfall-migrate: container migrate",
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "{overlay}: {workload} runs registry.example.com/landfall/landfall:0.1.0, not \
+                     the kustomization's registry.example.com/landfall/landfall:{tag}"
+                )),
+                "{overlay}: {workload}:\n{text}"
+            );
+        }
+    }
+    for variable in runtime::config::PER_SERVICE_DEFAULTS {
+        for rendered in ["base", "dev", "prod"] {
+            assert!(
+                text.lines().any(|line| line
+                    .contains(&format!("{rendered}: ConfigMap/landfall-config"))
+                    && line.contains(&format!("{variable}=8 is shared by every service"))),
+                "{variable} in {rendered}:\n{text}"
+            );
+        }
+    }
+    assert!(
+        text.contains(
+            "prod: Deployment/stager: container stager: LANDFALL_DATABASE_URL names \
+             sslrootcert=/etc/landfall/ca/rds-ca.pem, which no volume mounted into the container holds"
+        ),
+        "{text}"
+    );
+    for step in ["kustomize", "kubernetes", "keda", "yamllint"] {
+        assert!(text.contains(&format!("ok   {step}:")), "{step}:\n{text}");
+    }
+}

@@ -678,7 +678,7 @@ async fn operator_commands(env: &TestEnv) {
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr)
-            .contains("is not one of the batch states: staging, ready"),
+            .contains("[possible values: staging, ready, transformed, quality_passed"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
@@ -1099,12 +1099,13 @@ async fn status_filters(env: &TestEnv) {
         "{output}"
     );
 
-    // A state that is neither is refused, naming both lists.
+    // A state that is neither is refused, listing the choices.
     let bad = env.landfall(&["status", "--state", "done"]).await;
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        stderr.contains("'done' is neither a batch state (staging, ready, transformed, quality_passed, quality_failed, exported) nor a file state (landed, staged, rejected, superseded, missing, ignored)"),
+        stderr.contains("invalid value 'done' for '--state <STATE>'")
+            && stderr.contains("[possible values: staging, ready, transformed, quality_passed, quality_failed, exported, landed, staged, rejected, superseded, missing, ignored]"),
         "{stderr}"
     );
 }

@@ -285,6 +285,18 @@ impl CommonConfig {
     }
 }
 
+/// Variables whose default differs from service to service: the ingester prefetches and commits
+/// notifications in bulk, each service has its own database role and its own name in traces.
+/// Setting one where every service reads it (the Kubernetes ConfigMap, compose's shared
+/// environment) would override each service's own default: set it per service, where a value
+/// must differ. `scripts/deploy-checks/k8s_policy.py` refuses them in the shared ConfigMap.
+pub const PER_SERVICE_DEFAULTS: &[&str] = &[
+    "LANDFALL_PREFETCH",
+    "LANDFALL_CONSUME_BATCH",
+    "LANDFALL_DATABASE_ROLE",
+    "OTEL_SERVICE_NAME",
+];
+
 /// The services that have a database role of their own (`sql/migrations/0008_service_roles.sql`).
 pub const SERVICE_ROLES: &[(&str, &str)] = &[
     ("ingester", "landfall_ingester"),
@@ -404,6 +416,34 @@ mod tests {
             CommonConfig::from_env(&Env::from_fn(|name| vars.get(name).cloned()), "ingester")
                 .unwrap();
         assert_eq!((ingester.prefetch, ingester.consume_batch), (128, 64));
+    }
+
+    /// Each variable of PER_SERVICE_DEFAULTS really gives two services different defaults (so
+    /// the list names no variable that a shared value could set harmlessly).
+    #[test]
+    fn per_service_defaults_differ_between_services() {
+        let vars = env(MINIMAL);
+        let lookup = Env::from_fn(|name| vars.get(name).cloned());
+        let configs: Vec<CommonConfig> = SERVICE_ROLES
+            .iter()
+            .map(|(service, _)| CommonConfig::from_env(&lookup, service).unwrap())
+            .collect();
+        for variable in PER_SERVICE_DEFAULTS {
+            let value = |config: &CommonConfig| match *variable {
+                "LANDFALL_PREFETCH" => config.prefetch.to_string(),
+                "LANDFALL_CONSUME_BATCH" => config.consume_batch.to_string(),
+                "LANDFALL_DATABASE_ROLE" => format!("{:?}", config.database_role),
+                "OTEL_SERVICE_NAME" => config.service_name.clone(),
+                other => panic!("{other}: say here which setting it gives"),
+            };
+            let mut defaults: Vec<String> = configs.iter().map(value).collect();
+            defaults.sort();
+            defaults.dedup();
+            assert!(
+                defaults.len() > 1,
+                "{variable}: one default for all: {defaults:?}"
+            );
+        }
     }
 
     #[test]

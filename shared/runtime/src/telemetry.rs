@@ -127,8 +127,10 @@ pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
                 filter.add_directive(format!("{target}=info").parse().expect("a valid directive"))
             })
     };
+    // Logs go to stderr: stdout is a command's output (`landfall status > out.txt`, `--json`).
     let logs = if json {
         tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .with_current_span(true)
             .with_span_list(false)
@@ -136,6 +138,11 @@ pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(colour_wanted(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
             .with_target(false)
             .with_filter(filter())
             .boxed()
@@ -152,6 +159,12 @@ pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
         )
         .try_init();
     Ok(())
+}
+
+/// Whether log lines may carry ANSI colours: only on a terminal, and not when `NO_COLOR` is set
+/// to anything but the empty string (<https://no-color.org>).
+pub fn colour_wanted(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// Flushes and stops the exporters; call once when the process is about to exit.
@@ -232,6 +245,15 @@ impl Extractor for MapExtractor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some(OsStr::new(""))));
+        assert!(!colour_wanted(true, Some(OsStr::new("1"))));
+        assert!(!colour_wanted(false, None));
+    }
 
     /// An environment holding only `pairs`.
     fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
