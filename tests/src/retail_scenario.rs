@@ -35,6 +35,10 @@ pub struct RetailScenario {
     pub logical: BTreeMap<NaiveDate, Vec<Line>>,
     /// The two stock codes whose sales revenue ties (until a correction changes one of them).
     pub tied: (String, String),
+    /// Indexes of uploads that land only once everything delivered before them has settled
+    /// (exported from its latest file): corrections that come truly late, after their day and
+    /// later days were reported, so the transformer must re-run the later days.
+    pub settle_before: Vec<usize>,
 }
 
 /// Which header names a file uses.
@@ -541,10 +545,23 @@ fn day_lines(
         *next_invoice += 1;
         for _ in 0..rng.random_range(1..=2) {
             let sold = earlier_sales.choose(rng).expect("sales so far").clone();
+            // Often written with another of the code's descriptions than the sale was: the
+            // cancellation lines count in the "most frequent description" too.
+            let description = if rng.random_bool(0.5) {
+                let product = shop
+                    .products
+                    .iter()
+                    .position(|(code, _, _)| *code == sold.stock_code)
+                    .expect("a catalogue code");
+                shop.description(rng, product)
+            } else {
+                sold.description.clone()
+            };
             lines.push(Line {
                 invoice_no: format!("C{next_invoice}"),
                 quantity: -rng.random_range(1..=sold.quantity),
                 invoice_date: at(date, rng),
+                description,
                 ..sold
             });
         }
@@ -557,10 +574,10 @@ fn day_lines(
         lines.push(Line {
             invoice_no: next_invoice.to_string(),
             stock_code: shop.products[product].0.to_owned(),
-            description: if rng.random_bool(0.5) {
-                None
-            } else {
-                Some("damaged".to_owned())
+            description: match rng.random_range(0..4) {
+                0 => None,
+                1 => Some("damaged".to_owned()),
+                _ => shop.description(rng, product),
             },
             quantity: -rng.random_range(1..=10),
             invoice_date: at(date, rng),
@@ -667,8 +684,13 @@ impl RetailScenario {
                 up.deliver_somehow(&mut rng, dates[day], &lines, "re-delivered, same lines");
             }
         }
-        // Late corrections of one or two old days.
-        for _ in 0..rng.random_range(1..=2) {
+        // Late corrections of one or two old days, the first (and sometimes the second) once
+        // everything before it has settled.
+        let mut settle_before = Vec::new();
+        for correction in 0..rng.random_range(1..=2) {
+            if correction == 0 || rng.random_bool(0.5) {
+                settle_before.push(up.uploads.len());
+            }
             let day = rng.random_range(0..days - 1);
             let mut lines = up.logical[&dates[day]].clone();
             correct(&mut rng, &shop, &mut lines);
@@ -694,6 +716,7 @@ impl RetailScenario {
                 shop.products[shop.twins.0].0.to_owned(),
                 shop.products[shop.twins.1].0.to_owned(),
             ),
+            settle_before,
         }
     }
 }

@@ -51,7 +51,9 @@ async fn file_state(env: &TestEnv, key: &str, etag: &str) -> anyhow::Result<Opti
         .map(|row| row.get(0)))
 }
 
-/// Puts the scenario's uploads in order; returns each put's (key, ETag).
+/// Puts the scenario's uploads in order; returns each put's (key, ETag). Before an upload the
+/// scenario marks as late ([`RetailScenario::settle_before`]), every batch delivered so far is
+/// waited for until it is exported from its latest file.
 ///
 /// A day's versions under two keys (`transactions.csv`, then `transactions.csv.gz`) are not
 /// ordered by the stager (a known ledger limitation, tested elsewhere): before a day's file
@@ -60,7 +62,20 @@ async fn file_state(env: &TestEnv, key: &str, etag: &str) -> anyhow::Result<Opti
 async fn land(env: &TestEnv, scenario: &RetailScenario) -> Vec<(String, String)> {
     let mut puts = Vec::new();
     let mut previous: HashMap<NaiveDate, (String, String)> = HashMap::new();
-    for upload in &scenario.uploads {
+    for (index, upload) in scenario.uploads.iter().enumerate() {
+        if scenario.settle_before.contains(&index) {
+            let mut dates: Vec<NaiveDate> = previous.keys().copied().collect();
+            dates.sort_unstable();
+            wait_until(
+                &format!(
+                    "seed {}: every batch delivered before upload #{index} exported",
+                    scenario.seed
+                ),
+                DEADLINE,
+                || quiescent(env, scenario.seed, &dates, &puts),
+            )
+            .await;
+        }
         let (day, _) = retail_reference::parse_key(&upload.key).expect("a landing key");
         if let Some((key, etag)) = previous.get(&day)
             && *key != upload.key
@@ -95,7 +110,8 @@ fn decode(payload: &[u8]) -> anyhow::Result<Envelope<Event>> {
 /// earlier one's run is there, so is the later one's.
 async fn quiescent(
     env: &TestEnv,
-    scenario: &RetailScenario,
+    seed: u64,
+    dates: &[NaiveDate],
     puts: &[(String, String)],
 ) -> anyhow::Result<Option<()>> {
     let files = env
@@ -118,10 +134,7 @@ async fn quiescent(
         match state {
             "landed" => bail!("{key} is not staged yet"),
             "rejected" | "missing" | "ignored" => {
-                panic!(
-                    "seed {}: {key} was {state}: {reason} (every scenario line is valid)",
-                    scenario.seed
-                )
+                panic!("seed {seed}: {key} was {state}: {reason} (every scenario line is valid)")
             }
             _ => {}
         }
@@ -180,7 +193,7 @@ async fn quiescent(
         .iter()
         .map(|row| row.get(0))
         .collect();
-    for day in &scenario.dates {
+    for day in dates {
         let mut files = staged.get(day).cloned().unwrap_or_default();
         files.sort_unstable();
         let Some(transform) = latest_transform.get(day) else {
@@ -208,10 +221,7 @@ async fn quiescent(
                             AND severity = 'error' AND status <> 'passed'"
                     ))
                     .await;
-                panic!(
-                    "seed {}: batch {day} failed its quality checks: {failed:?}",
-                    scenario.seed
-                )
+                panic!("seed {seed}: batch {day} failed its quality checks: {failed:?}")
             }
             Some((passed, _)) => {
                 if !exported.contains(passed) {
@@ -407,7 +417,7 @@ async fn run(scenario: &RetailScenario) -> Vec<String> {
             scenario.seed
         ),
         DEADLINE,
-        || quiescent(&env, scenario, puts.as_slice()),
+        || quiescent(&env, scenario.seed, &scenario.dates, puts.as_slice()),
     )
     .await;
     let settled = started.elapsed();
@@ -440,6 +450,18 @@ fn describe(scenario: &RetailScenario) -> String {
         .uploads
         .iter()
         .map(|upload| upload.what.as_str())
+        .collect();
+    let uploads: Vec<String> = uploads
+        .iter()
+        .enumerate()
+        .map(|(index, what)| {
+            let late = if scenario.settle_before.contains(&index) {
+                "(once everything before settled) "
+            } else {
+                ""
+            };
+            format!("#{index} {late}{what}")
+        })
         .collect();
     format!(
         "seed {}: stock codes {} and {} tie in revenue by construction; uploads in order:\n  {}",
