@@ -8,6 +8,8 @@ mod env;
 pub mod otlp;
 pub mod proxy;
 pub mod reference;
+pub mod retail_reference;
+pub mod retail_scenario;
 pub mod scenario;
 pub mod spy;
 pub mod wait;
