@@ -242,11 +242,9 @@ impl BenchEnv {
             datasets_dir: &args.datasets_dir,
             models_dir: &args.models_dir,
         })?;
-        let config = runtime::CommonConfig::from_env(
-            &runtime::Env::from_fn(|name| vars.get(name).cloned()),
-            "landfall-bench",
-        )?;
-        let s3 = runtime::s3::client(&config.s3);
+        let s3_config =
+            runtime::S3Config::from_env(&runtime::Env::from_fn(|name| vars.get(name).cloned()))?;
+        let s3 = runtime::s3::client(&s3_config).await?;
         let env = BenchEnv {
             database,
             database_url,

@@ -329,11 +329,9 @@ async fn land_and_wait(
 ) -> anyhow::Result<Vec<(NaiveDate, String)>> {
     let args = run.args;
     let dataset = args.sample.dataset.as_str();
-    let config = runtime::CommonConfig::from_env(
-        &runtime::Env::from_fn(|name| run.vars.get(name).cloned()),
-        "landfall-demo",
-    )?;
-    let s3 = runtime::s3::client(&config.s3);
+    let s3_config =
+        runtime::S3Config::from_env(&runtime::Env::from_fn(|name| run.vars.get(name).cloned()))?;
+    let s3 = runtime::s3::client(&s3_config).await?;
     if let Err(error) = s3.create_bucket().bucket(BUCKET).send().await {
         let owned = error
             .as_service_error()

@@ -273,14 +273,17 @@ async fn migrate(datasets_dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn reconcile(prefix: Option<&str>) -> anyhow::Result<()> {
-    let config = CommonConfig::from_env(&Env::process(), "landfall-reconcile")?;
+    let env = Env::process();
+    let config = CommonConfig::from_env(&env, "landfall-reconcile")?;
+    let landing = runtime::LandingConfig::from_env(&env)?;
+    let s3_config = runtime::S3Config::from_env(&env)?;
     let datasets = Datasets::load(&config.datasets_dir)?;
     let pool = runtime::db::pool(&config.database_url, 2)?;
-    let s3 = runtime::s3::client(&config.s3);
+    let s3 = runtime::s3::client(&s3_config).await?;
     let report = ingester::reconcile::reconcile(
         &pool,
         &s3,
-        &config.s3,
+        &landing,
         &datasets,
         "landfall-reconcile",
         prefix,

@@ -610,7 +610,8 @@ async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
         args.to
     );
     let operator = Operator::start("landfall-backfill", &args.dataset)?;
-    let s3 = runtime::s3::client(&operator.config.s3);
+    let landing = runtime::LandingConfig::from_env(&Env::process())?;
+    let s3 = runtime::s3::client(&runtime::S3Config::from_env(&Env::process())?).await?;
     let dates: Vec<NaiveDate> = args
         .from
         .iter_days()
@@ -634,12 +635,7 @@ async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         let listing = prefixes
             .iter()
-            .map(|prefix| {
-                format!(
-                    "s3://{}/{}{prefix}",
-                    operator.config.s3.bucket, operator.config.s3.landing_prefix
-                )
-            })
+            .map(|prefix| format!("s3://{}/{}{prefix}", landing.bucket, landing.landing_prefix))
             .collect::<Vec<_>>()
             .join(", ");
         progress.phase(format!("{batch} listing {listing}"));
@@ -649,7 +645,7 @@ async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
                 .during(ingester::reconcile::reconcile_batch(
                     &operator.pool,
                     &s3,
-                    &operator.config.s3,
+                    &landing,
                     &operator.datasets,
                     &operator.config.service_name,
                     prefix,

@@ -5,6 +5,7 @@
 pub mod chaos;
 pub mod data;
 mod env;
+pub mod moto;
 pub mod otlp;
 pub mod proxy;
 pub mod reference;

@@ -115,6 +115,94 @@ async fn a_configuration_error_names_the_variable_and_hides_secrets() {
     assert!(!stderr.contains("s3cr3t"), "{stderr}");
 }
 
+/// The services that never touch S3 need none of its settings; an unknown log format stops a
+/// service at start instead of silently logging text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_that_never_touch_s3_start_without_a_bucket_and_a_bad_log_format_stops_them() {
+    let env = TestEnv::new().await;
+    let no_s3 = [
+        ("LANDFALL_BUCKET", ""),
+        ("LANDFALL_S3_ENDPOINT", ""),
+        ("LANDFALL_S3_ACCESS_KEY_ID", ""),
+        ("LANDFALL_S3_SECRET_ACCESS_KEY", ""),
+    ];
+    let mut running = Vec::new();
+    for service in ["transformer", "quality-checker"] {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut overrides = no_s3.to_vec();
+        overrides.push(("LANDFALL_HEALTH_ADDR", &addr));
+        running.push((service, port, env.spawn_binary(service, &overrides)));
+    }
+    for (service, port, _) in &running {
+        wait_until(
+            &format!("{service} without LANDFALL_BUCKET: /readyz to answer 200"),
+            DEADLINE,
+            || async { Ok((http_status(*port, "/readyz").await? == 200).then_some(())) },
+        )
+        .await;
+    }
+    for (service, _, child) in running {
+        let status = child.terminate().await;
+        assert!(status.success(), "{service} exited with {status}");
+    }
+
+    // The operator commands that only run SQL get past their configuration to the database.
+    let landfall = |args: &'static [&'static str]| {
+        let mut vars = env.vars();
+        for (name, _) in no_s3 {
+            vars.remove(name);
+        }
+        async move {
+            tokio::process::Command::new(binary_path("landfall"))
+                .args(args)
+                .env_clear()
+                .envs(vars)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    for args in [
+        &[
+            "transform",
+            "--dataset",
+            "ecommerce",
+            "--date",
+            "2026-05-01",
+        ][..],
+        &["replay", "--dataset", "ecommerce", "--date", "2026-05-01"][..],
+    ] {
+        let output = landfall(args).await;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            printed.contains("batch ecommerce/2026-05-01 has no staged files")
+                && !printed.contains("LANDFALL_BUCKET"),
+            "landfall {args:?}:\n{printed}"
+        );
+    }
+
+    let output = tokio::process::Command::new(binary_path("transformer"))
+        .env_clear()
+        .envs(env.vars())
+        .env("LANDFALL_LOG_FORMAT", "jsonl")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("LANDFALL_LOG_FORMAT: 'jsonl' is not a log format; use text or json"),
+        "{stderr}"
+    );
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_run_once_when_services_start_together() {
     let env = TestEnv::new().await;

@@ -1,6 +1,6 @@
 //! The exporter's own settings, read from the environment beside the common ones.
 
-use runtime::{CommonConfig, ConfigError, Env};
+use runtime::{CommonConfig, ConfigError, Env, S3Config};
 
 use crate::SERVICE;
 
@@ -15,7 +15,10 @@ pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ExporterConfig {
     pub common: CommonConfig,
-    /// Bucket the reports are written to (`LANDFALL_EXPORT_BUCKET`, default the landing bucket).
+    /// How to reach S3 (`LANDFALL_S3_*`).
+    pub s3: S3Config,
+    /// Bucket the reports are written to (`LANDFALL_EXPORT_BUCKET`, default the landing bucket
+    /// `LANDFALL_BUCKET`; one of them must be set).
     pub export_bucket: String,
     /// Where export keys start (`LANDFALL_EXPORT_PREFIX`, default `analytics_export/`);
     /// empty, or ending in `/`.
@@ -35,7 +38,13 @@ impl runtime::service::ServiceConfig for ExporterConfig {
 
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, SERVICE)?;
-        let export_bucket = env.string("LANDFALL_EXPORT_BUCKET", &common.s3.bucket);
+        let export_bucket = match env.get("LANDFALL_EXPORT_BUCKET") {
+            Some(bucket) => bucket,
+            None => env.required(
+                "LANDFALL_BUCKET",
+                "the bucket reports are exported to (or set LANDFALL_EXPORT_BUCKET)",
+            )?,
+        };
         let mut export_prefix = env.string("LANDFALL_EXPORT_PREFIX", "analytics_export/");
         if export_prefix.starts_with('/') {
             return Err(ConfigError {
@@ -49,6 +58,7 @@ impl runtime::service::ServiceConfig for ExporterConfig {
             export_prefix.push('/');
         }
         Ok(ExporterConfig {
+            s3: S3Config::from_env(env)?,
             export_bucket,
             export_prefix,
             staging_retention_batches: env.number(
@@ -127,5 +137,17 @@ mod tests {
 
         let error = load(&[("LANDFALL_EXPORT_PREFIX", "/abs/")]).unwrap_err();
         assert_eq!(error.variable, "LANDFALL_EXPORT_PREFIX");
+
+        let error = load(&[("LANDFALL_BUCKET", "")]).unwrap_err();
+        assert_eq!(error.variable, "LANDFALL_BUCKET");
+        assert!(
+            error.to_string().contains("LANDFALL_EXPORT_BUCKET"),
+            "{error}"
+        );
+        let config = load(&[
+            ("LANDFALL_BUCKET", ""),
+            ("LANDFALL_EXPORT_BUCKET", "reports"),
+        ]);
+        assert_eq!(config.unwrap().export_bucket, "reports");
     }
 }

@@ -35,6 +35,7 @@ pub struct ExportSettings {
 /// Exports batches; one per `QualityPassed`.
 pub struct Exporter {
     pub ctx: ServiceContext,
+    pub s3: aws_sdk_s3::Client,
     pub catalog: ExportCatalog,
     pub settings: ExportSettings,
 }
@@ -138,7 +139,7 @@ impl Exporter {
             batch.ingestion_date,
         );
         let target = Target {
-            s3: &self.ctx.s3,
+            s3: &self.s3,
             bucket: &self.settings.bucket,
             key: &key,
             content_type: CSV_CONTENT_TYPE,

@@ -45,11 +45,14 @@ impl Handler for Exporter {
 
 /// Runs the exporter until `shutdown`. A malformed exports file stops it at start.
 pub async fn run(config: ExporterConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    // The AWS identity first: a service without credentials stops at once, saying why.
+    let s3 = runtime::s3::client(&config.s3).await?;
     let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
     let catalog = catalog::ExportCatalog::load(&ctx.config.models_dir, &ctx.datasets)?;
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
     let exporter = Exporter {
         ctx: ctx.clone(),
+        s3,
         catalog,
         settings: ExportSettings {
             bucket: config.export_bucket,

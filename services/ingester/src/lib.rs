@@ -6,12 +6,13 @@ pub mod notification;
 pub mod reconcile;
 pub mod sqs;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use contract::{Envelope, Event};
 use runtime::{
-    CommonConfig, ConfigError, Env, Failure, Handler, Incoming, MessageKind, ServiceContext,
-    Shutdown,
+    CommonConfig, ConfigError, Env, Failure, Handler, Incoming, LandingConfig, MessageKind,
+    S3Config, ServiceContext, Shutdown,
 };
 
 use crate::ledger::{DiscoveredBy, Recorded};
@@ -22,6 +23,10 @@ pub const SERVICE: &str = "ingester";
 #[derive(Debug, Clone)]
 pub struct IngesterConfig {
     pub common: CommonConfig,
+    /// How to reach S3 (`LANDFALL_S3_*`).
+    pub s3: S3Config,
+    /// Where files land (`LANDFALL_BUCKET`, `LANDFALL_LANDING_PREFIX`).
+    pub landing: LandingConfig,
     /// How often reconcile lists the landing prefix (`LANDFALL_RECONCILE_INTERVAL_S`, 0 = only at start).
     pub reconcile_interval: Duration,
     /// Whether to reconcile when the service starts (`LANDFALL_RECONCILE_ON_START`).
@@ -39,6 +44,8 @@ impl runtime::service::ServiceConfig for IngesterConfig {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(IngesterConfig {
             common: CommonConfig::from_env(env, SERVICE)?,
+            s3: S3Config::from_env(env)?,
+            landing: LandingConfig::from_env(env)?,
             reconcile_interval: Duration::from_secs(env.number(
                 "LANDFALL_RECONCILE_INTERVAL_S",
                 300,
@@ -54,6 +61,7 @@ impl runtime::service::ServiceConfig for IngesterConfig {
 /// Records every created object a notification announces.
 pub struct NotificationHandler {
     ctx: ServiceContext,
+    landing_prefix: String,
 }
 
 impl Handler for NotificationHandler {
@@ -88,7 +96,7 @@ impl Handler for NotificationHandler {
         let mut recorded = ledger::record_many(
             tx,
             &self.ctx.datasets,
-            &self.ctx.config.s3.landing_prefix,
+            &self.landing_prefix,
             &objects,
             DiscoveredBy::Notification,
         )
@@ -128,18 +136,32 @@ fn note_skipped(object: &notification::ObjectCreated, recorded: &Recorded) {
 /// Runs the ingester until `shutdown`: the AMQP notification queue always (it costs nothing
 /// where S3 cannot publish to it), the SQS queue too when one is configured, and reconcile.
 pub async fn run(config: IngesterConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    // The AWS identity first: a service without credentials stops at once, saying why.
+    let aws = runtime::s3::sdk_config(&config.s3).await?;
+    let s3 = runtime::s3::client_with(&aws, &config.s3);
     let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
+    let landing = Arc::new(config.landing.clone());
     tokio::spawn(reconcile_periodically(
         ctx.clone(),
+        s3,
+        landing.clone(),
         config.reconcile_on_start,
         config.reconcile_interval,
     ));
-    let sqs_poller = config
-        .sqs
-        .clone()
-        .map(|sqs_config| tokio::spawn(sqs::run(ctx.clone(), sqs_config)));
+    let sqs_poller = config.sqs.clone().map(|sqs_config| {
+        let client = sqs::client(&sqs_config, &aws);
+        tokio::spawn(sqs::run(
+            ctx.clone(),
+            sqs_config,
+            client,
+            landing.landing_prefix.clone(),
+        ))
+    });
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
-    let handler = NotificationHandler { ctx: ctx.clone() };
+    let handler = NotificationHandler {
+        ctx: ctx.clone(),
+        landing_prefix: landing.landing_prefix.clone(),
+    };
     let served = ctx.clone().serve(spec, MessageKind::Raw, handler).await;
     if let Some(task) = sqs_poller {
         sqs::finish(&ctx, task).await;
@@ -147,7 +169,13 @@ pub async fn run(config: IngesterConfig, shutdown: Shutdown) -> anyhow::Result<(
     served
 }
 
-async fn reconcile_periodically(ctx: ServiceContext, on_start: bool, interval: Duration) {
+async fn reconcile_periodically(
+    ctx: ServiceContext,
+    s3: aws_sdk_s3::Client,
+    landing: Arc<LandingConfig>,
+    on_start: bool,
+    interval: Duration,
+) {
     if !on_start && interval.is_zero() {
         return;
     }
@@ -169,15 +197,8 @@ async fn reconcile_periodically(ctx: ServiceContext, on_start: bool, interval: D
             }
         }
         first = false;
-        let result = reconcile::reconcile(
-            &ctx.pool,
-            &ctx.s3,
-            &ctx.config.s3,
-            &ctx.datasets,
-            SERVICE,
-            None,
-        )
-        .await;
+        let result =
+            reconcile::reconcile(&ctx.pool, &s3, &landing, &ctx.datasets, SERVICE, None).await;
         match result {
             Ok(report) if report.landed > 0 => ctx.outbox_wake.notify_waiters(),
             Ok(_) => {}

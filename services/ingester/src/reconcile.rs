@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use contract::BatchKey;
 use deadpool_postgres::Pool;
-use runtime::config::S3Config;
+use runtime::config::LandingConfig;
 use runtime::datasets::{Datasets, KeyMatch};
 
 use crate::ledger::{self, DiscoveredBy, Recorded};
@@ -21,21 +21,18 @@ pub struct ReconcileReport {
     pub unmapped: u64,
 }
 
-/// Lists `s3.bucket` under the landing prefix (optionally narrowed to `sub_prefix`) and records
+/// Lists `landing.bucket` under the landing prefix (optionally narrowed to `sub_prefix`) and records
 /// what the ledger lacks, one transaction per listing page (the page's objects recorded
 /// set-based, as the consumer's batches are), events through the outbox.
 pub async fn reconcile(
     pool: &Pool,
     s3: &aws_sdk_s3::Client,
-    s3_config: &S3Config,
+    landing: &LandingConfig,
     datasets: &Datasets,
     service: &str,
     sub_prefix: Option<&str>,
 ) -> anyhow::Result<ReconcileReport> {
-    reconcile_filtered(pool, s3, s3_config, datasets, service, sub_prefix, &|_| {
-        true
-    })
-    .await
+    reconcile_filtered(pool, s3, landing, datasets, service, sub_prefix, &|_| true).await
 }
 
 /// Like [`reconcile`], for one batch: of the keys listed under `sub_prefix`, only those mapping
@@ -44,7 +41,7 @@ pub async fn reconcile(
 pub async fn reconcile_batch(
     pool: &Pool,
     s3: &aws_sdk_s3::Client,
-    s3_config: &S3Config,
+    landing: &LandingConfig,
     datasets: &Datasets,
     service: &str,
     sub_prefix: &str,
@@ -62,7 +59,7 @@ pub async fn reconcile_batch(
     reconcile_filtered(
         pool,
         s3,
-        s3_config,
+        landing,
         datasets,
         service,
         Some(sub_prefix),
@@ -74,35 +71,35 @@ pub async fn reconcile_batch(
 async fn reconcile_filtered(
     pool: &Pool,
     s3: &aws_sdk_s3::Client,
-    s3_config: &S3Config,
+    landing: &LandingConfig,
     datasets: &Datasets,
     service: &str,
     sub_prefix: Option<&str>,
     keep: &(dyn Fn(&KeyMatch) -> bool + Sync),
 ) -> anyhow::Result<ReconcileReport> {
-    let prefix = format!("{}{}", s3_config.landing_prefix, sub_prefix.unwrap_or(""));
+    let prefix = format!("{}{}", landing.landing_prefix, sub_prefix.unwrap_or(""));
     let mut report = ReconcileReport::default();
     let mut pages = s3
         .list_objects_v2()
-        .bucket(&s3_config.bucket)
+        .bucket(&landing.bucket)
         .prefix(&prefix)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.with_context(|| format!("listing s3://{}/{prefix}", s3_config.bucket))?;
+        let page = page.with_context(|| format!("listing s3://{}/{prefix}", landing.bucket))?;
         let objects: Vec<ObjectCreated> = page
             .contents()
             .iter()
             .filter_map(|object| {
                 Some(ObjectCreated {
-                    bucket: s3_config.bucket.clone(),
+                    bucket: landing.bucket.clone(),
                     key: object.key()?.to_owned(),
                     size: object.size().unwrap_or(0).max(0) as u64,
                     etag: object.e_tag()?.trim_matches('"').to_owned(),
                     version_id: None,
                 })
             })
-            .filter(|object| keep(&datasets.match_key(&s3_config.landing_prefix, &object.key)))
+            .filter(|object| keep(&datasets.match_key(&landing.landing_prefix, &object.key)))
             .collect();
         report.listed += objects.len() as u64;
         // Each file found here starts its own trace, as a notification would.
@@ -126,7 +123,7 @@ async fn reconcile_filtered(
         let recorded = ledger::record_many(
             &tx,
             datasets,
-            &s3_config.landing_prefix,
+            &landing.landing_prefix,
             &announced,
             DiscoveredBy::Reconcile,
         )

@@ -23,16 +23,16 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName,
 };
 use backon::Retryable as _;
-use runtime::config::S3Config;
 use runtime::{ConfigError, Env, Failure, ServiceContext};
 use tracing::Instrument as _;
 
 use crate::ledger::{self, DiscoveredBy, Recorded};
 use crate::notification::{self, ObjectCreated};
 
-/// Where and how to long-poll SQS. Region and static credentials are those of S3
-/// (`LANDFALL_S3_REGION`, `LANDFALL_S3_ACCESS_KEY_ID` / `_SECRET_ACCESS_KEY`): a bucket can only
-/// notify a queue in its own region, and the ingester has one identity.
+/// Where and how to long-poll SQS. Region and credentials are those of S3 (`LANDFALL_S3_REGION`,
+/// `LANDFALL_S3_ACCESS_KEY_ID` / `_SECRET_ACCESS_KEY`, or the AWS default chains when those are
+/// not set): a bucket can only notify a queue in its own region, and the ingester has one
+/// identity.
 #[derive(Debug, Clone)]
 pub struct SqsConfig {
     /// `LANDFALL_SQS_QUEUE_URL`; setting it turns the SQS source on.
@@ -93,15 +93,13 @@ impl SqsConfig {
     }
 }
 
-/// An SQS client built like [`runtime::s3::client`]: S3's region and static keys, an optional
-/// endpoint, the SDK's standard retries. No read timeout: a long poll waits up to 20 s.
-pub fn client(config: &SqsConfig, s3: &S3Config) -> aws_sdk_sqs::Client {
+/// An SQS client with the identity the ingester's S3 client has ([`runtime::s3::sdk_config`]:
+/// static keys, or the AWS default chains), an optional endpoint, the SDK's standard retries.
+/// No read timeout: a long poll waits up to 20 s.
+pub fn client(config: &SqsConfig, sdk: &runtime::s3::SdkConfig) -> aws_sdk_sqs::Client {
     use aws_sdk_sqs::config::retry::RetryConfig;
     use aws_sdk_sqs::config::timeout::TimeoutConfig;
-    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-    let mut builder = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(s3.region.clone()))
+    let mut builder = aws_sdk_sqs::config::Builder::from(sdk)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
@@ -110,15 +108,6 @@ pub fn client(config: &SqsConfig, s3: &S3Config) -> aws_sdk_sqs::Client {
         );
     if let Some(endpoint) = &config.endpoint {
         builder = builder.endpoint_url(endpoint);
-    }
-    if let (Some(key_id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
-        builder = builder.credentials_provider(Credentials::new(
-            key_id.expose(),
-            secret.expose(),
-            None,
-            None,
-            "landfall-config",
-        ));
     }
     aws_sdk_sqs::Client::from_conf(builder.build())
 }
@@ -138,6 +127,7 @@ struct Poller {
     ctx: ServiceContext,
     client: aws_sdk_sqs::Client,
     config: SqsConfig,
+    landing_prefix: String,
     /// Whether this poller marked the service not ready (and so must mark it ready again).
     marked_unready: bool,
     /// Whether something was committed after shutdown began (the relay may have stopped).
@@ -147,12 +137,17 @@ struct Poller {
 /// Long-polls the queue until shutdown; never returns early on errors. Returns whether events
 /// were committed after shutdown began, which the caller then publishes (the relay stops when
 /// the AMQP consumers have drained, possibly before this poller did).
-pub async fn run(ctx: ServiceContext, config: SqsConfig) -> bool {
-    let client = client(&config, &ctx.config.s3);
+pub async fn run(
+    ctx: ServiceContext,
+    config: SqsConfig,
+    client: aws_sdk_sqs::Client,
+    landing_prefix: String,
+) -> bool {
     let mut poller = Poller {
         ctx,
         client,
         config,
+        landing_prefix,
         marked_unready: false,
         committed_while_draining: AtomicBool::new(false),
     };
@@ -446,7 +441,7 @@ impl Poller {
         let recorded = ledger::record_many(
             &tx,
             &self.ctx.datasets,
-            &self.ctx.config.s3.landing_prefix,
+            &self.landing_prefix,
             &announced,
             DiscoveredBy::Notification,
         )

@@ -8,8 +8,8 @@ pub mod stage;
 
 use contract::{Envelope, Event};
 use runtime::{
-    CommonConfig, ConfigError, Env, Failure, Handler, Incoming, MessageKind, ServiceContext,
-    Shutdown,
+    CommonConfig, ConfigError, Env, Failure, Handler, Incoming, MessageKind, S3Config,
+    ServiceContext, Shutdown,
 };
 
 pub const SERVICE: &str = "stager";
@@ -18,6 +18,8 @@ pub const SERVICE: &str = "stager";
 #[derive(Debug, Clone)]
 pub struct StagerConfig {
     pub common: CommonConfig,
+    /// How to reach S3 (`LANDFALL_S3_*`); the bucket of each file comes with its event.
+    pub s3: S3Config,
     /// Rejected rows stored in full per file (`LANDFALL_MAX_REJECTS_KEPT`); the rest are counted.
     pub max_rejects_kept: usize,
     /// Connections one large file is COPYed over at once (`LANDFALL_STAGE_COPY_CONNECTIONS`):
@@ -36,6 +38,7 @@ impl runtime::service::ServiceConfig for StagerConfig {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(StagerConfig {
             common: CommonConfig::from_env(env, SERVICE)?,
+            s3: S3Config::from_env(env)?,
             max_rejects_kept: env.number("LANDFALL_MAX_REJECTS_KEPT", 10_000, 0, 10_000_000)?
                 as usize,
             copy_connections: env.number("LANDFALL_STAGE_COPY_CONNECTIONS", 2, 1, 16)? as usize,
@@ -70,6 +73,8 @@ impl Handler for stage::Stager {
 
 /// Runs the stager until `shutdown`.
 pub async fn run(config: StagerConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    // The AWS identity first: a service without credentials stops at once, saying why.
+    let s3 = runtime::s3::client(&config.s3).await?;
     let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
     let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
     // The extra COPY connections come from a pool of their own, sized for every consumer to
@@ -86,6 +91,7 @@ pub async fn run(config: StagerConfig, shutdown: Shutdown) -> anyhow::Result<()>
     };
     let stager = stage::Stager {
         ctx: ctx.clone(),
+        s3,
         max_rejects_kept: config.max_rejects_kept,
         copy_pool,
         copy_connections: config.copy_connections,

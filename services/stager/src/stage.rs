@@ -20,6 +20,7 @@ use crate::load::{self, LoadError, RejectedRow, SourceError};
 /// Stages files; one per `FileLanded`.
 pub struct Stager {
     pub ctx: ServiceContext,
+    pub s3: aws_sdk_s3::Client,
     /// Rejected rows stored in full per file; the rest are counted.
     pub max_rejects_kept: usize,
     /// Where the extra COPY connections of a large file come from; `None` with one connection.
@@ -127,7 +128,6 @@ impl Stager {
         )
         .await?;
         let object = match self
-            .ctx
             .s3
             .get_object()
             .bucket(&landed.bucket)

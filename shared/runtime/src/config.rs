@@ -159,18 +159,53 @@ impl<'a> Env<'a> {
 pub struct S3Config {
     /// Custom endpoint (MinIO, the embedded dev server); `None` means AWS.
     pub endpoint: Option<String>,
-    pub region: String,
+    /// `LANDFALL_S3_REGION`; unset means the AWS default region chain (or `us-east-1` with static
+    /// keys), see [`crate::s3::sdk_config`].
+    pub region: Option<String>,
+    /// Static keys (MinIO, the embedded server); unset means the AWS default credentials chain.
     pub access_key_id: Option<Secret>,
     pub secret_access_key: Option<Secret>,
     /// Path-style addressing, needed by most S3-compatible servers.
     pub force_path_style: bool,
-    /// The bucket files land in.
+}
+
+/// Where files land: read by the services that list or are notified of landing files (the
+/// ingester, `landfall reconcile` and `backfill`).
+#[derive(Debug, Clone)]
+pub struct LandingConfig {
+    /// The bucket files land in (`LANDFALL_BUCKET`).
     pub bucket: String,
     /// Keys under this prefix are landing files (`<prefix><dataset>/ingestion_date=…/<source>.csv`).
     pub landing_prefix: String,
 }
 
-/// What every service needs; read once at start.
+/// How a service writes its log lines (`LANDFALL_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        match env
+            .get("LANDFALL_LOG_FORMAT")
+            .map(|raw| raw.trim().to_ascii_lowercase())
+        {
+            None => Ok(LogFormat::Text),
+            Some(raw) if raw == "text" => Ok(LogFormat::Text),
+            Some(raw) if raw == "json" => Ok(LogFormat::Json),
+            Some(raw) => Err(ConfigError {
+                variable: "LANDFALL_LOG_FORMAT".into(),
+                problem: format!("'{raw}' is not a log format; use text or json"),
+            }),
+        }
+    }
+}
+
+/// What every service needs; read once at start. S3 is not part of it: only the services that
+/// read or write objects (ingester, stager, exporter) read an [`S3Config`] of their own, so
+/// `LANDFALL_BUCKET` is required of them alone.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
     /// `OTEL_SERVICE_NAME` or the binary's name.
@@ -211,7 +246,6 @@ pub struct CommonConfig {
     pub models_dir: PathBuf,
     pub shutdown_grace: Duration,
     pub log_json: bool,
-    pub s3: S3Config,
 }
 
 impl CommonConfig {
@@ -279,8 +313,7 @@ impl CommonConfig {
             datasets_dir: PathBuf::from(env.string("LANDFALL_DATASETS_DIR", "datasets")),
             models_dir: PathBuf::from(env.string("LANDFALL_MODELS_DIR", "sql/models")),
             shutdown_grace: env.millis("LANDFALL_SHUTDOWN_GRACE_MS", 25_000, 0, 3_600_000)?,
-            log_json: env.string("LANDFALL_LOG_FORMAT", "text") == "json",
-            s3: S3Config::from_env(env)?,
+            log_json: LogFormat::from_env(env)? == LogFormat::Json,
         })
     }
 }
@@ -340,6 +373,7 @@ fn database_role(env: &Env<'_>, service: &str) -> Result<Option<String>, ConfigE
 }
 
 impl S3Config {
+    /// How to reach S3; no bucket (the stager reads the bucket of each file from its event).
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let endpoint = env.get("LANDFALL_S3_ENDPOINT");
         if let Some(url) = &endpoint
@@ -356,19 +390,28 @@ impl S3Config {
         if access_key_id.is_some() != secret_access_key.is_some() {
             return Err(ConfigError {
                 variable: "LANDFALL_S3_SECRET_ACCESS_KEY".into(),
-                problem: "LANDFALL_S3_ACCESS_KEY_ID and LANDFALL_S3_SECRET_ACCESS_KEY must be set together".into(),
+                problem: "LANDFALL_S3_ACCESS_KEY_ID and LANDFALL_S3_SECRET_ACCESS_KEY must be set together (or neither, for the AWS default credentials chain)".into(),
             });
-        }
-        let mut landing_prefix = env.string("LANDFALL_LANDING_PREFIX", "landing/");
-        if !landing_prefix.is_empty() && !landing_prefix.ends_with('/') {
-            landing_prefix.push('/');
         }
         Ok(S3Config {
             force_path_style: env.boolean("LANDFALL_S3_FORCE_PATH_STYLE", endpoint.is_some())?,
             endpoint,
-            region: env.string("LANDFALL_S3_REGION", "us-east-1"),
+            region: env
+                .get("LANDFALL_S3_REGION")
+                .map(|region| region.trim().to_owned()),
             access_key_id,
             secret_access_key,
+        })
+    }
+}
+
+impl LandingConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let mut landing_prefix = env.string("LANDFALL_LANDING_PREFIX", "landing/");
+        if !landing_prefix.is_empty() && !landing_prefix.ends_with('/') {
+            landing_prefix.push('/');
+        }
+        Ok(LandingConfig {
             bucket: env.required("LANDFALL_BUCKET", "the name of the bucket files land in")?,
             landing_prefix,
         })
@@ -392,20 +435,16 @@ mod tests {
         CommonConfig::from_env(&Env::from_fn(|name| vars.get(name).cloned()), "stager")
     }
 
-    const MINIMAL: &[(&str, &str)] = &[
-        (
-            "LANDFALL_DATABASE_URL",
-            "postgres://landfall:hunter2@db/landfall",
-        ),
-        ("LANDFALL_BUCKET", "lake"),
-    ];
+    const MINIMAL: &[(&str, &str)] = &[(
+        "LANDFALL_DATABASE_URL",
+        "postgres://landfall:hunter2@db/landfall",
+    )];
 
     #[test]
     fn minimal_configuration_uses_defaults() {
         let config = load(MINIMAL).unwrap();
         assert_eq!(config.amqp_prefix, "landfall");
         assert_eq!(config.notify_exchange, "landfall.s3");
-        assert_eq!(config.s3.landing_prefix, "landing/");
         assert_eq!(config.service_name, "stager");
         assert_eq!(config.database_role.as_deref(), Some("landfall_stager"));
         // One message per transaction, a few prefetched, except for the ingester's
@@ -505,11 +544,74 @@ mod tests {
         pairs.push(("LANDFALL_AMQP_PREFIX", "Bad Name!"));
         assert_eq!(load(&pairs).unwrap_err().variable, "LANDFALL_AMQP_PREFIX");
 
-        let mut pairs = MINIMAL.to_vec();
-        pairs.push(("LANDFALL_S3_ACCESS_KEY_ID", "AKIA"));
+        let vars = env(&[("LANDFALL_S3_ACCESS_KEY_ID", "AKIA")]);
+        let error = S3Config::from_env(&Env::from_fn(|name| vars.get(name).cloned())).unwrap_err();
+        assert_eq!(error.variable, "LANDFALL_S3_SECRET_ACCESS_KEY");
+    }
+
+    #[test]
+    fn the_common_configuration_needs_no_bucket() {
+        // The transformer, the quality-checker, `landfall transform` and `replay` never touch S3.
+        let config = load(MINIMAL).unwrap();
+        assert_eq!(config.service_name, "stager");
+
+        let vars = env(&[]);
+        let lookup = Env::from_fn(|name| vars.get(name).cloned());
+        let error = LandingConfig::from_env(&lookup).unwrap_err();
+        assert_eq!(error.variable, "LANDFALL_BUCKET");
+        assert!(error.to_string().contains("is not set"), "{error}");
+        // Reaching S3 needs no bucket either: the stager reads it from each file's event.
+        let s3 = S3Config::from_env(&lookup).unwrap();
+        assert_eq!(s3.endpoint, None);
         assert_eq!(
-            load(&pairs).unwrap_err().variable,
-            "LANDFALL_S3_SECRET_ACCESS_KEY"
+            s3.region, None,
+            "unset: the AWS default region chain decides"
+        );
+        assert!(s3.access_key_id.is_none() && s3.secret_access_key.is_none());
+        assert!(!s3.force_path_style);
+
+        let vars = env(&[
+            ("LANDFALL_BUCKET", "lake"),
+            ("LANDFALL_LANDING_PREFIX", "in"),
+            ("LANDFALL_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("LANDFALL_S3_REGION", "eu-west-1"),
+        ]);
+        let lookup = Env::from_fn(|name| vars.get(name).cloned());
+        let landing = LandingConfig::from_env(&lookup).unwrap();
+        assert_eq!(
+            (landing.bucket.as_str(), landing.landing_prefix.as_str()),
+            ("lake", "in/")
+        );
+        let s3 = S3Config::from_env(&lookup).unwrap();
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        assert!(
+            s3.force_path_style,
+            "path style by default with an endpoint"
+        );
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json_and_nothing_else() {
+        assert!(!load(MINIMAL).unwrap().log_json);
+        for (format, json) in [
+            ("text", false),
+            ("json", true),
+            ("JSON", true),
+            (" text ", false),
+        ] {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.push(("LANDFALL_LOG_FORMAT", format));
+            assert_eq!(load(&pairs).unwrap().log_json, json, "{format}");
+        }
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("LANDFALL_LOG_FORMAT", "jsno"));
+        let error = load(&pairs).unwrap_err();
+        assert_eq!(error.variable, "LANDFALL_LOG_FORMAT");
+        assert!(
+            error
+                .to_string()
+                .contains("'jsno' is not a log format; use text or json"),
+            "{error}"
         );
     }
 }

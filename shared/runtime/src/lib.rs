@@ -16,7 +16,7 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use config::{CommonConfig, ConfigError, Env, Secret};
+pub use config::{CommonConfig, ConfigError, Env, LandingConfig, S3Config, Secret};
 pub use consumer::{Handler, Incoming, MessageKind};
 pub use failure::{Failure, RetryPolicy};
 pub use service::ServiceContext;

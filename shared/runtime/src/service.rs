@@ -25,7 +25,6 @@ pub struct ServiceContext {
     pub pool: Pool,
     pub topology: Topology,
     pub datasets: Arc<Datasets>,
-    pub s3: aws_sdk_s3::Client,
     pub readiness: Readiness,
     /// Woken after a commit that wrote outbox rows.
     pub outbox_wake: Arc<Notify>,
@@ -48,7 +47,6 @@ impl ServiceContext {
         let health_addr = listener.local_addr()?;
         let topology = Topology::from_config(&config);
         let ctx = ServiceContext {
-            s3: crate::s3::client(&config.s3),
             config: Arc::new(config),
             pool,
             topology,
