@@ -8,9 +8,10 @@ mod env;
 pub mod otlp;
 pub mod proxy;
 pub mod spy;
+pub mod tls;
 pub mod wait;
 
-pub use env::{ChildService, ServiceHandle, TestEnv, binary_path};
+pub use env::{ChildService, Servers, ServiceHandle, TestEnv, binary_path};
 pub use wait::wait_until;
 
 /// Expected rows written as string slices, to compare with [`TestEnv::query_text`].
