@@ -334,13 +334,12 @@ async fn drop_everything(
     prefix: &str,
     work_dir: &Path,
 ) {
-    if let Ok(admin) = runtime::db::connect(admin_url).await {
-        if let Err(error) = admin
+    if let Ok(admin) = runtime::db::connect(admin_url).await
+        && let Err(error) = admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
             .await
-        {
-            eprintln!("could not drop database {database}: {error}");
-        }
+    {
+        eprintln!("could not drop database {database}: {error}");
     }
     let secret = runtime::Secret::new(amqp_url);
     if let Ok(connection) = runtime::broker::connect(&secret, "landfall-bench-cleanup").await {

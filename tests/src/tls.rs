@@ -57,7 +57,7 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    pub fn new() -> TestCa {
+    pub fn create() -> TestCa {
         let dir = std::env::temp_dir().join(format!("landfall-tls-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).expect("certificate folder");
         let openssl = |args: &[&str], what: &str| {
