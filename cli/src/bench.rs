@@ -179,26 +179,22 @@ impl BenchEnv {
         let database = format!("landfall_bench_{suffix}");
         let prefix = format!("landfall-bench-{suffix}");
         let work_dir = std::env::temp_dir().join(format!("landfall-bench-{suffix}"));
-        let admin_config: tokio_postgres::Config = args
-            .admin_url
-            .parse()
-            .context("--admin-url is not a PostgreSQL URL")?;
-        let (admin, connection) = admin_config
-            .connect(tokio_postgres::NoTls)
+        let admin_config =
+            runtime::db::PgTarget::parse(&args.admin_url).context("--admin-url is not usable")?;
+        let admin = admin_config
+            .connect()
             .await
             .context("connecting to PostgreSQL (is it running? see README)")?;
-        tokio::spawn(connection);
         admin
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .await
             .context("creating the bench database")?;
         let mut config = admin_config.clone();
-        config.dbname(&database);
+        config.config.dbname(&database);
         let database_url = replace_dbname(&args.admin_url, &database);
         let made = async {
             std::fs::create_dir_all(&work_dir)?;
-            let (db, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(connection);
+            let db = config.connect().await?;
             let server = S3DevServer::start(S3DevConfig {
                 root: work_dir.join("s3"),
                 listen: "127.0.0.1:0".parse()?,
@@ -339,15 +335,12 @@ async fn drop_everything(
     prefix: &str,
     work_dir: &Path,
 ) {
-    if let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
-    {
-        tokio::spawn(connection);
-        if let Err(error) = admin
+    if let Ok(admin) = runtime::db::connect(admin_url).await
+        && let Err(error) = admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
             .await
-        {
-            eprintln!("could not drop database {database}: {error}");
-        }
+    {
+        eprintln!("could not drop database {database}: {error}");
     }
     let secret = runtime::Secret::new(amqp_url);
     if let Ok(connection) = runtime::broker::connect(&secret, "landfall-bench-cleanup").await {

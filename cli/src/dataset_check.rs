@@ -691,15 +691,12 @@ async fn run_sql(
     inputs: &SqlInputs<'_>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let config: tokio_postgres::Config = args
-        .database_url
-        .parse()
-        .context("--database-url (LANDFALL_DATABASE_URL) is not a PostgreSQL URL")?;
-    let (admin, connection) = config
-        .connect(tokio_postgres::NoTls)
+    let config = runtime::db::PgTarget::parse(&args.database_url)
+        .context("--database-url (LANDFALL_DATABASE_URL) is not usable")?;
+    let admin = config
+        .connect()
         .await
         .context("connecting to PostgreSQL (--database-url / LANDFALL_DATABASE_URL) to create a scratch database; --no-database checks the files only")?;
-    tokio::spawn(connection);
     let scratch = format!("landfall_check_{:08x}", rand::random::<u32>());
     admin
         .batch_execute(&format!("CREATE DATABASE {scratch}"))
@@ -718,18 +715,17 @@ async fn run_sql(
 async fn in_scratch(
     args: &CheckArgs,
     inputs: &SqlInputs<'_>,
-    config: &tokio_postgres::Config,
+    config: &runtime::db::PgTarget,
     scratch: &str,
     datasets_dir: &Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let mut scratch_config = config.clone();
-    scratch_config.dbname(scratch);
-    let (mut client, connection) = scratch_config
-        .connect(tokio_postgres::NoTls)
+    scratch_config.config.dbname(scratch);
+    let mut client = scratch_config
+        .connect()
         .await
         .with_context(|| format!("connecting to the scratch database {scratch}"))?;
-    tokio::spawn(connection);
     // The migrations, and the staging tables of this dataset only.
     let folder = datasets_dir.join(&inputs.dataset.name);
     std::fs::create_dir_all(&folder)?;

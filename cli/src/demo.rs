@@ -201,9 +201,9 @@ fn summary(failed: &[(NaiveDate, String)], batches: usize) -> anyhow::Result<()>
 
 /// The S3 server's folder for the runs on one database: `<database>@<host>-<port>`.
 fn s3_folder(database_url: &str) -> anyhow::Result<String> {
-    let config: tokio_postgres::Config = database_url
-        .parse()
-        .context("--database-url is not a PostgreSQL URL")?;
+    let config = runtime::db::PgTarget::parse(database_url)
+        .context("--database-url is not usable")?
+        .config;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
@@ -268,9 +268,10 @@ async fn clear_topology(
     amqp_url: &str,
     topology: &runtime::broker::Topology,
 ) -> anyhow::Result<()> {
-    let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
-        .await
-        .context("connecting to RabbitMQ (is it running? see README)")?;
+    let connection =
+        runtime::broker::connect_with(amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .context("connecting to RabbitMQ (is it running? see README)")?;
     // A queue with a consumer is not deleted (`if_unused`); a missing one is no error.
     let unused = lapin::options::QueueDeleteOptions {
         if_unused: true,
@@ -302,7 +303,7 @@ async fn delete_topology(
     topology: &runtime::broker::Topology,
 ) -> anyhow::Result<()> {
     let connection =
-        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
+        runtime::broker::connect_with(amqp_url, lapin::ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     let deleted = runtime::broker::delete_topology(&channel, topology).await;
     connection.close(200, "done".into()).await.ok();
@@ -338,9 +339,7 @@ async fn land_and_wait(
             .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
         anyhow::ensure!(owned, "creating the demo bucket: {error:?}");
     }
-    let (client, connection) =
-        tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let client = runtime::db::connect(&args.database_url).await?;
     let started: DateTime<Utc> = client
         .query_one("SELECT clock_timestamp()", &[])
         .await?
@@ -689,7 +688,7 @@ struct DeadLetters {
 impl DeadLetters {
     async fn watch(amqp_url: &str, prefix: &str) -> anyhow::Result<DeadLetters> {
         let connection =
-            lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+            runtime::broker::connect_with(amqp_url, lapin::ConnectionProperties::default())
                 .await
                 .context("connecting to RabbitMQ to watch the dead-letter queues")?;
         let channel = connection.create_channel().await?;
@@ -1104,27 +1103,21 @@ fn input_batches(args: &DemoArgs, work_dir: &Path) -> anyhow::Result<Vec<Batch>>
 }
 
 async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .context("--database-url is not a PostgreSQL URL")?;
-    let name = config.get_dbname().unwrap_or("postgres").to_owned();
-    if tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .is_ok()
-    {
+    let target = runtime::db::PgTarget::parse(url).context("--database-url is not usable")?;
+    let name = target.config.get_dbname().unwrap_or("postgres").to_owned();
+    if target.connect().await.is_ok() {
         return Ok(());
     }
     anyhow::ensure!(
         name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
         "database name '{name}' must be letters, digits and '_' to be created"
     );
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, connection) = admin
-        .connect(tokio_postgres::NoTls)
+    let mut admin = target.clone();
+    admin.config.dbname("postgres");
+    let client = admin
+        .connect()
         .await
         .context("connecting to PostgreSQL (is it running? see README)")?;
-    tokio::spawn(connection);
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;

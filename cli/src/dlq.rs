@@ -103,7 +103,7 @@ enum DlqCommand {
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let connection = Connection::connect(
+    let connection = runtime::broker::connect_with(
         &args.amqp_url,
         ConnectionProperties::default().with_connection_name("landfall-dlq".into()),
     )

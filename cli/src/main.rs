@@ -254,11 +254,9 @@ async fn connect() -> anyhow::Result<tokio_postgres::Client> {
         "LANDFALL_DATABASE_URL",
         "a PostgreSQL URL such as postgres://user@host:5432/landfall",
     )?;
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    runtime::db::connect(&url)
         .await
-        .context("connecting to LANDFALL_DATABASE_URL")?;
-    tokio::spawn(connection);
-    Ok(client)
+        .context("connecting to LANDFALL_DATABASE_URL")
 }
 
 async fn migrate(datasets_dir: &std::path::Path) -> anyhow::Result<()> {

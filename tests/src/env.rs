@@ -14,7 +14,6 @@ use tokio::task::JoinHandle;
 
 use crate::spy::EventSpy;
 
-const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const ACCESS_KEY: &str = "landfall-test";
 const SECRET_KEY: &str = "landfall-test-secret";
@@ -67,6 +66,38 @@ impl ChildService {
     }
 }
 
+/// Which PostgreSQL and RabbitMQ a [`TestEnv`] uses: by default the plaintext servers every
+/// machine of this kind runs; a TLS test gives its own (see [`crate::tls`]).
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// `postgres://user[:password]@host:port`, without a database.
+    pub postgres: String,
+    /// The URL's query (`sslmode=…&sslrootcert=…`), empty for none.
+    pub postgres_params: String,
+    pub amqp_url: String,
+}
+
+impl Default for Servers {
+    fn default() -> Servers {
+        Servers {
+            postgres: "postgres://postgres@127.0.0.1:5432".into(),
+            postgres_params: String::new(),
+            amqp_url: AMQP_URL.into(),
+        }
+    }
+}
+
+impl Servers {
+    /// The URL of one database on this PostgreSQL.
+    pub fn database_url(&self, database: &str) -> String {
+        if self.postgres_params.is_empty() {
+            format!("{}/{database}", self.postgres)
+        } else {
+            format!("{}/{database}?{}", self.postgres, self.postgres_params)
+        }
+    }
+}
+
 /// The test's own database, exchange/queue prefix and S3 server.
 pub struct TestEnv {
     pub suffix: String,
@@ -78,28 +109,31 @@ pub struct TestEnv {
     pub s3: aws_sdk_s3::Client,
     s3_root: PathBuf,
     pub db: tokio_postgres::Client,
+    pub servers: Servers,
     cleaned: bool,
 }
 
 impl TestEnv {
     /// Creates the database, starts the S3 server and creates the bucket.
     pub async fn new() -> TestEnv {
+        TestEnv::with_servers(Servers::default()).await
+    }
+
+    /// [`TestEnv::new`] on the given PostgreSQL and RabbitMQ.
+    pub async fn with_servers(servers: Servers) -> TestEnv {
         let suffix = format!("{:08x}", rand::random::<u32>());
         let database = format!("landfall_test_{suffix}");
-        let (admin, connection) =
-            tokio_postgres::connect(POSTGRES_ADMIN_URL, tokio_postgres::NoTls)
-                .await
-                .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)");
-        tokio::spawn(connection);
+        let admin = runtime::db::connect(&servers.database_url("postgres"))
+            .await
+            .unwrap_or_else(|error| panic!("PostgreSQL (see .ci/run): {error:#}"));
         admin
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .await
             .expect("creating the test database");
-        let database_url = format!("postgres://postgres@127.0.0.1:5432/{database}");
-        let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        let database_url = servers.database_url(&database);
+        let db = runtime::db::connect(&database_url)
             .await
             .expect("test database");
-        tokio::spawn(connection);
         let prefix = format!("lft-{suffix}");
         let s3_root = std::env::temp_dir().join(format!("landfall-s3-{suffix}"));
         let server = S3DevServer::start(S3DevConfig {
@@ -109,7 +143,7 @@ impl TestEnv {
             secret_key: SECRET_KEY.into(),
             region: "us-east-1".into(),
             notify: Some(NotifyConfig {
-                amqp_url: AMQP_URL.into(),
+                amqp_url: servers.amqp_url.clone(),
                 exchange: format!("{prefix}.s3"),
                 routing_key: format!("{BUCKET}.created"),
             }),
@@ -126,12 +160,13 @@ impl TestEnv {
             suffix,
             database,
             database_url,
-            amqp_url: AMQP_URL.into(),
+            amqp_url: servers.amqp_url.clone(),
             prefix,
             s3_server: Some(server),
             s3,
             s3_root,
             db,
+            servers,
             cleaned: false,
         }
     }
@@ -192,11 +227,9 @@ impl TestEnv {
     /// A connection of the test database's owner, once it has migrated the database as a
     /// service does at start.
     pub async fn migrated_client(&self) -> tokio_postgres::Client {
-        let (mut client, connection) =
-            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
-                .await
-                .expect("test database");
-        tokio::spawn(connection);
+        let mut client = runtime::db::connect(&self.database_url)
+            .await
+            .expect("test database");
         runtime::db::migrate(&mut client, &self.datasets())
             .await
             .expect("migrating the test database");
@@ -322,7 +355,7 @@ impl TestEnv {
         properties: BasicProperties,
     ) {
         let connection =
-            lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
+            runtime::broker::connect_with(&self.amqp_url, lapin::ConnectionProperties::default())
                 .await
                 .unwrap();
         let channel = runtime::broker::confirm_channel(&connection).await.unwrap();
@@ -466,7 +499,7 @@ impl TestEnv {
         queue_suffix: &str,
     ) -> anyhow::Result<Option<lapin::message::BasicGetMessage>> {
         let connection =
-            lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
+            runtime::broker::connect_with(&self.amqp_url, lapin::ConnectionProperties::default())
                 .await?;
         let channel = connection.create_channel().await?;
         let queue = format!("{}.{queue_suffix}", self.prefix);
@@ -486,7 +519,7 @@ impl TestEnv {
         if let Some(server) = self.s3_server.take() {
             server.shutdown().await;
         }
-        cleanup_resources(&self.database, &self.prefix, &self.s3_root).await;
+        cleanup_resources(&self.servers, &self.database, &self.prefix, &self.s3_root).await;
     }
 }
 
@@ -496,7 +529,8 @@ impl Drop for TestEnv {
         if self.cleaned {
             return;
         }
-        let (database, prefix, root) = (
+        let (servers, database, prefix, root) = (
+            self.servers.clone(),
             self.database.clone(),
             self.prefix.clone(),
             self.s3_root.clone(),
@@ -506,17 +540,14 @@ impl Drop for TestEnv {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(cleanup_resources(&database, &prefix, &root));
+            runtime.block_on(cleanup_resources(&servers, &database, &prefix, &root));
         })
         .join();
     }
 }
 
-async fn cleanup_resources(database: &str, prefix: &str, s3_root: &Path) {
-    if let Ok((admin, connection)) =
-        tokio_postgres::connect(POSTGRES_ADMIN_URL, tokio_postgres::NoTls).await
-    {
-        tokio::spawn(connection);
+async fn cleanup_resources(servers: &Servers, database: &str, prefix: &str, s3_root: &Path) {
+    if let Ok(admin) = runtime::db::connect(&servers.database_url("postgres")).await {
         let _ = admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
             .await;
@@ -525,7 +556,8 @@ async fn cleanup_resources(database: &str, prefix: &str, s3_root: &Path) {
     // not hang a test that has passed; what is left has the test's own prefix.
     let broker_cleanup = async {
         if let Ok(connection) =
-            lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
+            runtime::broker::connect_with(&servers.amqp_url, lapin::ConnectionProperties::default())
+                .await
         {
             let topology = runtime::broker::Topology {
                 prefix: prefix.to_owned(),
@@ -703,7 +735,7 @@ impl TestEnv {
             &format!("{service} consuming its queue"),
             deadline,
             || async {
-                let connection = lapin::Connection::connect(
+                let connection = runtime::broker::connect_with(
                     &self.amqp_url,
                     lapin::ConnectionProperties::default(),
                 )

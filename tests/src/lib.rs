@@ -13,9 +13,10 @@ pub mod retail_reference;
 pub mod retail_scenario;
 pub mod scenario;
 pub mod spy;
+pub mod tls;
 pub mod wait;
 
-pub use env::{BUCKET, ChildService, ServiceHandle, TestEnv, binary_path};
+pub use env::{BUCKET, ChildService, Servers, ServiceHandle, TestEnv, binary_path};
 pub use wait::wait_until;
 
 /// Expected rows written as string slices, to compare with [`TestEnv::query_text`].

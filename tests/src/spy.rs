@@ -19,7 +19,7 @@ pub struct EventSpy {
 impl EventSpy {
     pub async fn new(amqp_url: &str, exchange: &str) -> anyhow::Result<EventSpy> {
         let connection =
-            lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
+            runtime::broker::connect_with(amqp_url, lapin::ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
         let exchange_options = lapin::options::ExchangeDeclareOptions {
             durable: true,

@@ -2,10 +2,10 @@
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use crate::config::Secret;
 use crate::datasets::Datasets;
+pub use crate::pg::{PgTarget, SslMode, connect, explain, hint};
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -24,11 +24,8 @@ pub fn pool(url: &Secret, size: usize) -> anyhow::Result<Pool> {
 /// statement is checked against that role's grants even when the login user owns the tables.
 /// The login user must be a member of `role`; `None` keeps the login user's rights.
 pub fn pool_as(url: &Secret, size: usize, role: Option<&str>) -> anyhow::Result<Pool> {
-    let mut pg_config: tokio_postgres::Config = url
-        .expose()
-        .parse()
-        // The parser's messages name the option, never the URL or its values.
-        .context("LANDFALL_DATABASE_URL is not a valid PostgreSQL URL")?;
+    let target = PgTarget::parse(url.expose()).context("LANDFALL_DATABASE_URL is not usable")?;
+    let mut pg_config = target.config.clone();
     if let Some(role) = role {
         anyhow::ensure!(
             crate::config::is_role_name(role),
@@ -40,9 +37,9 @@ pub fn pool_as(url: &Secret, size: usize, role: Option<&str>) -> anyhow::Result<
         };
         pg_config.options(options);
     }
-    let manager = Manager::from_config(
+    let manager = Manager::from_connect(
         pg_config,
-        NoTls,
+        target.pool_connector(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

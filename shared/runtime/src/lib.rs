@@ -11,10 +11,12 @@ pub mod fault;
 pub mod health;
 pub mod metrics;
 pub mod outbox;
+pub mod pg;
 pub mod s3;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{CommonConfig, ConfigError, Env, LandingConfig, S3Config, Secret};
 pub use consumer::{Handler, Incoming, MessageKind};

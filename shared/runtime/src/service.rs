@@ -131,10 +131,16 @@ impl ServiceContext {
             let mut client = owner
                 .get()
                 .await
+                .map_err(crate::db::explain)
                 .context("connecting to PostgreSQL to migrate")?;
             crate::db::migrate(&mut client, &self.datasets).await?;
         }
-        let client = self.pool.get().await.with_context(|| match &self.config.database_role {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(crate::db::explain)
+            .with_context(|| match &self.config.database_role {
             Some(role) => format!(
                 "connecting to PostgreSQL as role {role} (LANDFALL_DATABASE_ROLE; the login user must be a member of it, and the migration must have run)"
             ),

@@ -167,7 +167,7 @@ impl Notifier {
     async fn open(&self) -> anyhow::Result<(Connection, Channel)> {
         let properties = ConnectionProperties::default()
             .with_connection_name(self.connection_name.as_str().into());
-        let connection = Connection::connect(&self.config.amqp_url, properties)
+        let connection = runtime::broker::connect_with(&self.config.amqp_url, properties)
             .await
             .with_context(|| {
                 format!("connecting to {}", crate::redact_url(&self.config.amqp_url))
