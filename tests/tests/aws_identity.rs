@@ -191,8 +191,8 @@ async fn with_a_web_identity_token_s3_and_sqs_use_the_keys_sts_issued() {
     let mut ingester = tokio::process::Command::new(binary_path("ingester"))
         .env_clear()
         .envs(&vars)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
