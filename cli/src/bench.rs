@@ -569,9 +569,9 @@ async fn bench_latency(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Repor
     // Baseline: psql \copy of one batch's three files into typed tables, median of 5.
     let baseline = psql_copy_batch(env, first, orders_per_batch).await?;
     println!("psql \\copy    three files of one batch: {baseline:.3}s (median of 5)");
-    let names: Vec<&'static str> = runtime::broker::PIPELINE
+    let names: Vec<&'static str> = runtime::Stage::ALL
         .iter()
-        .map(|(service, _)| *service)
+        .map(|stage| stage.name())
         .collect();
     let mut services = env.start_services(&names).await?;
     let measured = latency_runs(env, &mut services, args.runs, first, orders_per_batch).await;
@@ -1317,9 +1317,9 @@ async fn bench_batch(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report>
         .batch_execute(&format!("{DROP_BATCH_TABLES};\nCHECKPOINT;"))
         .await?;
     println!("psql \\copy    the three files: {psql_s:.2}s");
-    let names: Vec<&'static str> = runtime::broker::PIPELINE
+    let names: Vec<&'static str> = runtime::Stage::ALL
         .iter()
-        .map(|(service, _)| *service)
+        .map(|stage| stage.name())
         .collect();
     let mut services = env.start_services(&names).await?;
     let measured = async {

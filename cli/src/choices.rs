@@ -4,61 +4,14 @@
 use clap::ValueEnum;
 
 /// A pipeline stage's service (its queue is `<prefix>.<service>`, its dead letters
-/// `<prefix>.<service>.dlq`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Service {
-    Ingester,
-    Stager,
-    Transformer,
-    QualityChecker,
-    Exporter,
-}
-
-impl Service {
-    /// The five, in pipeline order.
-    pub const ALL: [Service; 5] = [
-        Service::Ingester,
-        Service::Stager,
-        Service::Transformer,
-        Service::QualityChecker,
-        Service::Exporter,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Ingester => "ingester",
-            Service::Stager => "stager",
-            Service::Transformer => "transformer",
-            Service::QualityChecker => "quality-checker",
-            Service::Exporter => "exporter",
-        }
-    }
-}
+/// `<prefix>.<service>.dlq`): the runtime's own vocabulary type.
+pub use runtime::Stage as Service;
 
 /// A batch's state (`ops.batches.state`), in pipeline order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum BatchState {
-    Staging,
-    Ready,
-    Transformed,
-    QualityPassed,
-    QualityFailed,
-    Exported,
-}
+pub use runtime::BatchState;
 
-impl BatchState {
-    pub fn name(self) -> &'static str {
-        match self {
-            BatchState::Staging => "staging",
-            BatchState::Ready => "ready",
-            BatchState::Transformed => "transformed",
-            BatchState::QualityPassed => "quality_passed",
-            BatchState::QualityFailed => "quality_failed",
-            BatchState::Exported => "exported",
-        }
-    }
-}
+/// A file's state (`ops.files.state`).
+pub use runtime::FileState;
 
 /// What `landfall status --state` takes: a batch state (those batches and their files) or a
 /// file state (`ops.files.state`: those files and the batches holding one).
@@ -94,14 +47,14 @@ impl StatusState {
     }
 
     /// The file state it names, if it names one.
-    pub fn file(self) -> Option<&'static str> {
+    pub fn file(self) -> Option<FileState> {
         Some(match self {
-            StatusState::Landed => "landed",
-            StatusState::Staged => "staged",
-            StatusState::Rejected => "rejected",
-            StatusState::Superseded => "superseded",
-            StatusState::Missing => "missing",
-            StatusState::Ignored => "ignored",
+            StatusState::Landed => FileState::Landed,
+            StatusState::Staged => FileState::Staged,
+            StatusState::Rejected => FileState::Rejected,
+            StatusState::Superseded => FileState::Superseded,
+            StatusState::Missing => FileState::Missing,
+            StatusState::Ignored => FileState::Ignored,
             _ => return None,
         })
     }
@@ -120,10 +73,16 @@ mod tests {
         }
         for state in StatusState::value_variants() {
             let name = state.to_possible_value().unwrap().get_name().to_owned();
-            let stored = state.batch().map(BatchState::name).or(state.file());
+            let stored = state
+                .batch()
+                .map(BatchState::as_str)
+                .or(state.file().map(FileState::as_str));
             assert_eq!(Some(name.as_str()), stored);
             if let Some(batch) = state.batch() {
                 assert_eq!(batch.to_possible_value().unwrap().get_name(), name);
+            }
+            if let Some(file) = state.file() {
+                assert_eq!(file.to_possible_value().unwrap().get_name(), name);
             }
         }
     }

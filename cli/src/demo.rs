@@ -468,9 +468,9 @@ async fn unhandled_events(
     since: DateTime<Utc>,
     dead_letters: &DeadLetters,
 ) -> anyhow::Result<i64> {
-    let routed: Vec<&str> = runtime::broker::PIPELINE
+    let routed: Vec<&str> = runtime::Stage::ALL
         .iter()
-        .flat_map(|(_, keys)| keys.iter().copied())
+        .flat_map(|stage| stage.consumes().iter().copied())
         .collect();
     let dead: Vec<String> = dead_letters
         .seen
@@ -654,14 +654,7 @@ async fn stuck(watch: &Watch<'_>, date: NaiveDate, uploaded: &Uploaded) -> anyho
 
 /// The pipeline stage a service runs.
 fn stage_of(service: &str) -> &'static str {
-    match service {
-        "ingester" => "ingest",
-        "stager" => "staging",
-        "transformer" => "transform",
-        "quality-checker" => "quality",
-        "exporter" => "export",
-        _ => "the pipeline",
-    }
+    runtime::Stage::from_name(service).map_or("the pipeline", runtime::Stage::step)
 }
 
 /// One message a stage gave up on during this run.
@@ -1135,8 +1128,8 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// The stages, in pipeline order: one binary each.
 fn services_names() -> Vec<&'static str> {
-    runtime::broker::PIPELINE
+    runtime::Stage::ALL
         .iter()
-        .map(|(service, _)| *service)
+        .map(|stage| stage.name())
         .collect()
 }

@@ -151,7 +151,7 @@ pub async fn runs(
     client: &tokio_postgres::Client,
     filter: &RunsFilter,
 ) -> anyhow::Result<RunsReport> {
-    let state = filter.state.map(BatchState::name);
+    let state = filter.state.map(BatchState::as_str);
     let rows = client
         .query(
             "SELECT r.run_id, r.dataset, r.ingestion_date, r.started_at, r.finished_at,

@@ -41,7 +41,10 @@ impl StatusFilter {
     fn states(&self) -> (Option<&'static str>, Option<&'static str>) {
         match self.state {
             None => (None, None),
-            Some(state) => (state.file(), state.batch().map(|batch| batch.name())),
+            Some(state) => (
+                state.file().map(|file| file.as_str()),
+                state.batch().map(|batch| batch.as_str()),
+            ),
         }
     }
 }

@@ -14,12 +14,13 @@ use tokio::sync::Mutex;
 
 use crate::env::{BUCKET, TestEnv, binary_path};
 
+/// The five services, in pipeline order.
 pub const SERVICES: [&str; 5] = [
-    "ingester",
-    "stager",
-    "transformer",
-    "quality-checker",
-    "exporter",
+    runtime::Stage::Ingester.name(),
+    runtime::Stage::Stager.name(),
+    runtime::Stage::Transformer.name(),
+    runtime::Stage::QualityChecker.name(),
+    runtime::Stage::Exporter.name(),
 ];
 
 /// The report tables of the `ecommerce` dataset, compared row for row.

@@ -684,14 +684,8 @@ impl TestEnv {
             self.start_quality_checker(overrides),
             self.start_exporter(overrides),
         ];
-        for service in [
-            "ingester",
-            "stager",
-            "transformer",
-            "quality-checker",
-            "exporter",
-        ] {
-            self.wait_consuming(service, deadline).await;
+        for stage in runtime::Stage::ALL {
+            self.wait_consuming(stage.name(), deadline).await;
         }
         services
     }

@@ -1039,3 +1039,47 @@ async fn a_drain_cut_short_by_the_grace_period_exits_non_zero_and_loses_nothing(
     ingester.stop().await;
     env.cleanup().await;
 }
+
+/// The file and batch states the code names are exactly those the database's check constraints
+/// allow (`ops.files.state`, `ops.batches.state`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_types_match_the_databases_check_constraints() {
+    let env = TestEnv::new().await;
+    let client = env.migrated_client().await;
+    let allowed = |table: &'static str| {
+        let client = &client;
+        async move {
+            let definition: String = client
+                .query_one(
+                    "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+                      WHERE c.conrelid = $1::text::regclass AND c.contype = 'c'
+                        AND pg_get_constraintdef(c.oid) LIKE '%state%'",
+                    &[&table],
+                )
+                .await
+                .expect("the state check constraint")
+                .get(0);
+            let mut states: Vec<String> = definition
+                .split('\'')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect();
+            states.sort();
+            states
+        }
+    };
+    let mut files: Vec<String> = runtime::FileState::ALL
+        .iter()
+        .map(|state| state.as_str().to_owned())
+        .collect();
+    files.sort();
+    assert_eq!(allowed("ops.files").await, files);
+    let mut batches: Vec<String> = runtime::BatchState::ALL
+        .iter()
+        .map(|state| state.as_str().to_owned())
+        .collect();
+    batches.sort();
+    assert_eq!(allowed("ops.batches").await, batches);
+    env.cleanup().await;
+}

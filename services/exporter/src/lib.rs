@@ -22,7 +22,8 @@ use runtime::{Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown}
 pub use config::ExporterConfig;
 pub use export::{ExportSettings, Exporter};
 
-pub const SERVICE: &str = "exporter";
+pub const STAGE: runtime::Stage = runtime::Stage::Exporter;
+pub const SERVICE: &str = STAGE.name();
 
 impl Handler for Exporter {
     async fn handle(
@@ -49,7 +50,7 @@ pub async fn run(config: ExporterConfig, shutdown: Shutdown) -> anyhow::Result<(
     let s3 = runtime::s3::client(&config.s3).await?;
     let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
     let catalog = catalog::ExportCatalog::load(&ctx.config.models_dir, &ctx.datasets)?;
-    let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    let spec = runtime::broker::queue_spec(&ctx.config, STAGE);
     let exporter = Exporter {
         ctx: ctx.clone(),
         s3,

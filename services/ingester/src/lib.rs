@@ -17,7 +17,8 @@ use runtime::{
 
 use crate::ledger::{DiscoveredBy, Recorded};
 
-pub const SERVICE: &str = "ingester";
+pub const STAGE: runtime::Stage = runtime::Stage::Ingester;
+pub const SERVICE: &str = STAGE.name();
 
 /// The ingester's configuration.
 #[derive(Debug, Clone)]
@@ -157,7 +158,7 @@ pub async fn run(config: IngesterConfig, shutdown: Shutdown) -> anyhow::Result<(
             landing.landing_prefix.clone(),
         ))
     });
-    let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    let spec = runtime::broker::queue_spec(&ctx.config, STAGE);
     let handler = NotificationHandler {
         ctx: ctx.clone(),
         landing_prefix: landing.landing_prefix.clone(),

@@ -19,7 +19,8 @@ use tokio_postgres::Transaction;
 use crate::checks::Catalog;
 use crate::run::CheckResult;
 
-pub const SERVICE: &str = "quality-checker";
+pub const STAGE: runtime::Stage = runtime::Stage::QualityChecker;
+pub const SERVICE: &str = STAGE.name();
 
 /// Runs a batch's checks and gates its export.
 pub struct QualityChecker {
@@ -171,7 +172,7 @@ pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()>
             tracing::info!(dataset, checks = count, "quality checks loaded");
         }
     }
-    let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    let spec = runtime::broker::queue_spec(&ctx.config, STAGE);
     let checker = QualityChecker {
         catalog: Arc::new(catalog),
         second_connection: Some(ctx.pool.clone()),

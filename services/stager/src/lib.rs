@@ -12,7 +12,8 @@ use runtime::{
     ServiceContext, Shutdown,
 };
 
-pub const SERVICE: &str = "stager";
+pub const STAGE: runtime::Stage = runtime::Stage::Stager;
+pub const SERVICE: &str = STAGE.name();
 
 /// The stager's configuration.
 #[derive(Debug, Clone)]
@@ -76,7 +77,7 @@ pub async fn run(config: StagerConfig, shutdown: Shutdown) -> anyhow::Result<()>
     // The AWS identity first: a service without credentials stops at once, saying why.
     let s3 = runtime::s3::client(&config.s3).await?;
     let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
-    let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    let spec = runtime::broker::queue_spec(&ctx.config, STAGE);
     // The extra COPY connections come from a pool of their own, sized for every consumer to
     // load a large file at once: a consumer holding its transaction never waits for
     // connections other consumers hold.

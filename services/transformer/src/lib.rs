@@ -18,7 +18,8 @@ use tracing::Instrument as _;
 
 use crate::models::ModelSet;
 
-pub const SERVICE: &str = "transformer";
+pub const STAGE: runtime::Stage = runtime::Stage::Transformer;
+pub const SERVICE: &str = STAGE.name();
 
 /// Every dataset's models, loaded and ordered at start.
 #[derive(Debug, Clone, Default)]
@@ -334,7 +335,7 @@ async fn analyze_staging_side_by_side(
 pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = ServiceContext::start(config, shutdown).await?;
     let models = Models::load(&ctx.config, &ctx.datasets).context("loading the SQL models")?;
-    let spec = runtime::broker::queue_spec(&ctx.config, SERVICE);
+    let spec = runtime::broker::queue_spec(&ctx.config, STAGE);
     let models_pool = runtime::db::pool_as(
         &ctx.config.database_url,
         ctx.config.transform_parallelism,

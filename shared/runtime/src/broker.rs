@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use contract::{FileLanded, Payload, QualityPassed, StagingLoaded, TransformCompleted};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
@@ -12,6 +11,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::config::Secret;
+use crate::stage::Stage;
 
 /// AMQP header holding the reason a message was dead-lettered by landfall.
 pub const REASON_HEADER: &str = "x-landfall-reason";
@@ -58,36 +58,24 @@ impl Topology {
     }
 }
 
-/// Which events feed each stage's queue (routing keys on the events exchange). The ingester's
-/// queue is fed by the S3 notification exchange instead.
-pub const PIPELINE: &[(&str, &[&str])] = &[
-    ("ingester", &[]),
-    ("stager", &[FileLanded::EVENT_TYPE]),
-    ("transformer", &[StagingLoaded::EVENT_TYPE]),
-    ("quality-checker", &[TransformCompleted::EVENT_TYPE]),
-    ("exporter", &[QualityPassed::EVENT_TYPE]),
-];
-
-/// The queue of one pipeline stage.
-pub fn queue_spec(config: &crate::CommonConfig, service: &str) -> QueueSpec {
-    let (_, routing_keys) = PIPELINE
-        .iter()
-        .find(|(name, _)| *name == service)
-        .unwrap_or_else(|| panic!("'{service}' is not a pipeline stage"));
-    let bindings = if service == "ingester" {
+/// The queue of one pipeline stage: the events that feed it ([`Stage::consumes`]) on the
+/// events exchange, or, for the ingester, the S3 notification exchange.
+pub fn queue_spec(config: &crate::CommonConfig, stage: Stage) -> QueueSpec {
+    let bindings = if stage == Stage::Ingester {
         vec![(
             config.notify_exchange.clone(),
             config.notify_routing_key.clone(),
         )]
     } else {
         let exchange = format!("{}.events", config.amqp_prefix);
-        routing_keys
+        stage
+            .consumes()
             .iter()
             .map(|key| (exchange.clone(), (*key).to_owned()))
             .collect()
     };
     QueueSpec {
-        service: service.to_owned(),
+        service: stage.name().to_owned(),
         bindings,
         delivery_limit: config.delivery_limit,
     }
@@ -101,8 +89,8 @@ pub async fn declare_topology(
     topology: &Topology,
 ) -> anyhow::Result<()> {
     declare_exchanges(channel, topology).await?;
-    for (service, _) in PIPELINE {
-        declare_queue(channel, topology, &queue_spec(config, service)).await?;
+    for stage in Stage::ALL {
+        declare_queue(channel, topology, &queue_spec(config, stage)).await?;
     }
     Ok(())
 }
@@ -110,8 +98,11 @@ pub async fn declare_topology(
 /// Deletes every queue and exchange of `topology` (tests and the demo start from nothing).
 pub async fn delete_topology(channel: &Channel, topology: &Topology) -> anyhow::Result<()> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    for (service, _) in PIPELINE {
-        for queue in [topology.queue(service), topology.dead_letter_queue(service)] {
+    for stage in Stage::ALL {
+        for queue in [
+            topology.queue(stage.name()),
+            topology.dead_letter_queue(stage.name()),
+        ] {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;

@@ -208,8 +208,12 @@ impl LogFormat {
 /// `LANDFALL_BUCKET` is required of them alone.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
-    /// `OTEL_SERVICE_NAME` or the binary's name.
+    /// `OTEL_SERVICE_NAME` or the binary's name: the name in logs, traces and metrics.
     pub service_name: String,
+    /// The name the program's handled events are recorded under (`ops.processed_events`): its
+    /// stage's (or the command's) own name, never `OTEL_SERVICE_NAME`, so renaming a service
+    /// for telemetry does not make it handle every event again.
+    pub consumer: String,
     pub database_url: Secret,
     pub database_pool_size: usize,
     /// The database role every statement of the service runs as (`LANDFALL_DATABASE_ROLE`;
@@ -281,13 +285,15 @@ impl CommonConfig {
         // The ingester's messages are small notifications, many at once: it takes more at a time
         // and commits them together. The other stages' messages each carry a file's or a
         // batch's work, best spread over replicas one at a time.
-        let (prefetch_default, batch_default) = if default_service_name == "ingester" {
+        let stage = crate::Stage::from_name(default_service_name);
+        let (prefetch_default, batch_default) = if stage == Some(crate::Stage::Ingester) {
             (128, 64)
         } else {
             (8, 1)
         };
         Ok(CommonConfig {
             service_name: env.string("OTEL_SERVICE_NAME", default_service_name),
+            consumer: default_service_name.to_owned(),
             database_url: Secret::new(database_url),
             database_pool_size: env.number("LANDFALL_DATABASE_POOL_SIZE", 8, 1, 256)? as usize,
             database_role: database_role(env, default_service_name)?,
@@ -330,22 +336,10 @@ pub const PER_SERVICE_DEFAULTS: &[&str] = &[
     "OTEL_SERVICE_NAME",
 ];
 
-/// The services that have a database role of their own (`sql/migrations/0008_service_roles.sql`).
-pub const SERVICE_ROLES: &[(&str, &str)] = &[
-    ("ingester", "landfall_ingester"),
-    ("stager", "landfall_stager"),
-    ("transformer", "landfall_transformer"),
-    ("quality-checker", "landfall_quality_checker"),
-    ("exporter", "landfall_exporter"),
-];
-
 /// The role of a service (by its program name, not `OTEL_SERVICE_NAME`), or `None` for any
 /// other program, e.g. a `landfall` command, which keeps the login user's rights.
 pub fn default_database_role(service: &str) -> Option<&'static str> {
-    SERVICE_ROLES
-        .iter()
-        .find(|(name, _)| *name == service)
-        .map(|(_, role)| *role)
+    crate::Stage::from_name(service).map(crate::Stage::database_role)
 }
 
 /// A role name used unquoted in `-c role=…`: a lower-case SQL identifier.
@@ -457,15 +451,27 @@ mod tests {
         assert_eq!((ingester.prefetch, ingester.consume_batch), (128, 64));
     }
 
+    /// Renaming a service for telemetry leaves the key its handled events are recorded under.
+    #[test]
+    fn the_idempotency_key_is_the_stage_never_the_telemetry_name() {
+        let mut vars = env(MINIMAL);
+        vars.insert("OTEL_SERVICE_NAME".into(), "stager-eu-west".into());
+        let config =
+            CommonConfig::from_env(&Env::from_fn(|name| vars.get(name).cloned()), "stager")
+                .unwrap();
+        assert_eq!(config.service_name, "stager-eu-west");
+        assert_eq!(config.consumer, "stager");
+    }
+
     /// Each variable of PER_SERVICE_DEFAULTS really gives two services different defaults (so
     /// the list names no variable that a shared value could set harmlessly).
     #[test]
     fn per_service_defaults_differ_between_services() {
         let vars = env(MINIMAL);
         let lookup = Env::from_fn(|name| vars.get(name).cloned());
-        let configs: Vec<CommonConfig> = SERVICE_ROLES
+        let configs: Vec<CommonConfig> = crate::Stage::ALL
             .iter()
-            .map(|(service, _)| CommonConfig::from_env(&lookup, service).unwrap())
+            .map(|stage| CommonConfig::from_env(&lookup, stage.name()).unwrap())
             .collect();
         for variable in PER_SERVICE_DEFAULTS {
             let value = |config: &CommonConfig| match *variable {

@@ -339,7 +339,7 @@ async fn apply_set<H: Handler>(
                  SELECT $1, e.id, e.type FROM unnest($2::uuid[], $3::text[]) AS e(id, type)
                  ON CONFLICT DO NOTHING RETURNING event_id",
                 &[
-                    (&ctx.config.service_name, Type::TEXT),
+                    (&ctx.config.consumer, Type::TEXT),
                     (&ids, Type::UUID_ARRAY),
                     (&types, Type::TEXT_ARRAY),
                 ],
@@ -529,7 +529,7 @@ async fn apply_in<H: Handler>(
             .execute(
                 "INSERT INTO ops.processed_events (consumer, event_id, event_type) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
-                &[&ctx.config.service_name, &event.event_id, &event.event_type],
+                &[&ctx.config.consumer, &event.event_id, &event.event_type],
             )
             .await?;
         if inserted == 0 {

@@ -15,6 +15,7 @@ pub mod pg;
 pub mod s3;
 pub mod service;
 pub mod shutdown;
+pub mod stage;
 pub mod telemetry;
 pub mod tls;
 
@@ -23,3 +24,4 @@ pub use consumer::{Handler, Incoming, MessageKind};
 pub use failure::{Failure, RetryPolicy};
 pub use service::ServiceContext;
 pub use shutdown::Shutdown;
+pub use stage::{BatchState, FileState, Stage};
