@@ -1157,3 +1157,40 @@ async fn a_day_landing_after_a_later_one_is_counted_in_its_reports() {
     }
     env.cleanup().await;
 }
+
+/// A day corrected down to no lines at all (a file with the header only) loses its lines; the
+/// reports as of that day count none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_corrected_to_no_lines_has_none() {
+    let env = TestEnv::new().await;
+    let services = env.start_pipeline(&[], DEADLINE).await;
+    env.put(&retail_key(DAY1), DAY1_CSV).await;
+    wait_exported(&env, "online_retail", DAY1).await;
+    let day1_lines = format!(
+        "SELECT count(*) FROM warehouse.retail_fact_transactions WHERE ingestion_date = '{DAY1}'"
+    );
+    assert_eq!(env.count(&day1_lines).await, 13);
+
+    let header = DAY1_CSV.lines().next().expect("the header");
+    env.put(&retail_key(DAY1), format!("{header}\n")).await;
+    wait_until("the header-only version staged", DEADLINE, || async {
+        let staged = env
+            .try_count(&format!(
+                "SELECT count(*) FROM ops.staged_sources WHERE dataset = 'online_retail'
+                  AND ingestion_date = '{DAY1}' AND rows_loaded = 0"
+            ))
+            .await?;
+        Ok((staged == 1).then_some(()))
+    })
+    .await;
+    wait_exported(&env, "online_retail", DAY1).await;
+    assert_eq!(env.count(&day1_lines).await, 0);
+    assert_eq!(
+        query_text(&env, &format!("SELECT invoices::text, sales_amount::text FROM analytics.retail_cancellation_rate WHERE ingestion_date = '{DAY1}'")).await,
+        rows(&[&["0", "0.00"]])
+    );
+    for service in services {
+        service.stop().await;
+    }
+    env.cleanup().await;
+}

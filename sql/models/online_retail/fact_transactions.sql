@@ -1,8 +1,9 @@
 -- model: fact_transactions
 -- depends_on: dim_country, dim_customer, dim_product, dim_date
 -- Delta mode: the batch's invoice lines replace the lines an earlier version of the batch
--- loaded; other batches' lines are kept. A batch whose staging rows were dropped by retention
--- keeps its lines (nothing to replace them with), so re-running an old batch never loses data.
+-- loaded (a version with no lines at all too); other batches' lines are kept. A batch whose
+-- staging rows were dropped by retention keeps its lines (nothing to replace them with), so
+-- re-running an old batch never loses data: its staged file loaded rows that are gone now.
 --
 -- A line is a cancellation when its invoice number starts with C or its quantity is negative
 -- (UCI stock adjustments); it is flagged and kept out of sales by the reports. A line without a
@@ -12,7 +13,10 @@ SELECT pg_advisory_xact_lock(hashtext('landfall.online_retail'));
 
 DELETE FROM warehouse.retail_fact_transactions
  WHERE ingestion_date = ops.batch_date()
-   AND EXISTS (SELECT 1 FROM staging.retail_transactions WHERE _batch = ops.batch_date());
+   AND (EXISTS (SELECT 1 FROM staging.retail_transactions WHERE _batch = ops.batch_date())
+        OR EXISTS (SELECT 1 FROM ops.staged_sources
+                    WHERE dataset = 'online_retail' AND ingestion_date = ops.batch_date()
+                      AND source = 'transactions' AND rows_loaded = 0));
 
 INSERT INTO warehouse.retail_fact_transactions (
     ingestion_date, source_line, invoice_no, stock_code, description, product_key, customer_key,
