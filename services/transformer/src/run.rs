@@ -14,13 +14,13 @@ use crate::models::Model;
 
 /// Runs `models` in order for the batch dated `batch_date`; returns each one's rows (see
 /// [`rows_written`]) and time.
-/// A model's SQL sees the batch date as `ops.batch_date()`.
+/// A model's SQL sees the batch date as `ops.batch_date()`; each model starts from the
+/// session's default settings ([`fresh_settings`]), whatever the models before it set.
 pub async fn run_models(
     tx: &Transaction<'_>,
     models: &[&Model],
     batch_date: NaiveDate,
 ) -> Result<Vec<ModelRun>, Failure> {
-    set_batch_date(tx, batch_date).await?;
     let mut runs = Vec::with_capacity(models.len());
     for model in models {
         runs.push(run_one(tx, model, batch_date).await?);
@@ -128,29 +128,32 @@ async fn run_committed(
 ) -> Result<ModelRun, Failure> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    set_batch_date(&tx, batch_date).await?;
     let run = run_one(&tx, model, batch_date).await?;
     tx.commit().await?;
     Ok(run)
 }
 
-/// Makes `batch_date` what the models of `tx` see as `ops.batch_date()` (until it ends).
-async fn set_batch_date(tx: &Transaction<'_>, batch_date: NaiveDate) -> Result<(), Failure> {
-    tx.execute(
-        "SELECT set_config('landfall.batch_date', $1, true)",
-        &[&batch_date.to_string()],
-    )
+/// Puts `tx` back to the session's default settings, undoing any `SET LOCAL` (or `SET`) of a
+/// model run before in the same transaction (`RESET ALL` inside a transaction resets
+/// `SET LOCAL` values too), then makes `batch_date` what the next model sees as
+/// `ops.batch_date()` (until the transaction ends). One round trip.
+async fn fresh_settings(tx: &Transaction<'_>, batch_date: NaiveDate) -> Result<(), Failure> {
+    // A date's text (YYYY-MM-DD) needs no quoting beyond the literal's.
+    tx.batch_execute(&format!(
+        "RESET ALL; SELECT set_config('landfall.batch_date', '{batch_date}', true)"
+    ))
     .await?;
     Ok(())
 }
 
-/// One model inside `tx` (whose `landfall.batch_date` is set): its rows and time.
+/// One model inside `tx`, from fresh settings ([`fresh_settings`]): its rows and time.
 async fn run_one(
     tx: &Transaction<'_>,
     model: &Model,
     batch_date: NaiveDate,
 ) -> Result<ModelRun, Failure> {
     runtime::fault::point("transformer.between_models");
+    fresh_settings(tx, batch_date).await?;
     let started = Instant::now();
     // As the database conventions name it: the statement's command, or BATCH for several.
     let verbs = statement_verbs(&model.sql);
