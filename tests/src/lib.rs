@@ -3,6 +3,7 @@
 //! publishes MinIO-style notifications), and leaves nothing behind.
 
 pub mod chaos;
+pub mod checks;
 pub mod data;
 mod env;
 pub mod moto;

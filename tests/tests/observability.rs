@@ -275,7 +275,7 @@ async fn one_file_is_one_trace_across_all_five_services() {
     ));
     assert!(spans.iter().any(
         |span| span.attributes.get("landfall.check").map(String::as_str)
-            == Some("orders_order_id_unique")
+            == Some("shipments_order_exists")
     ));
     let publish = spans
         .iter()

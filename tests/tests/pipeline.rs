@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use landfall_tests::checks::{STAGER_RULES, bundled_checks_with};
 use landfall_tests::{TestEnv, rows, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -287,7 +288,11 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // One consumer taking one message at a time, so redelivered events are handled in order.
     let transformer =
         env.start_transformer(&[("LANDFALL_CONCURRENCY", "1"), ("LANDFALL_PREFETCH", "1")]);
-    let checker = env.start_quality_checker(&[]);
+    // The bundled checks, and the stager's rule that an order appears once, which catches the
+    // duplicate order slipped into day 2's staging below.
+    let checks = bundled_checks_with(&env, STAGER_RULES);
+    let checker =
+        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", checks.to_str().expect("UTF-8 path"))]);
     let exporter = env.start_exporter(&[]);
 
     // Day 1: the snapshots first, so the batch is transformed once, with them.

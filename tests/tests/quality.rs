@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use contract::{BatchKey, CheckOutcome, Envelope, Event, TransformCompleted};
 use landfall_tests::TestEnv;
+use landfall_tests::checks::{STAGER_RULES, bundled_checks_with};
 use runtime::{CommonConfig, Env};
 use serde_json::json;
 use uuid::Uuid;
@@ -277,7 +278,10 @@ async fn a_failing_error_check_fails_the_batch_and_keeps_the_failing_rows() {
         DAY,
     )
     .await;
-    let checker = env.start_quality_checker(&[]);
+    // Rows the stager would have rejected, caught by the stager's rules written as checks.
+    let models = bundled_checks_with(&env, STAGER_RULES);
+    let checker =
+        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
     declare_topology(&env).await;
     let mut spy = env.spy().await;
     let cause = publish_transform_completed(&env, DAY).await;
@@ -544,7 +548,10 @@ async fn rerunning_a_batch_replaces_its_results_and_keeps_other_batches() {
     migrate(&env).await;
     clean_batch(&env, DAY).await;
     clean_batch(&env, OTHER_DAY).await;
-    let checker = env.start_quality_checker(&[]);
+    // The duplicate order below is caught by the stager's rule written as a check.
+    let models = bundled_checks_with(&env, STAGER_RULES);
+    let checker =
+        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
     declare_topology(&env).await;
     let mut spy = env.spy().await;
     let first = publish_transform_completed(&env, DAY).await;

@@ -226,35 +226,9 @@ pub async fn transform_batch(
         landfall.files = file_ids.len(),
         trace_id = tracing::field::Empty,
     );
-    // One transform of a dataset at a time: batches share the dimensions, and two
-    // transactions that each find no current version of a customer would both insert one
-    // (seen as "ON CONFLICT DO UPDATE command cannot affect row a second time" in the facts).
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('landfall.transform'), hashtext($1))",
-        &[&batch.dataset],
-    )
-    .await?;
     let parallel = parallel.filter(|(_, models_at_once)| *models_at_once > 1);
-    // The staging rows were COPYed a moment ago: give the planner their real size. The
-    // models' own connections see new statistics only once they are committed.
-    match parallel {
-        Some((pool, models_at_once)) => analyze_staging_side_by_side(pool, models_at_once).await?,
-        None => {
-            tx.execute("SELECT ops.analyze_staging()", &[]).await?;
-        }
-    }
-    // The batch's transform links to the trace of every file that fed it.
-    let traceparents: Vec<String> = tx
-        .query(
-            "SELECT traceparent FROM ops.files WHERE file_id = ANY($1) AND traceparent IS NOT NULL ORDER BY file_id",
-            &[&file_ids],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    runtime::telemetry::link_to(&span, &traceparents);
-    runtime::telemetry::continue_trace(&span, &Default::default());
+    lock_and_analyze(tx, batch, parallel).await?;
+    link_to_files(tx, &span, &file_ids).await?;
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     let runs = match parallel {
@@ -270,7 +244,74 @@ pub async fn transform_batch(
         }
     };
     let trace_id = span.in_scope(runtime::telemetry::current_trace_id);
-    let runs_json = serde_json::to_value(&runs).map_err(Failure::permanent)?;
+    record_transform(tx, batch, &file_ids, &runs, started_at, trace_id.as_deref()).await?;
+    tracing::info!(batch = %batch, models = runs.len(), elapsed_ms = started.elapsed().as_millis() as u64, service, "batch transformed");
+    let event = Envelope::new(
+        Some(batch.clone()),
+        causation_id,
+        TransformCompleted {
+            file_ids,
+            models: runs,
+        },
+    );
+    Ok(event.into_event())
+}
+
+/// Takes the dataset's transform lock, then gives the planner the staging tables' real size.
+async fn lock_and_analyze(
+    tx: &Transaction<'_>,
+    batch: &BatchKey,
+    parallel: Option<(&deadpool_postgres::Pool, usize)>,
+) -> Result<(), Failure> {
+    // One transform of a dataset at a time: batches share the dimensions, and two
+    // transactions that each find no current version of a customer would both insert one
+    // (seen as "ON CONFLICT DO UPDATE command cannot affect row a second time" in the facts).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('landfall.transform'), hashtext($1))",
+        &[&batch.dataset],
+    )
+    .await?;
+    // The staging rows were COPYed a moment ago: give the planner their real size. The
+    // models' own connections see new statistics only once they are committed.
+    match parallel {
+        Some((pool, models_at_once)) => analyze_staging_side_by_side(pool, models_at_once).await?,
+        None => {
+            tx.execute("SELECT ops.analyze_staging()", &[]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Links the batch's transform (`span`) to the trace of every file that fed it.
+async fn link_to_files(
+    tx: &Transaction<'_>,
+    span: &tracing::Span,
+    file_ids: &[i64],
+) -> Result<(), Failure> {
+    let traceparents: Vec<String> = tx
+        .query(
+            "SELECT traceparent FROM ops.files WHERE file_id = ANY($1) AND traceparent IS NOT NULL ORDER BY file_id",
+            &[&file_ids],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    runtime::telemetry::link_to(span, &traceparents);
+    runtime::telemetry::continue_trace(span, &Default::default());
+    Ok(())
+}
+
+/// Records the models' runs and marks the batch transformed from `file_ids`.
+async fn record_transform(
+    tx: &Transaction<'_>,
+    batch: &BatchKey,
+    file_ids: &[i64],
+    runs: &[contract::ModelRun],
+    started_at: chrono::DateTime<chrono::Utc>,
+    trace_id: Option<&str>,
+) -> Result<(), Failure> {
+    let runs_json = serde_json::to_value(runs).map_err(Failure::permanent)?;
     tx.execute(
         "INSERT INTO ops.transform_runs (dataset, ingestion_date, file_ids, models, started_at) VALUES ($1, $2, $3, $4, $5)",
         &[&batch.dataset, &batch.ingestion_date, &file_ids, &runs_json, &started_at],
@@ -283,16 +324,7 @@ pub async fn transform_batch(
         &[&batch.dataset, &batch.ingestion_date, &file_ids, &trace_id],
     )
     .await?;
-    tracing::info!(batch = %batch, models = runs.len(), elapsed_ms = started.elapsed().as_millis() as u64, service, "batch transformed");
-    let event = Envelope::new(
-        Some(batch.clone()),
-        causation_id,
-        TransformCompleted {
-            file_ids,
-            models: runs,
-        },
-    );
-    Ok(event.into_event())
+    Ok(())
 }
 
 /// ANALYZE of every staging table, the largest first, up to `at_once` at a time on connections

@@ -14,13 +14,13 @@ use crate::models::Model;
 
 /// Runs `models` in order for the batch dated `batch_date`; returns each one's rows (see
 /// [`rows_written`]) and time.
-/// A model's SQL sees the batch date as `ops.batch_date()`.
+/// A model's SQL sees the batch date as `ops.batch_date()`; each model starts from the
+/// session's default settings ([`fresh_settings`]), whatever the models before it set.
 pub async fn run_models(
     tx: &Transaction<'_>,
     models: &[&Model],
     batch_date: NaiveDate,
 ) -> Result<Vec<ModelRun>, Failure> {
-    set_batch_date(tx, batch_date).await?;
     let mut runs = Vec::with_capacity(models.len());
     for model in models {
         runs.push(run_one(tx, model, batch_date).await?);
@@ -128,29 +128,32 @@ async fn run_committed(
 ) -> Result<ModelRun, Failure> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    set_batch_date(&tx, batch_date).await?;
     let run = run_one(&tx, model, batch_date).await?;
     tx.commit().await?;
     Ok(run)
 }
 
-/// Makes `batch_date` what the models of `tx` see as `ops.batch_date()` (until it ends).
-async fn set_batch_date(tx: &Transaction<'_>, batch_date: NaiveDate) -> Result<(), Failure> {
-    tx.execute(
-        "SELECT set_config('landfall.batch_date', $1, true)",
-        &[&batch_date.to_string()],
-    )
+/// Puts `tx` back to the session's default settings, undoing any `SET LOCAL` (or `SET`) of a
+/// model run before in the same transaction (`RESET ALL` inside a transaction resets
+/// `SET LOCAL` values too), then makes `batch_date` what the next model sees as
+/// `ops.batch_date()` (until the transaction ends). One round trip.
+async fn fresh_settings(tx: &Transaction<'_>, batch_date: NaiveDate) -> Result<(), Failure> {
+    // A date's text (YYYY-MM-DD) needs no quoting beyond the literal's.
+    tx.batch_execute(&format!(
+        "RESET ALL; SELECT set_config('landfall.batch_date', '{batch_date}', true)"
+    ))
     .await?;
     Ok(())
 }
 
-/// One model inside `tx` (whose `landfall.batch_date` is set): its rows and time.
+/// One model inside `tx`, from fresh settings ([`fresh_settings`]): its rows and time.
 async fn run_one(
     tx: &Transaction<'_>,
     model: &Model,
     batch_date: NaiveDate,
 ) -> Result<ModelRun, Failure> {
     runtime::fault::point("transformer.between_models");
+    fresh_settings(tx, batch_date).await?;
     let started = Instant::now();
     // As the database conventions name it: the statement's command, or BATCH for several.
     let verbs = statement_verbs(&model.sql);
@@ -201,7 +204,9 @@ async fn run_one(
 /// a re-run reports what the batch holds, not what it deleted plus what it inserted. Should the
 /// statements not line up with the counts (SQL this reader splits differently from the
 /// server), every count is summed, as before.
-/// `verbs` are the statements' main verbs ([`statement_verbs`]).
+/// `verbs` are the statements' main verbs ([`statement_verbs`]). The statements may come in any
+/// order. (The server's command tags, `INSERT 0 5` or `MERGE 3`, name each statement's verb,
+/// but tokio-postgres 0.7 keeps only their row count: `SimpleQueryMessage::CommandComplete`.)
 pub fn rows_written(verbs: &[String], completed: &[u64]) -> u64 {
     if verbs.len() != completed.len() {
         return completed.iter().sum();
@@ -220,76 +225,16 @@ pub fn rows_written(verbs: &[String], completed: &[u64]) -> u64 {
 pub fn statement_verbs(sql: &str) -> Vec<String> {
     let bytes = sql.as_bytes();
     let mut verbs = Vec::new();
+    // The statement's words outside parentheses, so far.
     let mut words: Vec<String> = Vec::new();
     let mut depth = 0usize;
     let mut i = 0;
-    let finish = |words: &mut Vec<String>, verbs: &mut Vec<String>| {
-        if let Some(first) = words.first() {
-            let verb = if first == "WITH" {
-                words
-                    .iter()
-                    .find(|word| {
-                        matches!(
-                            word.as_str(),
-                            "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "SELECT"
-                        )
-                    })
-                    .cloned()
-                    .unwrap_or_else(|| first.clone())
-            } else {
-                first.clone()
-            };
-            verbs.push(verb);
-        }
-        words.clear();
-    };
     while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i += 2;
-            }
-            b'\'' | b'"' => {
-                i += 1;
-                while i < bytes.len() {
-                    if bytes[i] == c {
-                        // A doubled quote is one quote inside the literal.
-                        if bytes.get(i + 1) == Some(&c) {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'$' => {
-                // A dollar quote: $$ or $tag$ … the same tag; otherwise a parameter like $1.
-                let tag_end = bytes[i + 1..]
-                    .iter()
-                    .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
-                    .map(|offset| i + 1 + offset);
-                match tag_end {
-                    Some(end) if bytes[end] == b'$' && !bytes[i + 1].is_ascii_digit() => {
-                        let tag = &sql[i..=end];
-                        i = sql[end + 1..]
-                            .find(tag)
-                            .map(|offset| end + 1 + offset + tag.len())
-                            .unwrap_or(bytes.len());
-                    }
-                    _ => i += 1,
-                }
-            }
+        if let Some(end) = skipped_text_end(sql, i) {
+            i = end;
+            continue;
+        }
+        match bytes[i] {
             b'(' => {
                 depth += 1;
                 i += 1;
@@ -299,24 +244,112 @@ pub fn statement_verbs(sql: &str) -> Vec<String> {
                 i += 1;
             }
             b';' => {
-                finish(&mut words, &mut verbs);
+                verbs.extend(main_verb(&words));
+                words.clear();
                 depth = 0;
                 i += 1;
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                    i += 1;
-                }
+                let end = word_end(bytes, i);
                 if depth == 0 {
-                    words.push(sql[start..i].to_ascii_uppercase());
+                    words.push(sql[i..end].to_ascii_uppercase());
                 }
+                i = end;
             }
             _ => i += 1,
         }
     }
-    finish(&mut words, &mut verbs);
+    verbs.extend(main_verb(&words));
     verbs
+}
+
+/// The main verb of a statement given its words outside parentheses (none for no words).
+fn main_verb(words: &[String]) -> Option<String> {
+    let first = words.first()?;
+    if first != "WITH" {
+        return Some(first.clone());
+    }
+    let verb = words
+        .iter()
+        .find(|word| {
+            matches!(
+                word.as_str(),
+                "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "SELECT"
+            )
+        })
+        .unwrap_or(first);
+    Some(verb.clone())
+}
+
+/// Where the word starting at `start` ends (letters, digits, `_`).
+fn word_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+        i += 1;
+    }
+    i
+}
+
+/// When a comment, a quoted literal or identifier, or a dollar-quoted string starts at `i`:
+/// the index just past it (possibly past the end of `sql` when it is not closed).
+fn skipped_text_end(sql: &str, i: usize) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    match bytes[i] {
+        b'-' if bytes.get(i + 1) == Some(&b'-') => Some(
+            bytes[i..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |offset| i + offset),
+        ),
+        b'/' if bytes.get(i + 1) == Some(&b'*') => {
+            let mut end = i + 2;
+            while end < bytes.len() && !(bytes[end] == b'*' && bytes.get(end + 1) == Some(&b'/')) {
+                end += 1;
+            }
+            Some(end + 2)
+        }
+        quote @ (b'\'' | b'"') => Some(quoted_end(bytes, i, quote)),
+        b'$' => dollar_quote_end(sql, i),
+        _ => None,
+    }
+}
+
+/// The index just past the literal or identifier quoted with `quote` that starts at `start`;
+/// a doubled quote is one quote inside it.
+fn quoted_end(bytes: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            break;
+        }
+        i += 1;
+    }
+    i + 1
+}
+
+/// When a dollar quote (`$$` or `$tag$` … the same tag) starts at `start`: the index just past
+/// its closing tag (the end of `sql` when there is none). `None` for a parameter like `$1` or
+/// a lone `$`.
+fn dollar_quote_end(sql: &str, start: usize) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    let end = bytes[start + 1..]
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+        .map(|offset| start + 1 + offset)?;
+    if bytes[end] != b'$' || bytes[start + 1].is_ascii_digit() {
+        return None;
+    }
+    let tag = &sql[start..=end];
+    Some(
+        sql[end + 1..]
+            .find(tag)
+            .map(|offset| end + 1 + offset + tag.len())
+            .unwrap_or(bytes.len()),
+    )
 }
 
 #[cfg(test)]
@@ -403,5 +436,14 @@ mod tests {
             rows_written(&statement_verbs("INSERT INTO r SELECT 1"), &[3, 4]),
             7
         );
+    }
+
+    #[test]
+    fn a_merge_counts_wherever_it_stands_in_the_file() {
+        let sql = "SET LOCAL work_mem = '256MB';\n\
+                   MERGE INTO f USING s ON f.k = s.k WHEN NOT MATCHED THEN INSERT VALUES (s.k);\n\
+                   DELETE FROM r WHERE d = ops.batch_date();\n\
+                   SELECT count(*) FROM f;";
+        assert_eq!(rows_written(&statement_verbs(sql), &[0, 5, 2, 1]), 5);
     }
 }

@@ -13,9 +13,8 @@
 -- order between the join and the insert. `(SELECT ops.batch_date())` is evaluated once per
 -- statement (an InitPlan), not once per row, and lets the BRIN index on staging `_batch` work.
 -- A larger work_mem keeps the hash join's table in memory instead of spilling it to temporary
--- files (0.4 s less on the demo's second day). SET LOCAL lasts until the transform commits;
--- a model whose joins are faster with the default (agg_shipments) sets that back itself.
--- (The MERGE stays the file's last statement.)
+-- files (0.4 s less on the demo's second day). The setting is this model's own: the transformer
+-- starts every model from the session's default settings.
 SET LOCAL work_mem = '256MB';
 
 MERGE INTO warehouse.fact_orders AS f

@@ -280,12 +280,17 @@ fn the_bundled_ecommerce_checks_are_valid() {
         .map(|check| check.name.as_str())
         .collect();
     for name in [
-        "orders_order_id_unique",
-        "reviews_review_in_range",
+        "shipment_deliveries_shipment_id_unique",
         "agg_shipments_one_row",
         "best_performing_product_percentages_in_range",
     ] {
         assert!(error_checks.contains(&name), "{name} is an error check");
     }
     assert!(checks.iter().any(|check| check.severity == Severity::Warn));
+    // The stager rejects duplicate orders and reviews outside 1..5: no check repeats that.
+    for name in ["orders_order_id_unique", "reviews_review_in_range"] {
+        assert!(checks.iter().all(|check| check.name != name), "{name}");
+    }
+    // 25 checks, less those two.
+    assert_eq!(checks.len(), 23);
 }

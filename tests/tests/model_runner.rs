@@ -1,0 +1,88 @@
+//! The model runner on models of the test's own, against the real PostgreSQL: what a model
+//! sets for itself does not reach the next one.
+
+use landfall_tests::TestEnv;
+use transformer::models::{Model, ModelSet};
+
+const DAY: &str = "2026-03-02";
+
+/// A models directory of this test with the given `(file name, SQL)` models.
+fn models_dir(env: &TestEnv, models: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("landfall-runner-models-{}", env.suffix));
+    std::fs::create_dir_all(&dir).expect("models directory");
+    for (file, sql) in models {
+        std::fs::write(dir.join(file), sql).expect("model file");
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_made_by_one_model_is_not_seen_by_the_next_in_one_transaction() {
+    let env = TestEnv::new().await;
+    let mut client = env.migrated_client().await;
+    client
+        .batch_execute("CREATE TABLE public.seen (model text, work_mem text, batch date)")
+        .await
+        .expect("the table the models write to");
+    let default_work_mem: String = client
+        .query_one("SHOW work_mem", &[])
+        .await
+        .expect("the session's work_mem")
+        .get(0);
+    // A value no server ships as its default, so the second model could not see it by chance.
+    assert_ne!(default_work_mem, "77MB");
+    let dir = models_dir(
+        &env,
+        &[
+            (
+                "a_sets.sql",
+                "-- model: a_sets\n\
+                 SET LOCAL work_mem = '77MB';\n\
+                 INSERT INTO public.seen SELECT 'a_sets', current_setting('work_mem'), ops.batch_date();\n",
+            ),
+            (
+                "b_reads.sql",
+                "-- model: b_reads\n\
+                 -- depends_on: a_sets\n\
+                 INSERT INTO public.seen SELECT 'b_reads', current_setting('work_mem'), ops.batch_date();\n",
+            ),
+        ],
+    );
+    let set = ModelSet::load(&dir).expect("the test's models load");
+    let models: Vec<&Model> = set.models().iter().collect();
+    let date: chrono::NaiveDate = DAY.parse().unwrap();
+
+    // One transaction for every model, as with LANDFALL_TRANSFORM_PARALLELISM=1.
+    let tx = client.transaction().await.expect("transaction");
+    let runs = transformer::run::run_models(&tx, &models, date)
+        .await
+        .expect("the models run");
+    let seen: Vec<(String, String, chrono::NaiveDate)> = tx
+        .query(
+            "SELECT model, work_mem, batch FROM public.seen ORDER BY model",
+            &[],
+        )
+        .await
+        .expect("what the models saw")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    tx.commit().await.expect("commit");
+
+    let ran: Vec<(&str, u64)> = runs
+        .iter()
+        .map(|run| (run.model.as_str(), run.rows))
+        .collect();
+    assert_eq!(ran, [("a_sets", 1), ("b_reads", 1)]);
+    assert_eq!(
+        seen,
+        [
+            ("a_sets".to_owned(), "77MB".to_owned(), date),
+            // The session's default again, and still the batch's date.
+            ("b_reads".to_owned(), default_work_mem, date),
+        ]
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+}
