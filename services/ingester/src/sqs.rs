@@ -305,44 +305,51 @@ impl Poller {
                 }
             };
             if objects.is_empty() {
-                tracing::info!("notification announces no created object (e.g. s3:TestEvent); deleting it");
+                tracing::info!(
+                    "notification announces no created object (e.g. s3:TestEvent); deleting it"
+                );
                 return Outcome::Done;
             }
-            let result = self
-                .ctx
-                .retry_policy()
-                .retry_transient(&self.ctx.shutdown, || self.record(&objects))
-                .await;
-            match result {
-                Ok(landed) => {
-                    if landed > 0 {
-                        self.ctx.outbox_wake.notify_waiters();
-                        if self.ctx.shutdown.is_triggered() {
-                            self.committed_while_draining.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    Outcome::Done
-                }
-                Err(failure) if failure.is_transient() => {
-                    tracing::error!(
-                        reason = failure.reason(),
-                        receives,
-                        "could not record the notification; leaving it in the queue to be received again"
-                    );
-                    Outcome::Unavailable
-                }
-                Err(failure) => {
-                    tracing::error!(
-                        reason = failure.reason(),
-                        receives,
-                        "could not record the notification; leaving it in the queue for its redrive policy"
-                    );
-                    Outcome::Left
-                }
-            }
+            self.record_with_retries(&objects, &receives).await
         }
         .instrument(span)
         .await
+    }
+
+    /// Records the objects, retrying transient failures; the message's outcome.
+    async fn record_with_retries(&self, objects: &[ObjectCreated], receives: &str) -> Outcome {
+        let result = self
+            .ctx
+            .retry_policy()
+            .retry_transient(&self.ctx.shutdown, || self.record(objects))
+            .await;
+        match result {
+            Ok(landed) => {
+                if landed > 0 {
+                    self.ctx.outbox_wake.notify_waiters();
+                    if self.ctx.shutdown.is_triggered() {
+                        self.committed_while_draining.store(true, Ordering::Relaxed);
+                    }
+                }
+                Outcome::Done
+            }
+            Err(failure) if failure.is_transient() => {
+                tracing::error!(
+                    reason = failure.reason(),
+                    receives,
+                    "could not record the notification; leaving it in the queue to be received again"
+                );
+                Outcome::Unavailable
+            }
+            Err(failure) => {
+                tracing::error!(
+                    reason = failure.reason(),
+                    receives,
+                    "could not record the notification; leaving it in the queue for its redrive policy"
+                );
+                Outcome::Left
+            }
+        }
     }
 
     /// Records the objects and their events in one transaction; returns how many landed.
