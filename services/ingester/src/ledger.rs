@@ -207,20 +207,28 @@ fn new_row(
     key_match: &KeyMatch,
     file_ids: &HashMap<(String, String, String), i64>,
 ) -> Recorded {
-    match key_match {
-        KeyMatch::File {
-            dataset,
-            source,
-            ingestion_date,
-        } => {
+    match destination(key_match) {
+        Ok((dataset, source, ingestion_date)) => {
             let file_id = file_ids[&(
                 object.bucket.clone(),
                 object.key.clone(),
                 object.version().to_owned(),
             )];
-            span.in_scope(|| landed(object, file_id, dataset, source, *ingestion_date))
+            span.in_scope(|| landed(object, file_id, dataset, source, ingestion_date))
         }
-        KeyMatch::Unmapped(reason) => span.in_scope(|| ignored(object, reason)),
+        Err(reason) => span.in_scope(|| ignored(object, reason)),
+    }
+}
+
+/// A new row's dataset, source and batch date, or why its key maps to no source.
+fn destination(key_match: &KeyMatch) -> Result<(&str, &str, chrono::NaiveDate), &str> {
+    match key_match {
+        KeyMatch::File {
+            dataset,
+            source,
+            ingestion_date,
+        } => Ok((dataset, source, *ingestion_date)),
+        KeyMatch::Unmapped(reason) => Err(reason),
         KeyMatch::Outside => unreachable!("not a candidate"),
     }
 }
@@ -301,29 +309,24 @@ impl<'a> NewRows<'a> {
         self.sizes.push(object.size as i64);
         self.trace_ids
             .push(span.in_scope(telemetry::current_trace_id));
-        match key_match {
-            KeyMatch::File {
-                dataset,
-                source,
-                ingestion_date,
-            } => {
-                self.dataset_names.push(Some(dataset.as_str()));
-                self.sources.push(Some(source.as_str()));
-                self.dates.push(Some(*ingestion_date));
+        match destination(key_match) {
+            Ok((dataset, source, ingestion_date)) => {
+                self.dataset_names.push(Some(dataset));
+                self.sources.push(Some(source));
+                self.dates.push(Some(ingestion_date));
                 self.reasons.push(None);
                 self.traceparents.push(
                     span.in_scope(telemetry::current_trace_headers)
                         .remove("traceparent"),
                 );
             }
-            KeyMatch::Unmapped(reason) => {
+            Err(reason) => {
                 self.dataset_names.push(None);
                 self.sources.push(None);
                 self.dates.push(None);
-                self.reasons.push(Some(reason.as_str()));
+                self.reasons.push(Some(reason));
                 self.traceparents.push(None);
             }
-            KeyMatch::Outside => unreachable!("not a candidate"),
         }
     }
 }
