@@ -1,8 +1,11 @@
 //! The file ledger: one row per object version seen under the landing prefix.
 
+use std::collections::{HashMap, HashSet};
+
 use contract::{BatchKey, Envelope, Event, FileLanded};
 use runtime::datasets::{Datasets, KeyMatch};
 use runtime::telemetry;
+use tokio_postgres::types::Type;
 
 use crate::notification::ObjectCreated;
 
@@ -94,20 +97,48 @@ pub async fn record_many(
     objects: &[(&ObjectCreated, &tracing::Span)],
     discovered_by: DiscoveredBy,
 ) -> Result<Vec<Recorded>, tokio_postgres::Error> {
-    use std::collections::HashSet;
-    use tokio_postgres::types::Type;
-
     let matches: Vec<KeyMatch> = objects
         .iter()
         .map(|(object, _)| datasets.match_key(landing_prefix, &object.key))
         .collect();
     let mut recorded: Vec<Option<Recorded>> = vec![None; objects.len()];
+    let candidates = first_announcements(objects, &matches, &mut recorded);
+    if !candidates.is_empty() {
+        let seen = lock_and_find_known(tx, objects, &candidates).await?;
+        let mut new = Vec::new();
+        for (position, &index) in candidates.iter().enumerate() {
+            if seen.contains(&(position as i64)) {
+                recorded[index] = Some(Recorded::Duplicate);
+            } else {
+                new.push(index);
+            }
+        }
+        if !new.is_empty() {
+            let file_ids = insert_new(tx, objects, &matches, &new, discovered_by).await?;
+            for index in new {
+                recorded[index] = Some(new_row(objects[index], &matches[index], &file_ids));
+            }
+        }
+    }
+    Ok(recorded
+        .into_iter()
+        .map(|outcome| outcome.expect("every object has an outcome"))
+        .collect())
+}
+
+/// The indexes of the objects to look up in the ledger: under the landing prefix and not
+/// announced earlier in this batch. The others' outcomes go to `recorded`.
+fn first_announcements(
+    objects: &[(&ObjectCreated, &tracing::Span)],
+    matches: &[KeyMatch],
+    recorded: &mut [Option<Recorded>],
+) -> Vec<usize> {
     // The same object announced twice in this batch (Put, then CompleteMultipartUpload; or a
     // listing's ETag for a notification's version): the first one counts.
     let mut versions = HashSet::new();
     let mut etags = HashSet::new();
     let mut candidates = Vec::new();
-    for (index, ((object, _), key_match)) in objects.iter().zip(&matches).enumerate() {
+    for (index, ((object, _), key_match)) in objects.iter().zip(matches).enumerate() {
         if *key_match == KeyMatch::Outside {
             recorded[index] = Some(Recorded::Outside);
             continue;
@@ -122,78 +153,84 @@ pub async fn record_many(
         etags.insert(by_etag);
         candidates.push(index);
     }
-    if !candidates.is_empty() {
-        let column = |get: &dyn Fn(&ObjectCreated) -> String| -> Vec<String> {
-            candidates.iter().map(|&i| get(objects[i].0)).collect()
-        };
-        let buckets = column(&|o| o.bucket.clone());
-        let keys = column(&|o| o.key.clone());
-        let object_versions = column(&|o| o.version().to_owned());
-        let object_etags = column(&|o| o.etag.clone());
-        let lock_names = column(&|o| format!("{}/{}", o.bucket, o.key));
-        // The same per-key locks as `record`, taken in one order (by lock id) so that two
-        // batches never wait for each other in a cycle; then, in a later statement (so under
-        // a snapshot taken after the locks), which of the candidates the ledger already has.
-        tx.query_typed(
-            "SELECT pg_advisory_xact_lock(h)
-               FROM (SELECT DISTINCT hashtextextended(k, 0) AS h
-                       FROM unnest($1::text[]) AS k ORDER BY 1) AS locks",
-            &[(&lock_names, Type::TEXT_ARRAY)],
+    candidates
+}
+
+/// Locks the candidates' keys; returns the positions (in `candidates`) of those the ledger
+/// has already.
+async fn lock_and_find_known(
+    tx: &tokio_postgres::Transaction<'_>,
+    objects: &[(&ObjectCreated, &tracing::Span)],
+    candidates: &[usize],
+) -> Result<HashSet<i64>, tokio_postgres::Error> {
+    let column = |get: &dyn Fn(&ObjectCreated) -> String| -> Vec<String> {
+        candidates.iter().map(|&i| get(objects[i].0)).collect()
+    };
+    let buckets = column(&|o| o.bucket.clone());
+    let keys = column(&|o| o.key.clone());
+    let object_versions = column(&|o| o.version().to_owned());
+    let object_etags = column(&|o| o.etag.clone());
+    let lock_names = column(&|o| format!("{}/{}", o.bucket, o.key));
+    // The same per-key locks as `record`, taken in one order (by lock id) so that two
+    // batches never wait for each other in a cycle; then, in a later statement (so under
+    // a snapshot taken after the locks), which of the candidates the ledger already has.
+    tx.query_typed(
+        "SELECT pg_advisory_xact_lock(h)
+           FROM (SELECT DISTINCT hashtextextended(k, 0) AS h
+                   FROM unnest($1::text[]) AS k ORDER BY 1) AS locks",
+        &[(&lock_names, Type::TEXT_ARRAY)],
+    )
+    .await?;
+    Ok(tx
+        .query_typed(
+            "SELECT o.n FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                    WITH ORDINALITY AS o(bucket, key, version, etag, n)
+              WHERE EXISTS (SELECT 1 FROM ops.files f
+                             WHERE f.bucket = o.bucket AND f.key = o.key
+                               AND (f.version = o.version OR f.etag = o.etag))",
+            &[
+                (&buckets, Type::TEXT_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&object_versions, Type::TEXT_ARRAY),
+                (&object_etags, Type::TEXT_ARRAY),
+            ],
         )
-        .await?;
-        let seen: HashSet<i64> = tx
-            .query_typed(
-                "SELECT o.n FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-                        WITH ORDINALITY AS o(bucket, key, version, etag, n)
-                  WHERE EXISTS (SELECT 1 FROM ops.files f
-                                 WHERE f.bucket = o.bucket AND f.key = o.key
-                                   AND (f.version = o.version OR f.etag = o.etag))",
-                &[
-                    (&buckets, Type::TEXT_ARRAY),
-                    (&keys, Type::TEXT_ARRAY),
-                    (&object_versions, Type::TEXT_ARRAY),
-                    (&object_etags, Type::TEXT_ARRAY),
-                ],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get::<_, i64>(0) - 1)
-            .collect();
-        let mut new = Vec::new();
-        for (position, &index) in candidates.iter().enumerate() {
-            if seen.contains(&(position as i64)) {
-                recorded[index] = Some(Recorded::Duplicate);
-            } else {
-                new.push(index);
-            }
-        }
-        if !new.is_empty() {
-            let file_ids = insert_new(tx, objects, &matches, &new, discovered_by).await?;
-            for index in new {
-                let (object, span) = objects[index];
-                recorded[index] = Some(match &matches[index] {
-                    KeyMatch::File {
-                        dataset,
-                        source,
-                        ingestion_date,
-                    } => {
-                        let file_id = file_ids[&(
-                            object.bucket.clone(),
-                            object.key.clone(),
-                            object.version().to_owned(),
-                        )];
-                        span.in_scope(|| landed(object, file_id, dataset, source, *ingestion_date))
-                    }
-                    KeyMatch::Unmapped(reason) => span.in_scope(|| ignored(object, reason)),
-                    KeyMatch::Outside => unreachable!("not a candidate"),
-                });
-            }
-        }
-    }
-    Ok(recorded
-        .into_iter()
-        .map(|outcome| outcome.expect("every object has an outcome"))
+        .await?
+        .iter()
+        .map(|row| row.get::<_, i64>(0) - 1)
         .collect())
+}
+
+/// What a new ledger row of an object means, in the span of the message that announced it.
+fn new_row(
+    (object, span): (&ObjectCreated, &tracing::Span),
+    key_match: &KeyMatch,
+    file_ids: &HashMap<(String, String, String), i64>,
+) -> Recorded {
+    match destination(key_match) {
+        Ok((dataset, source, ingestion_date)) => {
+            let file_id = file_ids[&(
+                object.bucket.clone(),
+                object.key.clone(),
+                object.version().to_owned(),
+            )];
+            span.in_scope(|| landed(object, file_id, dataset, source, ingestion_date))
+        }
+        Err(reason) => span.in_scope(|| ignored(object, reason)),
+    }
+}
+
+/// A new row's dataset, source and batch date, or why its key maps to no source.
+fn destination(key_match: &KeyMatch) -> Result<(&str, &str, chrono::NaiveDate), &str> {
+    match key_match {
+        KeyMatch::File {
+            dataset,
+            source,
+            ingestion_date,
+        } => Ok((dataset, source, *ingestion_date)),
+        KeyMatch::Unmapped(reason) => Err(reason),
+        KeyMatch::Outside => unreachable!("not a candidate"),
+    }
 }
 
 /// One multi-row insert of the new objects `new` (indexes into `objects`); their file ids by
@@ -204,51 +241,10 @@ async fn insert_new(
     matches: &[KeyMatch],
     new: &[usize],
     discovered_by: DiscoveredBy,
-) -> Result<std::collections::HashMap<(String, String, String), i64>, tokio_postgres::Error> {
-    use tokio_postgres::types::Type;
-    let mut buckets = Vec::new();
-    let mut keys = Vec::new();
-    let mut versions = Vec::new();
-    let mut etags = Vec::new();
-    let mut sizes = Vec::new();
-    let mut dataset_names: Vec<Option<&str>> = Vec::new();
-    let mut sources: Vec<Option<&str>> = Vec::new();
-    let mut dates: Vec<Option<chrono::NaiveDate>> = Vec::new();
-    let mut reasons: Vec<Option<&str>> = Vec::new();
-    let mut trace_ids: Vec<Option<String>> = Vec::new();
-    let mut traceparents: Vec<Option<String>> = Vec::new();
+) -> Result<HashMap<(String, String, String), i64>, tokio_postgres::Error> {
+    let mut rows = NewRows::default();
     for &index in new {
-        let (object, span) = objects[index];
-        buckets.push(object.bucket.as_str());
-        keys.push(object.key.as_str());
-        versions.push(object.version());
-        etags.push(object.etag.as_str());
-        sizes.push(object.size as i64);
-        trace_ids.push(span.in_scope(telemetry::current_trace_id));
-        match &matches[index] {
-            KeyMatch::File {
-                dataset,
-                source,
-                ingestion_date,
-            } => {
-                dataset_names.push(Some(dataset.as_str()));
-                sources.push(Some(source.as_str()));
-                dates.push(Some(*ingestion_date));
-                reasons.push(None);
-                traceparents.push(
-                    span.in_scope(telemetry::current_trace_headers)
-                        .remove("traceparent"),
-                );
-            }
-            KeyMatch::Unmapped(reason) => {
-                dataset_names.push(None);
-                sources.push(None);
-                dates.push(None);
-                reasons.push(Some(reason.as_str()));
-                traceparents.push(None);
-            }
-            KeyMatch::Outside => unreachable!("not a candidate"),
-        }
+        rows.push(objects[index], &matches[index]);
     }
     let rows = tx
         .query_typed(
@@ -263,17 +259,17 @@ async fn insert_new(
                          reason, trace_id, traceparent)
              RETURNING bucket, key, version, file_id",
             &[
-                (&buckets, Type::TEXT_ARRAY),
-                (&keys, Type::TEXT_ARRAY),
-                (&versions, Type::TEXT_ARRAY),
-                (&etags, Type::TEXT_ARRAY),
-                (&sizes, Type::INT8_ARRAY),
-                (&dataset_names, Type::TEXT_ARRAY),
-                (&sources, Type::TEXT_ARRAY),
-                (&dates, Type::DATE_ARRAY),
-                (&reasons, Type::TEXT_ARRAY),
-                (&trace_ids, Type::TEXT_ARRAY),
-                (&traceparents, Type::TEXT_ARRAY),
+                (&rows.buckets, Type::TEXT_ARRAY),
+                (&rows.keys, Type::TEXT_ARRAY),
+                (&rows.versions, Type::TEXT_ARRAY),
+                (&rows.etags, Type::TEXT_ARRAY),
+                (&rows.sizes, Type::INT8_ARRAY),
+                (&rows.dataset_names, Type::TEXT_ARRAY),
+                (&rows.sources, Type::TEXT_ARRAY),
+                (&rows.dates, Type::DATE_ARRAY),
+                (&rows.reasons, Type::TEXT_ARRAY),
+                (&rows.trace_ids, Type::TEXT_ARRAY),
+                (&rows.traceparents, Type::TEXT_ARRAY),
                 (&discovered_by.as_str(), Type::TEXT),
             ],
         )
@@ -282,4 +278,55 @@ async fn insert_new(
         .iter()
         .map(|row| ((row.get(0), row.get(1), row.get(2)), row.get(3)))
         .collect())
+}
+
+/// The new ledger rows as columns, for one `unnest` insert.
+#[derive(Default)]
+struct NewRows<'a> {
+    buckets: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    versions: Vec<&'a str>,
+    etags: Vec<&'a str>,
+    sizes: Vec<i64>,
+    dataset_names: Vec<Option<&'a str>>,
+    sources: Vec<Option<&'a str>>,
+    dates: Vec<Option<chrono::NaiveDate>>,
+    reasons: Vec<Option<&'a str>>,
+    trace_ids: Vec<Option<String>>,
+    traceparents: Vec<Option<String>>,
+}
+
+impl<'a> NewRows<'a> {
+    fn push(
+        &mut self,
+        (object, span): (&'a ObjectCreated, &tracing::Span),
+        key_match: &'a KeyMatch,
+    ) {
+        self.buckets.push(object.bucket.as_str());
+        self.keys.push(object.key.as_str());
+        self.versions.push(object.version());
+        self.etags.push(object.etag.as_str());
+        self.sizes.push(object.size as i64);
+        self.trace_ids
+            .push(span.in_scope(telemetry::current_trace_id));
+        match destination(key_match) {
+            Ok((dataset, source, ingestion_date)) => {
+                self.dataset_names.push(Some(dataset));
+                self.sources.push(Some(source));
+                self.dates.push(Some(ingestion_date));
+                self.reasons.push(None);
+                self.traceparents.push(
+                    span.in_scope(telemetry::current_trace_headers)
+                        .remove("traceparent"),
+                );
+            }
+            Err(reason) => {
+                self.dataset_names.push(None);
+                self.sources.push(None);
+                self.dates.push(None);
+                self.reasons.push(Some(reason));
+                self.traceparents.push(None);
+            }
+        }
+    }
 }

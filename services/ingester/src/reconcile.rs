@@ -3,6 +3,7 @@
 //! `landfall reconcile`; `landfall backfill` lists one batch's folders with [`reconcile_batch`].
 
 use anyhow::Context as _;
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use contract::BatchKey;
 use deadpool_postgres::Pool;
 use runtime::config::LandingConfig;
@@ -87,63 +88,13 @@ async fn reconcile_filtered(
         .send();
     while let Some(page) = pages.next().await {
         let page = page.with_context(|| format!("listing s3://{}/{prefix}", landing.bucket))?;
-        let objects: Vec<ObjectCreated> = page
-            .contents()
-            .iter()
-            .filter_map(|object| {
-                Some(ObjectCreated {
-                    bucket: landing.bucket.clone(),
-                    key: object.key()?.to_owned(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    etag: object.e_tag()?.trim_matches('"').to_owned(),
-                    version_id: None,
-                })
-            })
-            .filter(|object| keep(&datasets.match_key(&landing.landing_prefix, &object.key)))
-            .collect();
+        let objects = listed_objects(&page, landing, datasets, keep);
         report.listed += objects.len() as u64;
-        // Each file found here starts its own trace, as a notification would.
-        let spans: Vec<tracing::Span> = objects
-            .iter()
-            .map(|object| {
-                let span = tracing::info_span!(
-                    parent: None,
-                    "reconcile object",
-                    landfall.key = object.key.as_str(),
-                    trace_id = tracing::field::Empty,
-                );
-                // Its log lines carry the new trace's id, as a notification's do.
-                runtime::telemetry::continue_trace(&span, &Default::default());
-                span
-            })
-            .collect();
-        let announced: Vec<(&ObjectCreated, &tracing::Span)> = objects.iter().zip(&spans).collect();
-        let mut client = pool.get().await.context("reconcile: database")?;
-        let tx = client.transaction().await?;
-        let recorded = ledger::record_many(
-            &tx,
-            datasets,
-            &landing.landing_prefix,
-            &announced,
-            DiscoveredBy::Reconcile,
-        )
-        .await?;
-        let mut events = Vec::new();
-        for (recorded, span) in recorded.iter().zip(&spans) {
-            match recorded {
-                Recorded::Landed(event) => {
-                    report.landed += 1;
-                    events.push((
-                        &**event,
-                        span.in_scope(runtime::telemetry::current_trace_headers),
-                    ));
-                }
-                Recorded::Unmapped(_) => report.unmapped += 1,
-                Recorded::Duplicate | Recorded::Outside => {}
-            }
-        }
-        runtime::outbox::enqueue_many(&tx, service, &events).await?;
-        tx.commit().await?;
+        let page = Page {
+            spans: object_spans(&objects),
+            objects,
+        };
+        record_page(pool, landing, datasets, service, &page, &mut report).await?;
     }
     if report.landed > 0 {
         tracing::info!(
@@ -153,4 +104,90 @@ async fn reconcile_filtered(
         );
     }
     Ok(report)
+}
+
+/// The objects of one listing page that `keep` wants.
+fn listed_objects(
+    page: &ListObjectsV2Output,
+    landing: &LandingConfig,
+    datasets: &Datasets,
+    keep: &(dyn Fn(&KeyMatch) -> bool + Sync),
+) -> Vec<ObjectCreated> {
+    page.contents()
+        .iter()
+        .filter_map(|object| {
+            Some(ObjectCreated {
+                bucket: landing.bucket.clone(),
+                key: object.key()?.to_owned(),
+                size: object.size().unwrap_or(0).max(0) as u64,
+                etag: object.e_tag()?.trim_matches('"').to_owned(),
+                version_id: None,
+            })
+        })
+        .filter(|object| keep(&datasets.match_key(&landing.landing_prefix, &object.key)))
+        .collect()
+}
+
+/// Each file found here starts its own trace, as a notification would.
+fn object_spans(objects: &[ObjectCreated]) -> Vec<tracing::Span> {
+    objects
+        .iter()
+        .map(|object| {
+            let span = tracing::info_span!(
+                parent: None,
+                "reconcile object",
+                landfall.key = object.key.as_str(),
+                trace_id = tracing::field::Empty,
+            );
+            // Its log lines carry the new trace's id, as a notification's do.
+            runtime::telemetry::continue_trace(&span, &Default::default());
+            span
+        })
+        .collect()
+}
+
+/// The objects of one listing page, each with the span of its own trace.
+struct Page {
+    objects: Vec<ObjectCreated>,
+    spans: Vec<tracing::Span>,
+}
+
+/// Records one page's objects and their events in one transaction, counted in `report`.
+async fn record_page(
+    pool: &Pool,
+    landing: &LandingConfig,
+    datasets: &Datasets,
+    service: &str,
+    page: &Page,
+    report: &mut ReconcileReport,
+) -> anyhow::Result<()> {
+    let announced: Vec<(&ObjectCreated, &tracing::Span)> =
+        page.objects.iter().zip(&page.spans).collect();
+    let mut client = pool.get().await.context("reconcile: database")?;
+    let tx = client.transaction().await?;
+    let recorded = ledger::record_many(
+        &tx,
+        datasets,
+        &landing.landing_prefix,
+        &announced,
+        DiscoveredBy::Reconcile,
+    )
+    .await?;
+    let mut events = Vec::new();
+    for (recorded, span) in recorded.iter().zip(&page.spans) {
+        match recorded {
+            Recorded::Landed(event) => {
+                report.landed += 1;
+                events.push((
+                    &**event,
+                    span.in_scope(runtime::telemetry::current_trace_headers),
+                ));
+            }
+            Recorded::Unmapped(_) => report.unmapped += 1,
+            Recorded::Duplicate | Recorded::Outside => {}
+        }
+    }
+    runtime::outbox::enqueue_many(&tx, service, &events).await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -85,56 +85,9 @@ pub fn encode_field(column: &Column, raw: &[u8], out: &mut Vec<u8>) -> Result<()
             Ok(())
         }
         ColumnType::Numeric { precision, scale } => numeric(column, text, precision, scale, out),
-        ColumnType::Date => {
-            let date =
-                parse_date(text).ok_or_else(|| format!("'{text}' is not a date (YYYY-MM-DD)"))?;
-            if pg_days(date) < PG_MIN_DATE_DAYS {
-                return Err(format!(
-                    "'{text}' is before the earliest date PostgreSQL holds"
-                ));
-            }
-            put_date(date, out);
-            Ok(())
-        }
-        ColumnType::Timestamp => {
-            let parsed = [
-                "%Y-%m-%d %H:%M:%S%.f",
-                "%Y-%m-%dT%H:%M:%S%.f",
-                "%Y-%m-%d %H:%M",
-                "%Y-%m-%dT%H:%M",
-            ]
-            .iter()
-            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-            .ok_or_else(|| format!("'{text}' is not a timestamp (YYYY-MM-DD HH:MM[:SS])"))?;
-            let days = pg_days(parsed.date());
-            if days < PG_MIN_DATE_DAYS {
-                return Err(format!(
-                    "'{text}' is before the earliest timestamp PostgreSQL holds"
-                ));
-            }
-            let time = parsed.time();
-            let seconds = i64::from(chrono::Timelike::num_seconds_from_midnight(&time));
-            // PostgreSQL keeps microseconds, rounding half to even as its text input does.
-            let nanos = i64::from(chrono::Timelike::nanosecond(&time));
-            let mut micros = nanos / 1000;
-            let rest = nanos % 1000;
-            if rest > 500 || (rest == 500 && micros % 2 == 1) {
-                micros += 1;
-            }
-            let value = i64::from(days) * 86_400_000_000 + seconds * 1_000_000 + micros;
-            put_i64(value, out);
-            Ok(())
-        }
-        ColumnType::Boolean => {
-            let value = match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "t" | "1" | "yes" | "y" => 1u8,
-                "false" | "f" | "0" | "no" | "n" => 0u8,
-                _ => return Err(format!("'{text}' is not a boolean (true or false)")),
-            };
-            out.extend_from_slice(&1i32.to_be_bytes());
-            out.push(value);
-            Ok(())
-        }
+        ColumnType::Date => date(text, out),
+        ColumnType::Timestamp => timestamp(text, out),
+        ColumnType::Boolean => boolean(text, out),
         ColumnType::Text => {
             let len = i32::try_from(raw.len()).map_err(|_| "is longer than 2 GiB".to_owned())?;
             out.extend_from_slice(&len.to_be_bytes());
@@ -142,6 +95,61 @@ pub fn encode_field(column: &Column, raw: &[u8], out: &mut Vec<u8>) -> Result<()
             Ok(())
         }
     }
+}
+
+/// A `date` value: days since 2000-01-01.
+fn date(text: &str, out: &mut Vec<u8>) -> Result<(), FieldError> {
+    let date = parse_date(text).ok_or_else(|| format!("'{text}' is not a date (YYYY-MM-DD)"))?;
+    if pg_days(date) < PG_MIN_DATE_DAYS {
+        return Err(format!(
+            "'{text}' is before the earliest date PostgreSQL holds"
+        ));
+    }
+    put_date(date, out);
+    Ok(())
+}
+
+/// A `timestamp` value: microseconds since 2000-01-01 00:00.
+fn timestamp(text: &str, out: &mut Vec<u8>) -> Result<(), FieldError> {
+    let parsed = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .ok_or_else(|| format!("'{text}' is not a timestamp (YYYY-MM-DD HH:MM[:SS])"))?;
+    let days = pg_days(parsed.date());
+    if days < PG_MIN_DATE_DAYS {
+        return Err(format!(
+            "'{text}' is before the earliest timestamp PostgreSQL holds"
+        ));
+    }
+    let time = parsed.time();
+    let seconds = i64::from(chrono::Timelike::num_seconds_from_midnight(&time));
+    // PostgreSQL keeps microseconds, rounding half to even as its text input does.
+    let nanos = i64::from(chrono::Timelike::nanosecond(&time));
+    let mut micros = nanos / 1000;
+    let rest = nanos % 1000;
+    if rest > 500 || (rest == 500 && micros % 2 == 1) {
+        micros += 1;
+    }
+    let value = i64::from(days) * 86_400_000_000 + seconds * 1_000_000 + micros;
+    put_i64(value, out);
+    Ok(())
+}
+
+/// A `boolean` value from the usual spellings.
+fn boolean(text: &str, out: &mut Vec<u8>) -> Result<(), FieldError> {
+    let value = match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" | "y" => 1u8,
+        "false" | "f" | "0" | "no" | "n" => 0u8,
+        _ => return Err(format!("'{text}' is not a boolean (true or false)")),
+    };
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.push(value);
+    Ok(())
 }
 
 /// `YYYY-MM-DD`: the common form without chrono's format interpreter, then the general one.

@@ -1,17 +1,20 @@
 //! Streams one file's rows through validation into its staging table with COPY.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::{Sink as _, SinkExt as _};
 use runtime::Failure;
-use runtime::datasets::{ColumnType, Source};
+use runtime::datasets::Source;
 use runtime::db::quote_ident;
 use tokio::io::AsyncRead;
 
 use crate::csv_stream::{ReadError, RecordReader};
-use crate::encode::{self, COPY_HEADER, COPY_TRAILER, begin_row, encode_field, put_date, put_i64};
+use crate::encode::{COPY_HEADER, COPY_TRAILER};
+
+mod rows;
+
+use rows::{RowEncoder, read_header};
 
 /// Rows are sent to COPY in chunks of about this many bytes.
 const COPY_CHUNK: usize = 1024 * 1024;
@@ -118,41 +121,12 @@ pub async fn load_rows(
     restaging: bool,
     max_rejects_kept: usize,
 ) -> Result<LoadReport, LoadError> {
-    let table = source.rows_table();
     if restaging {
         delete_file_rows(sinks[0], source, file_id, batch_date).await?;
     }
-    let header_map = {
-        let header = reader
-            .next_record()
-            .await
-            .map_err(read_error)?
-            .ok_or_else(|| {
-                LoadError::File(format!(
-                    "the file is empty: expected a header row naming {}",
-                    expected_columns(source)
-                ))
-            })?;
-        match_header(source, header.fields())?
-    };
-    let column_list: Vec<String> = source
-        .columns
-        .iter()
-        .map(|column| quote_ident(&column.name))
-        .collect();
-    let copy = format!(
-        "COPY {table} (_file_id, _line, _batch, {}) FROM STDIN (FORMAT binary)",
-        column_list.join(", ")
-    );
-    let mut copies = Vec::with_capacity(sinks.len());
-    for tx in sinks {
-        let mut sink = Box::pin(tx.copy_in::<_, Bytes>(&copy).await?);
-        sink.send(Bytes::from_static(COPY_HEADER)).await?;
-        copies.push(sink);
-    }
-    let mut next_sink = 0;
-    let fields = u16::try_from(LINEAGE_FIELDS + source.columns.len())
-        .map_err(|_| LoadError::File("too many columns for one COPY row".into()))?;
+    let header_map = read_header(reader, source).await?;
+    let mut copies = open_copies(sinks, source).await?;
+    let mut rows = RowEncoder::new(source, header_map, file_id, batch_date)?;
     let mut report = LoadReport {
         rows_read: 0,
         rows_loaded: 0,
@@ -162,69 +136,12 @@ pub async fn load_rows(
         },
         duplicates_checked: false,
     };
-    // Natural keys of one integer column are checked here, as the rows stream; others (and
-    // keys too large for the bitmap) by `reject_duplicate_keys` after the COPY.
-    let mut seen = SeenKeys::for_source(source, &header_map);
+    let mut next_sink = 0;
     let mut chunk = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
     while let Some(record) = reader.next_record().await.map_err(read_error)? {
         report.rows_read += 1;
-        let line = record.line as i64;
-        if record.len() != header_map.header_fields {
-            report.rejects.add(RejectedRow {
-                line,
-                column: None,
-                value: None,
-                reason: format!(
-                    "has {} fields, the header has {}",
-                    record.len(),
-                    header_map.header_fields
-                ),
-            });
-            continue;
-        }
         let row_start = chunk.len();
-        begin_row(fields, &mut chunk);
-        put_i64(file_id, &mut chunk);
-        put_i64(line, &mut chunk);
-        put_date(batch_date, &mut chunk);
-        let mut rejected = None;
-        for (column, &position) in source.columns.iter().zip(&header_map.positions) {
-            let raw = record.field(position);
-            if let Err(reason) = encode_field(column, raw, &mut chunk) {
-                rejected = Some(RejectedRow {
-                    line,
-                    column: Some(column.name.clone()),
-                    value: Some(printable(
-                        &String::from_utf8_lossy(raw),
-                        MAX_REJECT_VALUE_CHARS,
-                    )),
-                    reason: printable(&reason, MAX_REASON_CHARS),
-                });
-                break;
-            }
-        }
-        if rejected.is_none()
-            && let Some(keys) = seen.as_mut()
-            && let Some(key) = encode::integer_key(record.field(keys.position))
-        {
-            match keys.insert(key) {
-                Some(true) => {}
-                Some(false) => {
-                    let key_names = &source.natural_key[0];
-                    rejected = Some(RejectedRow {
-                        line,
-                        column: Some(key_names.clone()),
-                        value: Some(key.to_string()),
-                        reason: format!(
-                            "duplicate {key_names} {key}: an earlier line of the file has it"
-                        ),
-                    });
-                }
-                // Beyond the bitmap: the check after the COPY covers the whole file.
-                None => seen = None,
-            }
-        }
-        if let Some(rejected) = rejected {
+        if let Err(rejected) = rows.encode(&record, &mut chunk) {
             chunk.truncate(row_start);
             report.rejects.add(rejected);
             continue;
@@ -237,18 +154,50 @@ pub async fn load_rows(
             next_sink = (index + 1) % copies.len();
         }
     }
-    report.duplicates_checked = seen.is_some();
+    report.duplicates_checked = rows.seen.is_some();
     if !chunk.is_empty() {
         let index = ready_sink(&mut copies, next_sink, copying).await?;
         copies[index].send(Bytes::from(chunk)).await?;
     }
+    let copied = finish_copies(copies).await?;
+    debug_assert_eq!(copied, report.rows_loaded);
+    Ok(report)
+}
+
+/// A binary COPY into `source`'s staging table on each of `sinks`, its header sent.
+async fn open_copies(
+    sinks: &[&tokio_postgres::Transaction<'_>],
+    source: &Source,
+) -> Result<Vec<Pin<Box<tokio_postgres::CopyInSink<Bytes>>>>, tokio_postgres::Error> {
+    let column_list: Vec<String> = source
+        .columns
+        .iter()
+        .map(|column| quote_ident(&column.name))
+        .collect();
+    let copy = format!(
+        "COPY {} (_file_id, _line, _batch, {}) FROM STDIN (FORMAT binary)",
+        source.rows_table(),
+        column_list.join(", ")
+    );
+    let mut copies = Vec::with_capacity(sinks.len());
+    for tx in sinks {
+        let mut sink = Box::pin(tx.copy_in::<_, Bytes>(&copy).await?);
+        sink.send(Bytes::from_static(COPY_HEADER)).await?;
+        copies.push(sink);
+    }
+    Ok(copies)
+}
+
+/// Ends every COPY; returns the rows they took in all.
+async fn finish_copies(
+    copies: Vec<Pin<Box<tokio_postgres::CopyInSink<Bytes>>>>,
+) -> Result<u64, tokio_postgres::Error> {
     let mut copied = 0;
     for mut sink in copies {
         sink.send(Bytes::from_static(COPY_TRAILER)).await?;
         copied += sink.as_mut().finish().await?;
     }
-    debug_assert_eq!(copied, report.rows_loaded);
-    Ok(report)
+    Ok(copied)
 }
 
 /// Deletes every row of `file_id` (a file of the batch dated `batch_date`) from `source`'s
@@ -308,128 +257,6 @@ async fn ready_sink(
         std::task::Poll::Pending
     })
     .await
-}
-
-/// `_file_id`, `_line`, `_batch`.
-const LINEAGE_FIELDS: usize = 3;
-/// Integer natural keys from 0 to this (exclusive) are checked in a bitmap of at most 8 MiB.
-const MAX_BITMAP_KEY: i64 = 1 << 26;
-
-/// The natural keys seen so far in a file, when the key is one integer column.
-struct SeenKeys {
-    /// The key's field in the file.
-    position: usize,
-    bits: Vec<u64>,
-}
-
-impl SeenKeys {
-    fn for_source(source: &Source, header: &HeaderMap) -> Option<SeenKeys> {
-        let [key] = source.natural_key.as_slice() else {
-            return None;
-        };
-        let index = source
-            .columns
-            .iter()
-            .position(|column| column.name == *key)?;
-        let integer = matches!(
-            source.columns[index].column_type,
-            ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt
-        );
-        integer.then(|| SeenKeys {
-            position: header.positions[index],
-            bits: Vec::new(),
-        })
-    }
-
-    /// Records `key`: `Some(true)` if it is new, `Some(false)` if seen before, `None` if it is
-    /// outside the bitmap's range.
-    fn insert(&mut self, key: i64) -> Option<bool> {
-        if !(0..MAX_BITMAP_KEY).contains(&key) {
-            return None;
-        }
-        let (word, bit) = ((key / 64) as usize, key % 64);
-        if word >= self.bits.len() {
-            let grown = (word + 1).next_power_of_two().max(1024);
-            self.bits.resize(grown, 0);
-        }
-        let mask = 1u64 << bit;
-        let new = self.bits[word] & mask == 0;
-        self.bits[word] |= mask;
-        Some(new)
-    }
-}
-
-/// For each definition column, the position of its field in the file.
-struct HeaderMap {
-    positions: Vec<usize>,
-    header_fields: usize,
-}
-
-fn match_header<'a>(
-    source: &Source,
-    header: impl Iterator<Item = &'a [u8]>,
-) -> Result<HeaderMap, LoadError> {
-    let mut by_name: HashMap<String, usize> = HashMap::new();
-    let mut header_fields = 0;
-    for (position, raw) in header.enumerate() {
-        header_fields += 1;
-        let raw = if position == 0 {
-            raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw)
-        } else {
-            raw
-        };
-        let name = std::str::from_utf8(raw)
-            .map_err(|_| {
-                LoadError::File(format!("header field {} is not valid UTF-8", position + 1))
-            })?
-            .trim()
-            .to_ascii_lowercase();
-        let column = source.columns.iter().find(|column| {
-            column.name == name
-                || column
-                    .aliases
-                    .iter()
-                    .any(|alias| alias.to_ascii_lowercase() == name)
-        });
-        let Some(column) = column else {
-            return Err(LoadError::File(format!(
-                "unknown column '{name}' in the header (expected {})",
-                expected_columns(source)
-            )));
-        };
-        if by_name.insert(column.name.clone(), position).is_some() {
-            return Err(LoadError::File(format!(
-                "column '{}' appears twice in the header",
-                column.name
-            )));
-        }
-    }
-    let mut positions = Vec::with_capacity(source.columns.len());
-    for column in &source.columns {
-        match by_name.get(&column.name) {
-            Some(&position) => positions.push(position),
-            None => {
-                return Err(LoadError::File(format!(
-                    "missing column '{}' in the header (expected {})",
-                    column.name,
-                    expected_columns(source)
-                )));
-            }
-        }
-    }
-    Ok(HeaderMap {
-        positions,
-        header_fields,
-    })
-}
-
-fn expected_columns(source: &Source) -> String {
-    let names: Vec<&str> = source
-        .columns
-        .iter()
-        .map(|column| column.name.as_str())
-        .collect();
-    names.join(",")
 }
 
 fn read_error(error: ReadError) -> LoadError {

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use backon::Retryable as _;
 use contract::{Envelope, Event};
 use futures::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
@@ -444,16 +443,9 @@ async fn process<H: Handler>(
             );
         };
         let attempt = || apply(ctx, handler, &incoming);
-        let result = attempt
-            .retry(ctx.retry_policy().backoff())
-            .when(|failure: &Failure| failure.is_transient() && !ctx.shutdown.is_triggered())
-            .notify(|failure: &Failure, delay| {
-                tracing::warn!(
-                    reason = failure.reason(),
-                    ?delay,
-                    "transient failure; retrying"
-                );
-            })
+        let result = ctx
+            .retry_policy()
+            .retry_transient(&ctx.shutdown, attempt)
             .await;
         match result {
             Ok(Outcome::Applied { published }) => {

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable as _};
 
 /// A classified failure.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,25 @@ impl From<deadpool_postgres::PoolError> for Failure {
 /// problem ([`is_transient_db_error`]), else permanent.
 pub fn db(error: tokio_postgres::Error, doing: impl Into<String>) -> Failure {
     let transient = is_transient_db_error(&error);
+    classified(error, doing, transient)
+}
+
+/// An S3 SDK error with what was being done: transient for network errors, timeouts, 5xx and
+/// throttling ([`crate::s3::is_transient`]), else permanent.
+pub fn s3<E>(error: SdkError<E, HttpResponse>, doing: impl Into<String>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = crate::s3::is_transient(&error);
+    classified(error, doing, transient)
+}
+
+/// `error` with `doing` as its context, transient or permanent as the caller found it.
+fn classified(
+    error: impl std::error::Error + Send + Sync + 'static,
+    doing: impl Into<String>,
+    transient: bool,
+) -> Failure {
     let error = anyhow::Error::new(error).context(doing.into());
     if transient {
         Failure::Transient(error)
@@ -129,11 +150,48 @@ impl RetryPolicy {
         what: &str,
         shutdown: &crate::Shutdown,
     ) -> bool {
+        let log = |delay: Duration| {
+            tracing::warn!(error = format!("{error:#}"), ?delay, "{what}");
+        };
+        self.pause_with(backoff, shutdown, log).await
+    }
+
+    /// The one backoff pause: takes the next delay of `backoff` (or `max_delay` when it has
+    /// none), hands it to `log`, then waits it; `false` when `shutdown` came first.
+    pub async fn pause_with(
+        &self,
+        backoff: &mut (impl Iterator<Item = Duration> + Send),
+        shutdown: &crate::Shutdown,
+        log: impl FnOnce(Duration),
+    ) -> bool {
         let delay = backoff.next().unwrap_or(self.max_delay);
-        tracing::warn!(error = format!("{error:#}"), ?delay, "{what}");
+        log(delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => true,
             _ = shutdown.wait() => false,
         }
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, runs out of [`RetryPolicy::backoff`]
+    /// or `shutdown` begins; each transient failure retried is logged with its delay.
+    pub async fn retry_transient<T, Fut>(
+        &self,
+        shutdown: &crate::Shutdown,
+        attempt: impl FnMut() -> Fut,
+    ) -> Result<T, Failure>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        attempt
+            .retry(self.backoff())
+            .when(|failure: &Failure| failure.is_transient() && !shutdown.is_triggered())
+            .notify(|failure: &Failure, delay| {
+                tracing::warn!(
+                    reason = failure.reason(),
+                    ?delay,
+                    "transient failure; retrying"
+                );
+            })
+            .await
     }
 }

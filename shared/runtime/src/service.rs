@@ -110,13 +110,14 @@ impl ServiceContext {
             match self.try_prepare_database().await {
                 Ok(()) => return Ok(()),
                 Err(error) if is_connection_problem(&error) && !self.shutdown.is_triggered() => {
-                    let delay = backoff.next().unwrap_or(self.config.retry_max_delay);
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        ?delay,
-                        "database not reachable yet; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
+                    let what = "database not reachable yet; retrying";
+                    let policy = self.retry_policy();
+                    if !policy
+                        .pause(&mut backoff, &error, what, &self.shutdown)
+                        .await
+                    {
+                        return Err(error);
+                    }
                 }
                 Err(error) => return Err(error),
             }
