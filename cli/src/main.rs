@@ -10,6 +10,7 @@ mod operate;
 mod progress;
 mod sample;
 mod sample_retail;
+mod scratch;
 mod status;
 mod table;
 
