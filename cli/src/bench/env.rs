@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,35 @@ impl BenchEnv {
         Services::start_only(&self.vars, &self.work_dir.join("logs"), names).await
     }
 
+    /// Runs `check` every `every` until it is done; fails when a service exits, or with
+    /// "<what it still waits for> within <timeout>" once `--timeout-s` has passed.
+    pub(super) async fn poll<T, F, Fut>(
+        &self,
+        services: &mut Services,
+        every: Duration,
+        mut check: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = anyhow::Result<Poll<T>>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            services.check_alive()?;
+            let waiting = match check().await? {
+                Poll::Done(value) => return Ok(value),
+                Poll::Waiting(waiting) => waiting,
+            };
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{waiting} within {:?}; see the logs in {}",
+                self.timeout,
+                self.work_dir.join("logs").display()
+            );
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// The five services of the pipeline, one process each.
     pub(super) async fn start_pipeline(&self) -> anyhow::Result<Services> {
         let names: Vec<&'static str> = runtime::broker::PIPELINE
@@ -165,6 +195,13 @@ impl BenchEnv {
         );
         Ok(took)
     }
+}
+
+/// What one look of [`BenchEnv::poll`] found.
+pub(super) enum Poll<T> {
+    Done(T),
+    /// Not yet: what it still waits for, in words.
+    Waiting(String),
 }
 
 /// The embedded S3 server in `work_dir`, notifying `<prefix>.s3` of every object created.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::NaiveDate;
 
+use super::env::Poll;
 use super::{BUCKET, BenchArgs, BenchEnv, Figure, Report};
 use crate::demo::Services;
 
@@ -139,9 +140,7 @@ async fn wait_published(
     services: &mut Services,
     n: usize,
 ) -> anyhow::Result<(i64, f64, f64)> {
-    let deadline = Instant::now() + env.timeout;
-    loop {
-        services.check_alive()?;
+    env.poll(services, Duration::from_millis(20), move || async move {
         let sent: i64 = env
             .db
             .query_one(
@@ -150,16 +149,13 @@ async fn wait_published(
             )
             .await?
             .get(0);
-        if sent as usize >= n {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {sent} of {n} events published within {:?}",
-            env.timeout
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Ok(if sent as usize >= n {
+            Poll::Done(())
+        } else {
+            Poll::Waiting(format!("only {sent} of {n} events published"))
+        })
+    })
+    .await?;
     let row = env
         .db
         .query_one(

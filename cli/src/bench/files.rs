@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::NaiveDate;
 
+use super::env::Poll;
 use super::{BUCKET, BenchArgs, BenchEnv, Figure, ORDERS_HEADER, ORDERS_TABLE, Report};
 use crate::demo::Services;
 
@@ -113,9 +114,7 @@ async fn wait_all_staged(
     services: &mut Services,
     files: usize,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + env.timeout;
-    loop {
-        services.check_alive()?;
+    env.poll(services, Duration::from_millis(20), move || async move {
         let row = env
             .db
             .query_one(
@@ -127,16 +126,13 @@ async fn wait_all_staged(
             .await?;
         let (staged, other): (i64, i64) = (row.get(0), row.get(1));
         anyhow::ensure!(other == 0, "{other} file(s) were not staged");
-        if staged as usize >= files {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {staged} of {files} files staged within {:?}",
-            env.timeout
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Ok(if staged as usize >= files {
+            Poll::Done(())
+        } else {
+            Poll::Waiting(format!("only {staged} of {files} files staged"))
+        })
+    })
+    .await
 }
 
 /// Puts every file, 16 at a time; returns how long the PUTs took.

@@ -1,11 +1,12 @@
 //! `bench latency`: small batches (three files each), last PUT → exported, p50 and p99, against
 //! `psql \copy` of one batch's three files.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use chrono::{NaiveDate, Utc};
 
+use super::env::Poll;
 use super::{BenchArgs, BenchEnv, DROP_BATCH_TABLES, Figure, Report, batch_tables, psql_copy_each};
 use crate::demo::Services;
 
@@ -115,9 +116,7 @@ pub(super) async fn wait_exported(
     services: &mut Services,
     date: NaiveDate,
 ) -> anyhow::Result<chrono::DateTime<Utc>> {
-    let deadline = Instant::now() + env.timeout;
-    loop {
-        services.check_alive()?;
+    env.poll(services, Duration::from_millis(10), move || async move {
         let row = env
             .db
             .query_opt(
@@ -130,21 +129,16 @@ pub(super) async fn wait_exported(
             match state.as_str() {
                 "exported" => {
                     if let Some(at) = row.get::<_, Option<chrono::DateTime<Utc>>>(1) {
-                        return Ok(at);
+                        return Ok(Poll::Done(at));
                     }
                 }
                 "quality_failed" => bail!("batch {date} failed its quality checks"),
                 _ => {}
             }
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "batch {date} was not exported within {:?}; see the logs in {}",
-            env.timeout,
-            env.work_dir.join("logs").display()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        Ok(Poll::Waiting(format!("batch {date} was not exported")))
+    })
+    .await
 }
 
 /// Typed tables like the staging ones (primary key on the natural key) for `psql \copy` of a

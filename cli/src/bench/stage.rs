@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use chrono::NaiveDate;
 
+use super::env::Poll;
 use super::{BenchArgs, BenchEnv, Figure, ORDERS_HEADER, ORDERS_TABLE, Report, median};
 use crate::demo::Services;
 
@@ -160,9 +161,8 @@ pub(super) async fn stage_one(
     let key = format!("landing/ecommerce/ingestion_date={date}/orders.csv");
     env.put_file(&key, csv).await?;
     let put_done = Instant::now();
-    let deadline = put_done + env.timeout;
-    loop {
-        services.check_alive()?;
+    let key = &key;
+    env.poll(services, Duration::from_millis(20), move || async move {
         let row = env
             .db
             .query_opt(
@@ -170,7 +170,7 @@ pub(super) async fn stage_one(
                         coalesce(rows_rejected, 0)::bigint,
                         extract(epoch FROM finished_at - staging_started_at)::float8
                    FROM ops.files WHERE key = $1 ORDER BY file_id DESC LIMIT 1",
-                &[&key],
+                &[key],
             )
             .await;
         // The ledger appears when the ingester first migrates; until then the query fails.
@@ -178,25 +178,20 @@ pub(super) async fn stage_one(
             let state: String = row.get(0);
             match state.as_str() {
                 "staged" => {
-                    return Ok(Staged {
+                    return Ok(Poll::Done(Staged {
                         rows_loaded: row.get(2),
                         rows_rejected: row.get(3),
                         stager_s: row.get::<_, Option<f64>>(4).unwrap_or(f64::NAN),
                         put_to_staged_s: put_done.elapsed().as_secs_f64(),
-                    });
+                    }));
                 }
                 "landed" => {}
                 other => bail!("{key} ended {other}: {}", row.get::<_, String>(1)),
             }
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{key} was not staged within {:?}; see the logs in {}",
-            env.timeout,
-            env.work_dir.join("logs").display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Ok(Poll::Waiting(format!("{key} was not staged")))
+    })
+    .await
 }
 
 pub(super) enum Limit {
