@@ -1,6 +1,7 @@
 //! `landfall`: the operator command. Runs the demo, migrates the database, reconciles the
 //! landing prefix with the ledger, shows files and batches, and serves the embedded S3 server.
 
+mod batches;
 mod bench;
 mod choices;
 mod dataset_check;

@@ -117,24 +117,11 @@ pub(super) async fn wait_exported(
     date: NaiveDate,
 ) -> anyhow::Result<chrono::DateTime<Utc>> {
     env.poll(services, Duration::from_millis(10), move || async move {
-        let row = env
-            .db
-            .query_opt(
-                "SELECT state, exported_at FROM ops.batches WHERE dataset = 'ecommerce' AND ingestion_date = $1",
-                &[&date],
-            )
-            .await?;
-        if let Some(row) = row {
-            let state: String = row.get(0);
-            match state.as_str() {
-                "exported" => {
-                    if let Some(at) = row.get::<_, Option<chrono::DateTime<Utc>>>(1) {
-                        return Ok(Poll::Done(at));
-                    }
-                }
-                "quality_failed" => bail!("batch {date} failed its quality checks"),
-                _ => {}
-            }
+        let standing = crate::batches::standing(&env.db, "ecommerce", date).await?;
+        match (standing.state.as_str(), standing.exported_at) {
+            ("exported", Some(at)) => return Ok(Poll::Done(at)),
+            ("quality_failed", _) => bail!("batch {date} failed its quality checks"),
+            _ => {}
         }
         Ok(Poll::Waiting(format!("batch {date} was not exported")))
     })
