@@ -4,6 +4,10 @@
 //! real service binaries next to this one as processes, prints a table (figure, value,
 //! baseline, ratio, goal, met?) and writes the same as JSON. Figures are reported, never
 //! asserted: a goal that is not met does not make the command fail.
+//!
+//! One file per benchmark (`stage`, `latency`, `memory`, `files`, `events`, `batch`); `env` is
+//! the bench's world (database, prefix, S3 server, services, psql); this file holds the
+//! arguments, the `psql \copy` baselines the benchmarks share, and the table and JSON output.
 
 mod batch;
 mod env;
