@@ -24,6 +24,8 @@ use quality_checker::checks::Check;
 use runtime::datasets::{Dataset, Datasets};
 use transformer::models::{Model, ModelSet};
 
+use crate::scratch::ScratchDatabase;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum DatasetCommand {
     /// Validate a dataset folder (dataset.toml), its models, checks and exports, and run its SQL
@@ -697,35 +699,27 @@ async fn run_sql(
         .connect()
         .await
         .context("connecting to PostgreSQL (--database-url / LANDFALL_DATABASE_URL) to create a scratch database; --no-database checks the files only")?;
-    let scratch = format!("landfall_check_{:08x}", rand::random::<u32>());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {scratch}"))
-        .await
-        .with_context(|| format!("creating the scratch database {scratch}"))?;
-    let datasets_dir = std::env::temp_dir().join(format!("{scratch}-datasets"));
-    let outcome = in_scratch(args, inputs, &config, &scratch, &datasets_dir, report).await;
+    let scratch = ScratchDatabase::create(
+        &config,
+        &admin,
+        ScratchDatabase::unique_name("landfall_check"),
+    )
+    .await?;
+    let datasets_dir = std::env::temp_dir().join(format!("{}-datasets", scratch.name));
+    let outcome = in_scratch(args, inputs, &scratch, &datasets_dir, report).await;
     let _ = std::fs::remove_dir_all(&datasets_dir);
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"))
-        .await
-        .with_context(|| format!("dropping the scratch database {scratch}"))?;
+    scratch.drop().await?;
     outcome
 }
 
 async fn in_scratch(
     args: &CheckArgs,
     inputs: &SqlInputs<'_>,
-    config: &runtime::db::PgTarget,
-    scratch: &str,
+    scratch: &ScratchDatabase,
     datasets_dir: &Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let mut scratch_config = config.clone();
-    scratch_config.config.dbname(scratch);
-    let mut client = scratch_config
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the scratch database {scratch}"))?;
+    let mut client = scratch.connect().await?;
     // The migrations, and the staging tables of this dataset only.
     let folder = datasets_dir.join(&inputs.dataset.name);
     std::fs::create_dir_all(&folder)?;
@@ -850,8 +844,9 @@ async fn in_scratch(
     report.stage(
         "SQL",
         format!(
-            "{} ran for batch {date} in the scratch database {scratch} (migrations and staging tables applied; rolled back, dropped)",
-            ran.join(", ")
+            "{} ran for batch {date} in the scratch database {} (migrations and staging tables applied; rolled back, dropped)",
+            ran.join(", "),
+            scratch.name
         ),
     );
     Ok(())

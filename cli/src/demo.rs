@@ -579,22 +579,8 @@ async fn batch_state(
     dataset: &str,
     date: NaiveDate,
 ) -> anyhow::Result<(String, bool)> {
-    let row = client
-        .query_opt(
-            "SELECT b.state, b.transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
-                                                    WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)
-               FROM ops.batches b WHERE b.dataset = $2 AND b.ingestion_date = $1",
-            &[&date, &dataset],
-        )
-        .await?;
-    Ok(row
-        .map(|row| {
-            (
-                row.get::<_, String>(0),
-                row.get::<_, Option<bool>>(1).unwrap_or(false),
-            )
-        })
-        .unwrap_or_default())
+    let standing = crate::batches::standing(client, dataset, date).await?;
+    Ok((standing.state, standing.current))
 }
 
 /// Where a batch that did not get through before the deadline is stuck, and its rejected files.

@@ -1,6 +1,7 @@
 //! `landfall`: the operator command. Runs the demo, migrates the database, reconciles the
 //! landing prefix with the ledger, shows files and batches, and serves the embedded S3 server.
 
+mod batches;
 mod bench;
 mod choices;
 mod dataset_check;
@@ -10,6 +11,7 @@ mod operate;
 mod progress;
 mod sample;
 mod sample_retail;
+mod scratch;
 mod status;
 mod table;
 
@@ -303,54 +305,14 @@ async fn transform(
     date: chrono::NaiveDate,
     selected: &[String],
 ) -> anyhow::Result<()> {
-    let config = CommonConfig::from_env(&Env::process(), "landfall-transform")?;
-    let datasets = Datasets::load(&config.datasets_dir)?;
-    anyhow::ensure!(
-        datasets.get(dataset).is_some(),
-        "no dataset named '{dataset}' in {}",
-        config.datasets_dir.display()
-    );
-    let models = transformer::Models::load(&config, &datasets)?;
-    let model_set = models.for_dataset(dataset).cloned().unwrap_or_default();
-    let to_run = if selected.is_empty() {
-        model_set.models().iter().collect()
-    } else {
-        model_set.with_upstream(selected)?
-    };
-    let pool = runtime::db::pool(&config.database_url, 2)?;
-    let mut client = pool
-        .get()
-        .await
-        .context("connecting to LANDFALL_DATABASE_URL")?;
-    let tx = client.transaction().await?;
-    let staged = tx
-        .query(
-            "SELECT file_id FROM ops.staged_sources WHERE dataset = $1 AND ingestion_date = $2 ORDER BY file_id",
-            &[&dataset, &date],
-        )
-        .await?;
-    anyhow::ensure!(
-        !staged.is_empty(),
-        "batch {dataset}/{date} has no staged files"
-    );
-    let file_ids: Vec<i64> = staged.iter().map(|row| row.get(0)).collect();
+    let operator = operate::Operator::start("landfall-transform", dataset)?;
     let batch = contract::BatchKey {
         dataset: dataset.to_owned(),
         ingestion_date: date,
     };
-    let event = transformer::transform_batch(
-        &tx,
-        &batch,
-        &to_run,
-        file_ids,
-        "landfall-transform",
-        None,
-        None,
-    )
-    .await
-    .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
-    runtime::outbox::enqueue(&tx, "landfall-transform", &event).await?;
-    tx.commit().await?;
+    let (event, _) = operator
+        .run_models(&batch, selected, "landfall-transform")
+        .await?;
     if let contract::Event::TransformCompleted(completed) = &event.payload {
         let mut table = table::Table::new(&["model", "rows", "ms"]);
         for run in &completed.models {
@@ -362,9 +324,7 @@ async fn transform(
         }
         print!("{}", table.render());
     }
-    let published = runtime::outbox::OutboxRelay::for_command(pool, config.clone())
-        .publish_pending()
-        .await?;
+    let published = operator.publish().await?;
     println!("batch {batch} transformed; {published} event(s) published");
     Ok(())
 }

@@ -264,14 +264,14 @@ fn runs_table(runs: &[RunStatus]) -> String {
 }
 
 /// What the operator commands need: configuration, datasets, a pool.
-struct Operator {
+pub(crate) struct Operator {
     config: CommonConfig,
     datasets: Datasets,
     pool: deadpool_postgres::Pool,
 }
 
 impl Operator {
-    fn start(service: &str, dataset: &str) -> anyhow::Result<Operator> {
+    pub(crate) fn start(service: &str, dataset: &str) -> anyhow::Result<Operator> {
         let config = CommonConfig::from_env(&Env::process(), service)?;
         let datasets = Datasets::load(&config.datasets_dir)?;
         anyhow::ensure!(
@@ -295,7 +295,7 @@ impl Operator {
     }
 
     /// Publishes the outbox rows the command wrote.
-    async fn publish(&self) -> anyhow::Result<usize> {
+    pub(crate) async fn publish(&self) -> anyhow::Result<usize> {
         runtime::outbox::OutboxRelay::for_command(self.pool.clone(), self.config.clone())
             .publish_pending()
             .await
@@ -313,12 +313,31 @@ impl Operator {
 
     /// Runs every model of the batch from its staged files and writes `transform.completed`.
     async fn transform(&self, batch: &BatchKey) -> anyhow::Result<usize> {
+        let (_, models) = self
+            .run_models(batch, &[], &self.config.service_name)
+            .await?;
+        Ok(models)
+    }
+
+    /// Runs the batch's models — all of them, or the `selected` ones with everything upstream
+    /// of them — from its staged files, and writes `transform.completed` from `source` to the
+    /// outbox in the same transaction; the event and how many models ran.
+    pub(crate) async fn run_models(
+        &self,
+        batch: &BatchKey,
+        selected: &[String],
+        source: &str,
+    ) -> anyhow::Result<(Envelope<contract::Event>, usize)> {
         let models = transformer::Models::load(&self.config, &self.datasets)?;
         let model_set = models
             .for_dataset(&batch.dataset)
             .cloned()
             .unwrap_or_default();
-        let to_run: Vec<&transformer::models::Model> = model_set.models().iter().collect();
+        let to_run: Vec<&transformer::models::Model> = if selected.is_empty() {
+            model_set.models().iter().collect()
+        } else {
+            model_set.with_upstream(selected)?
+        };
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let staged = tx
@@ -329,20 +348,12 @@ impl Operator {
             .await?;
         anyhow::ensure!(!staged.is_empty(), "batch {batch} has no staged files");
         let file_ids: Vec<i64> = staged.iter().map(|row| row.get(0)).collect();
-        let event = transformer::transform_batch(
-            &tx,
-            batch,
-            &to_run,
-            file_ids,
-            &self.config.service_name,
-            None,
-            None,
-        )
-        .await
-        .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
-        runtime::outbox::enqueue(&tx, &self.config.service_name, &event).await?;
+        let event = transformer::transform_batch(&tx, batch, &to_run, file_ids, source, None, None)
+            .await
+            .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
+        runtime::outbox::enqueue(&tx, source, &event).await?;
         tx.commit().await?;
-        Ok(to_run.len())
+        Ok((event, to_run.len()))
     }
 
     /// Writes `transform.completed` again for the batch's last run, so the checks run again.
