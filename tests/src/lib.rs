@@ -13,6 +13,7 @@ pub mod reference;
 pub mod retail_reference;
 pub mod retail_scenario;
 pub mod scenario;
+pub mod scenario_run;
 pub mod spy;
 pub mod tls;
 pub mod wait;

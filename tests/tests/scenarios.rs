@@ -11,42 +11,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use chrono::NaiveDate;
-use contract::{Envelope, Event};
 use landfall_tests::reference::{
     self, Cell, DayFiles, Landing, Order, Product, REPORTS, parse_csv, percent_hundredths,
 };
 use landfall_tests::scenario::{Form, Scenario, encode, landing_key};
+use landfall_tests::scenario_run::{date, export_key, file_state, quiescent};
 use landfall_tests::{ServiceHandle, TestEnv, wait_until};
 
 /// For every batch of a scenario to be exported from its latest files.
 const DEADLINE: Duration = Duration::from_secs(240);
 
-fn date(text: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a YYYY-MM-DD date")
-}
-
-fn export_key(report: &str, day: NaiveDate) -> String {
-    format!("analytics_export/ecommerce/{report}/ingestion_date={day}/{report}.csv")
-}
-
 async fn start_pipeline() -> (TestEnv, Vec<ServiceHandle>) {
     let env = TestEnv::new().await;
     let services = env.start_pipeline(&[], Duration::from_secs(60)).await;
     (env, services)
-}
-
-/// The ledger state of the file put as `key` with `etag`, once the ingester has recorded it.
-async fn file_state(env: &TestEnv, key: &str, etag: &str) -> anyhow::Result<Option<String>> {
-    Ok(env
-        .db
-        .query_opt(
-            "SELECT state FROM ops.files WHERE key = $1 AND trim(both '\"' FROM etag) = $2",
-            &[&key, &etag],
-        )
-        .await?
-        .map(|row| row.get(0)))
 }
 
 /// Puts the scenario's uploads in order; returns each put's (key, ETag).
@@ -124,144 +104,6 @@ async fn s3_not_last_put(env: &TestEnv, scenario: &Scenario) -> Vec<String> {
         }
     }
     wrong
-}
-
-fn decode(payload: &[u8]) -> anyhow::Result<Envelope<Event>> {
-    Envelope::decode(payload).map_err(|error| anyhow::anyhow!("an outbox event: {error:?}"))
-}
-
-/// Whether every batch is exported from its latest files and nothing is left to run; says
-/// why not otherwise. Quiescent means: every put is in the ledger and no file waits for the
-/// stager; for every batch, its newest `transform.completed` was built from exactly the files
-/// staged for it now, the quality checker passed that run (a `quality.passed` caused by it),
-/// and the exporter has handled that `quality.passed`. A later duplicate event can only
-/// export the same tables again.
-async fn quiescent(
-    env: &TestEnv,
-    scenario: &Scenario,
-    puts: &[(String, String)],
-) -> anyhow::Result<Option<()>> {
-    let files = env
-        .db
-        .query(
-            "SELECT key, trim(both '\"' FROM etag), state, coalesce(reason, '') FROM ops.files",
-            &[],
-        )
-        .await?;
-    for (key, etag) in puts {
-        if !files
-            .iter()
-            .any(|row| row.get::<_, &str>(0) == key && row.get::<_, &str>(1) == etag)
-        {
-            bail!("{key} ({etag}) is not in the ledger yet");
-        }
-    }
-    for row in &files {
-        let (key, state, reason): (&str, &str, &str) = (row.get(0), row.get(2), row.get(3));
-        match state {
-            "landed" => bail!("{key} is not staged yet"),
-            "rejected" | "missing" | "ignored" => {
-                panic!(
-                    "seed {}: {key} was {state}: {reason} (every scenario row is valid)",
-                    scenario.seed
-                )
-            }
-            _ => {}
-        }
-    }
-    let mut staged: BTreeMap<NaiveDate, Vec<i64>> = BTreeMap::new();
-    for row in env
-        .db
-        .query(
-            "SELECT ingestion_date, file_id FROM ops.staged_sources WHERE dataset = 'ecommerce'",
-            &[],
-        )
-        .await?
-    {
-        staged.entry(row.get(0)).or_default().push(row.get(1));
-    }
-    let mut latest_transform: BTreeMap<NaiveDate, Envelope<Event>> = BTreeMap::new();
-    for row in env
-        .db
-        .query(
-            "SELECT DISTINCT ON (ingestion_date) ingestion_date, payload FROM ops.outbox
-              WHERE event_type = 'transform.completed' ORDER BY ingestion_date, id DESC",
-            &[],
-        )
-        .await?
-    {
-        latest_transform.insert(row.get(0), decode(row.get(1))?);
-    }
-    let mut verdicts: HashMap<uuid::Uuid, (uuid::Uuid, &'static str)> = HashMap::new();
-    for row in env
-        .db
-        .query(
-            "SELECT payload, event_type FROM ops.outbox
-              WHERE event_type IN ('quality.passed', 'quality.failed')",
-            &[],
-        )
-        .await?
-    {
-        let event = decode(row.get(0))?;
-        let kind = if row.get::<_, &str>(1) == "quality.passed" {
-            "passed"
-        } else {
-            "failed"
-        };
-        if let Some(cause) = event.causation_id {
-            verdicts.insert(cause, (event.event_id, kind));
-        }
-    }
-    let exported: Vec<uuid::Uuid> = env
-        .db
-        .query(
-            "SELECT event_id FROM ops.processed_events WHERE consumer = 'exporter'",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    for day in &scenario.dates {
-        let mut files = staged.get(day).cloned().unwrap_or_default();
-        files.sort_unstable();
-        let Some(transform) = latest_transform.get(day) else {
-            bail!("{day} is not transformed yet");
-        };
-        let Event::TransformCompleted(completed) = &transform.payload else {
-            bail!(
-                "{day}: the transform.completed row holds {:?}",
-                transform.payload
-            );
-        };
-        if completed.file_ids != files {
-            bail!(
-                "{day}: last transformed from files {:?}, staged now {files:?}",
-                completed.file_ids
-            );
-        }
-        match verdicts.get(&transform.event_id) {
-            None => bail!("{day}: the quality checks of the last transform have not run yet"),
-            Some((_, "failed")) => {
-                let failed = env
-                    .query_text(&format!(
-                        "SELECT check_name, status, failing_rows::text, sample::text FROM ops.quality_results
-                          WHERE ingestion_date = '{day}' AND severity = 'error' AND status <> 'passed'"
-                    ))
-                    .await;
-                panic!(
-                    "seed {}: batch {day} failed its quality checks: {failed:?}",
-                    scenario.seed
-                )
-            }
-            Some((passed, _)) => {
-                if !exported.contains(passed) {
-                    bail!("{day}: the last transform's quality.passed is not exported yet");
-                }
-            }
-        }
-    }
-    Ok(Some(()))
 }
 
 /// Appends the differences between `expected` and `actual` rows (cells as text).
@@ -424,7 +266,9 @@ async fn compare(env: &TestEnv, scenario: &Scenario, puts: &[(String, String)]) 
                 &actual,
             );
             let expected_csv = report.csv();
-            let exported = env.get_text(&export_key(report.name, day)).await;
+            let exported = env
+                .get_text(&export_key("ecommerce", report.name, day))
+                .await;
             if exported != expected_csv {
                 let expected = parse_csv(&expected_csv).expect("the reference's CSV");
                 let found = parse_csv(&exported)
@@ -473,7 +317,15 @@ async fn run(scenario: &Scenario) -> Vec<String> {
             scenario.seed
         ),
         DEADLINE,
-        || quiescent(&env, scenario, puts.as_slice()),
+        || {
+            quiescent(
+                &env,
+                "ecommerce",
+                scenario.seed,
+                &scenario.dates,
+                puts.as_slice(),
+            )
+        },
     )
     .await;
     let settled = started.elapsed();
