@@ -708,6 +708,28 @@ impl TestEnv {
         Ok(rows.first().map(|row| row.get(0)))
     }
 
+    /// Puts an ecommerce landing file (e.g. `orders.csv`) for `date` and waits until the stager has
+    /// made it the staged version of its source.
+    pub async fn put_staged(
+        &self,
+        date: &str,
+        file: &str,
+        body: impl Into<Vec<u8>>,
+        deadline: Duration,
+    ) {
+        let source = file.trim_end_matches(".csv");
+        let staged = format!(
+            "SELECT coalesce(max(file_id), 0) FROM ops.staged_sources
+              WHERE dataset = 'ecommerce' AND ingestion_date = '{date}' AND source = '{source}'"
+        );
+        let before = self.count(&staged).await;
+        self.put(&TestEnv::landing_key(date, file), body).await;
+        crate::wait::wait_until(&format!("{file} of {date} staged"), deadline, || async {
+            Ok((self.try_count(&staged).await? > before).then_some(()))
+        })
+        .await;
+    }
+
     /// Waits until the dataset's batch is exported from the files staged now.
     pub async fn wait_exported(&self, dataset: &str, date: &str, deadline: Duration) {
         crate::wait::wait_until(&format!("{dataset} {date} exported"), deadline, || async {

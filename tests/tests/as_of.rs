@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use landfall_tests::{TestEnv, data, wait_until};
+use landfall_tests::{TestEnv, data};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const DAYS: [&str; 7] = [
@@ -43,17 +43,7 @@ fn holidays(with_later: bool) -> String {
 
 /// Puts `file` of `date` and waits until it is the staged version of its source.
 async fn put(env: &TestEnv, date: &str, file: &str, body: String) {
-    let source = file.trim_end_matches(".csv");
-    let staged = format!(
-        "SELECT coalesce(max(file_id), 0) FROM ops.staged_sources
-          WHERE dataset = 'ecommerce' AND ingestion_date = '{date}' AND source = '{source}'"
-    );
-    let before = env.count(&staged).await;
-    env.put(&TestEnv::landing_key(date, file), body).await;
-    wait_until(&format!("{file} of {date} staged"), DEADLINE, || async {
-        Ok((env.try_count(&staged).await? > before).then_some(()))
-    })
-    .await;
+    env.put_staged(date, file, body, DEADLINE).await;
 }
 
 async fn wait_exported(env: &TestEnv, date: &str) {

@@ -70,19 +70,7 @@ fn orders_with_first_quantity(quantity: i64) -> String {
 
 /// Puts a new `orders.csv` for `date` and waits until it is the staged one.
 async fn put_day(env: &TestEnv, date: &str, orders: String) {
-    let staged = format!(
-        "SELECT coalesce(max(file_id), 0) FROM ops.staged_sources
-          WHERE dataset = 'ecommerce' AND ingestion_date = '{date}' AND source = 'orders'"
-    );
-    let before = env.count(&staged).await;
-    env.put(&TestEnv::landing_key(date, "orders.csv"), orders)
-        .await;
-    landfall_tests::wait_until(
-        &format!("the new orders of {date} staged"),
-        DEADLINE,
-        || async { Ok((env.try_count(&staged).await? > before).then_some(())) },
-    )
-    .await;
+    env.put_staged(date, "orders.csv", orders, DEADLINE).await;
 }
 
 async fn put_batch(env: &TestEnv, date: &str, orders: String) {
