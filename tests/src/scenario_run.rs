@@ -167,3 +167,58 @@ pub async fn quiescent(
     }
     Ok(Some(()))
 }
+
+/// One report of one batch as the reference computes it.
+pub struct ExpectedReport<'a> {
+    pub name: &'a str,
+    /// The rows as `query_text` of `select_sql` gives them.
+    pub db_rows: Vec<Vec<String>>,
+    /// The exported CSV, byte for byte.
+    pub csv: String,
+    /// The query that reads the batch's rows of the report, in export order.
+    pub select_sql: String,
+}
+
+/// Compares a batch's report in `analytics.*` and its exported CSV with `expected`; `diff`
+/// appends the differences between expected and actual rows at a place ("table" or
+/// "exported CSV"). A CSV that differs in bytes but not in cells is a mismatch too.
+pub async fn compare_report(
+    env: &TestEnv,
+    dataset: &str,
+    seed: u64,
+    day: NaiveDate,
+    expected: &ExpectedReport<'_>,
+    mismatches: &mut Vec<String>,
+    diff: impl Fn(&mut Vec<String>, &str, &[Vec<String>], &[Vec<String>]),
+) {
+    let name = expected.name;
+    let actual = env.query_text(&expected.select_sql).await;
+    diff(mismatches, "table", &expected.db_rows, &actual);
+    let exported = env.get_text(&export_key(dataset, name, day)).await;
+    if exported == expected.csv {
+        return;
+    }
+    let expected_csv = &expected.csv;
+    let want = crate::reference::parse_csv(expected_csv).expect("the reference's CSV");
+    let found = crate::reference::parse_csv(&exported)
+        .unwrap_or_else(|error| vec![vec![format!("not CSV: {error}: {exported:?}")]]);
+    let before = mismatches.len();
+    diff(
+        mismatches,
+        "exported CSV",
+        &want[1..],
+        found.get(1..).unwrap_or_default(),
+    );
+    if want.first() != found.first() {
+        mismatches.push(format!(
+            "seed {seed} batch {day} {name} (exported CSV): header {:?}, expected {:?}",
+            found.first(),
+            want.first()
+        ));
+    }
+    if mismatches.len() == before {
+        mismatches.push(format!(
+            "seed {seed} batch {day} {name} (exported CSV): the same cells, other bytes: {exported:?}, expected {expected_csv:?}"
+        ));
+    }
+}

@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use landfall_tests::reference::{Cell, parse_csv};
+use landfall_tests::reference::Cell;
 use landfall_tests::retail_reference::{
     self, Line, REPORTS, RetailLanding, most_frequent_description, read_transactions, select_sql,
 };
 use landfall_tests::retail_scenario::{Form, Header, RetailScenario, encode, landing_key};
-use landfall_tests::scenario_run::{date, export_key, file_state, quiescent};
+use landfall_tests::scenario_run::{ExpectedReport, compare_report, date, file_state, quiescent};
 use landfall_tests::{ServiceHandle, TestEnv, wait_until};
 
 const DATASET: &str = "online_retail";
@@ -200,50 +200,26 @@ async fn compare(
         let reports = landing.reports(day).expect("the reference's reports");
         for report in reports {
             let columns: Vec<String> = report.columns.iter().map(|c| (*c).to_owned()).collect();
-            let actual = env.query_text(&select_sql(&report, day)).await;
-            diff_rows(
-                &mut mismatches,
-                scenario,
+            let expected = ExpectedReport {
+                name: report.name,
+                db_rows: report.db_rows(),
+                csv: report.csv(),
+                select_sql: select_sql(&report, day),
+            };
+            let diff =
+                |out: &mut Vec<String>, place: &str, want: &[Vec<String>], got: &[Vec<String>]| {
+                    diff_rows(out, scenario, day, report.name, place, &columns, want, got)
+                };
+            compare_report(
+                env,
+                DATASET,
+                scenario.seed,
                 day,
-                report.name,
-                "table",
-                &columns,
-                &report.db_rows(),
-                &actual,
-            );
-            let expected_csv = report.csv();
-            let exported = env.get_text(&export_key(DATASET, report.name, day)).await;
-            if exported != expected_csv {
-                let expected = parse_csv(&expected_csv).expect("the reference's CSV");
-                let found = parse_csv(&exported)
-                    .unwrap_or_else(|error| vec![vec![format!("not CSV: {error}: {exported:?}")]]);
-                let before = mismatches.len();
-                diff_rows(
-                    &mut mismatches,
-                    scenario,
-                    day,
-                    report.name,
-                    "exported CSV",
-                    &columns,
-                    &expected[1..],
-                    found.get(1..).unwrap_or_default(),
-                );
-                if expected.first() != found.first() {
-                    mismatches.push(format!(
-                        "seed {} batch {day} {} (exported CSV): header {:?}, expected {:?}",
-                        scenario.seed,
-                        report.name,
-                        found.first(),
-                        expected.first()
-                    ));
-                }
-                if mismatches.len() == before {
-                    mismatches.push(format!(
-                        "seed {} batch {day} {} (exported CSV): the same cells, other bytes: {exported:?}, expected {expected_csv:?}",
-                        scenario.seed, report.name
-                    ));
-                }
-            }
+                &expected,
+                &mut mismatches,
+                diff,
+            )
+            .await;
         }
     }
     mismatches
