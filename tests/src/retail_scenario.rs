@@ -22,7 +22,7 @@ use rand::seq::{IndexedRandom as _, SliceRandom as _};
 use rand::{Rng as _, SeedableRng as _};
 
 use crate::retail_reference::{COLUMNS, Line};
-use crate::scenario::Upload;
+use crate::scenario::{Upload, csv_field, describe_form, money};
 
 /// A generated history: uploads in landing order and the final lines of each day.
 #[derive(Debug, Clone)]
@@ -136,26 +136,18 @@ impl Form {
             Header::Uci => parts.push("UCI header"),
             Header::UciUpper => parts.push("UCI header upper-cased"),
         }
-        if self.order.windows(2).any(|pair| pair[0] > pair[1]) {
-            parts.push("columns shuffled");
-        }
-        for (on, name) in [
-            (self.quote_all, "all quoted"),
-            (self.bom, "BOM"),
-            (self.gzip, "gzip"),
-            (self.crlf, "CRLF"),
-            (self.t_timestamps, "T timestamps"),
-            (self.short_money, "short money"),
-        ] {
-            if on {
-                parts.push(name);
-            }
-        }
-        if parts.is_empty() {
-            "plain".into()
-        } else {
-            parts.join(", ")
-        }
+        describe_form(
+            parts,
+            &self.order,
+            &[
+                (self.quote_all, "all quoted"),
+                (self.bom, "BOM"),
+                (self.gzip, "gzip"),
+                (self.crlf, "CRLF"),
+                (self.t_timestamps, "T timestamps"),
+                (self.short_money, "short money"),
+            ],
+        )
     }
 }
 
@@ -163,23 +155,6 @@ impl Form {
 pub fn landing_key(date: NaiveDate, gzip: bool) -> String {
     let suffix = if gzip { ".csv.gz" } else { ".csv" };
     format!("landing/online_retail/ingestion_date={date}/transactions{suffix}")
-}
-
-fn money(cents: i64, short: bool) -> String {
-    let text = format!("{}.{:02}", cents / 100, cents % 100);
-    if short {
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        text
-    }
-}
-
-fn csv_field(value: &str, quote_all: bool) -> String {
-    if quote_all || value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
 }
 
 /// The bytes of a `transactions` file of `lines` in `form`.

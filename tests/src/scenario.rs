@@ -97,27 +97,36 @@ impl Form {
     }
 
     fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if self.order.windows(2).any(|pair| pair[0] > pair[1]) {
-            parts.push("columns shuffled");
-        }
-        for (on, name) in [
-            (self.quote_all, "all quoted"),
-            (self.bom, "BOM"),
-            (self.gzip, "gzip"),
-            (self.crlf, "CRLF"),
-            (self.alias_amount, "amount alias"),
-            (self.short_money, "short money"),
-        ] {
-            if on {
-                parts.push(name);
-            }
-        }
-        if parts.is_empty() {
-            "plain".into()
-        } else {
-            parts.join(", ")
-        }
+        describe_form(
+            Vec::new(),
+            &self.order,
+            &[
+                (self.quote_all, "all quoted"),
+                (self.bom, "BOM"),
+                (self.gzip, "gzip"),
+                (self.crlf, "CRLF"),
+                (self.alias_amount, "amount alias"),
+                (self.short_money, "short money"),
+            ],
+        )
+    }
+}
+
+/// How a file is written, for failure messages: `parts` said already, "columns shuffled" when
+/// `order` is not ascending, then each flag that is on; "plain" for none.
+pub(crate) fn describe_form(
+    mut parts: Vec<&'static str>,
+    order: &[usize],
+    flags: &[(bool, &'static str)],
+) -> String {
+    if order.windows(2).any(|pair| pair[0] > pair[1]) {
+        parts.push("columns shuffled");
+    }
+    parts.extend(flags.iter().filter(|(on, _)| *on).map(|(_, name)| *name));
+    if parts.is_empty() {
+        "plain".into()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -148,7 +157,8 @@ pub fn landing_key(date: NaiveDate, source: &str, gzip: bool) -> String {
     format!("landing/ecommerce/ingestion_date={date}/{source}{suffix}")
 }
 
-fn money(cents: i64, short: bool) -> String {
+/// Cents as a decimal amount; `short` drops trailing zeros (`12.50` → `12.5`, `3.00` → `3`).
+pub(crate) fn money(cents: i64, short: bool) -> String {
     let text = format!("{}.{:02}", cents / 100, cents % 100);
     if short {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -244,7 +254,8 @@ fn fields(files: &DayFiles, source: &str, short_money: bool) -> Vec<Vec<String>>
     }
 }
 
-fn csv_field(value: &str, quote_all: bool) -> String {
+/// One RFC 4180 field, quoted when it must be or when `quote_all`.
+pub(crate) fn csv_field(value: &str, quote_all: bool) -> String {
     if quote_all || value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
