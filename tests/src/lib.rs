@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod checks;
 pub mod data;
 mod env;
+pub mod logged;
 pub mod moto;
 pub mod otlp;
 pub mod proxy;

@@ -8,13 +8,13 @@
 //! not usable the run falls back to `guest`, and only the wrong-password phase uses a
 //! distinctive AMQP secret.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use landfall_tests::{TestEnv, binary_path, data, wait_until};
+use landfall_tests::logged::{Logged, spawn_logged};
+use landfall_tests::{TestEnv, data, wait_until};
 use s3dev::{NotifyConfig, S3DevConfig, S3DevServer};
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -68,49 +68,6 @@ impl Drop for AmqpUser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// A service binary whose stdout and stderr go to a file.
-struct Logged {
-    name: String,
-    child: tokio::process::Child,
-}
-
-fn spawn_logged(name: &str, label: &str, vars: &HashMap<String, String>, logs: &Path) -> Logged {
-    let log = std::fs::File::create(logs.join(format!("{label}.log"))).expect("log file");
-    let child = tokio::process::Command::new(binary_path(name))
-        .env_clear()
-        .envs(vars)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|error| panic!("starting {name}: {error}"));
-    Logged {
-        name: label.to_owned(),
-        child,
-    }
-}
-
-impl Logged {
-    /// SIGTERM and wait for the exit.
-    async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-        }
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-            panic!("{} did not exit after SIGTERM", self.name);
-        }
     }
 }
 

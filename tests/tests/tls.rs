@@ -4,11 +4,10 @@
 //! a plaintext attempt each fail with an error that says which check failed and why; no key or
 //! password reaches a log.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use landfall_tests::logged::{Logged, spawn_logged};
 use landfall_tests::tls::{TestCa, TlsPostgres, TlsRabbit};
 use landfall_tests::{Servers, TestEnv, binary_path, data, wait_until};
 
@@ -47,47 +46,6 @@ fn verified_servers(ca: &TestCa, pg: &TlsPostgres, rabbit: &TlsRabbit) -> Server
     }
 }
 
-struct Logged {
-    name: String,
-    child: tokio::process::Child,
-}
-
-fn spawn_logged(name: &str, vars: &HashMap<String, String>, logs: &Path) -> Logged {
-    let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
-    let child = tokio::process::Command::new(binary_path(name))
-        .env_clear()
-        .envs(vars)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|error| panic!("starting {name}: {error}"));
-    Logged {
-        name: name.to_owned(),
-        child,
-    }
-}
-
-impl Logged {
-    async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-        }
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-            panic!("{} did not exit after SIGTERM", self.name);
-        }
-    }
-}
-
 fn assert_absent(what: &str, text: &str, secrets: &[String]) {
     for secret in secrets {
         assert!(
@@ -111,7 +69,7 @@ async fn the_pipeline_runs_over_verified_tls_with_client_certificates() {
 
     let running: Vec<Logged> = SERVICES
         .iter()
-        .map(|name| spawn_logged(name, &vars, &logs))
+        .map(|name| spawn_logged(name, name, &vars, &logs))
         .collect();
     for name in SERVICES {
         env.wait_consuming(name, DEADLINE).await;
