@@ -9,10 +9,11 @@
 //! 3. `checks.toml` and `exports.toml` beside them, as the quality-checker and the exporter read
 //!    them;
 //! 4. then, in a scratch database created for the purpose (and dropped afterwards): the
-//!    migrations and the dataset's staging tables, every model in run order, every check's query
-//!    and every export's columns, all inside one transaction that is rolled back. An SQL error is
-//!    reported at the model file's line PostgreSQL points to. Staging is empty there, so errors
-//!    that depend on data (a division by zero, a failed cast of a value) cannot show.
+//!    platform's migrations, the dataset's staging tables and its own migrations
+//!    (`DIR/migrations`), every model in run order, every check's query and every export's
+//!    columns, all inside one transaction that is rolled back. An SQL error is reported at the
+//!    model file's line PostgreSQL points to. Staging is empty there, so errors that depend on
+//!    data (a division by zero, a failed cast of a value) cannot show.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -712,6 +713,24 @@ async fn run_sql(
     outcome
 }
 
+/// Copies the `*.sql` files of a dataset's `migrations` folder, when it has one.
+fn copy_migrations(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", from.display())),
+    };
+    std::fs::create_dir_all(to)?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "sql") && path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap_or_default()))
+                .with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 async fn in_scratch(
     args: &CheckArgs,
     inputs: &SqlInputs<'_>,
@@ -720,16 +739,17 @@ async fn in_scratch(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let mut client = scratch.connect().await?;
-    // The migrations, and the staging tables of this dataset only.
+    // The migrations, and the staging tables and migrations of this dataset only.
     let folder = datasets_dir.join(&inputs.dataset.name);
     std::fs::create_dir_all(&folder)?;
     std::fs::write(folder.join("dataset.toml"), &inputs.definition.text)?;
+    copy_migrations(&args.dir.join("migrations"), &folder.join("migrations"))?;
     let datasets = Datasets::load(datasets_dir)?;
     if let Err(error) = runtime::db::migrate(&mut client, &datasets).await {
         report.problem(
             &inputs.definition.path,
             None,
-            format!("creating the staging tables failed: {error:#}"),
+            format!("migrating (the staging tables, the dataset's migrations) failed: {error:#}"),
         );
         return Ok(());
     }

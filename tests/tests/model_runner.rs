@@ -86,3 +86,72 @@ async fn a_setting_made_by_one_model_is_not_seen_by_the_next_in_one_transaction(
     let _ = std::fs::remove_dir_all(&dir);
     env.cleanup().await;
 }
+
+/// A model's rows are the rows PostgreSQL counted as inserted or updated while it ran, whatever
+/// its statements look like: rows it deleted or read do not count, nor rows other models of the
+/// transaction wrote, nor rows written earlier on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_models_rows_are_the_rows_it_inserted_or_updated() {
+    let env = TestEnv::new().await;
+    let mut client = env.migrated_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.facts (k integer PRIMARY KEY, v integer);
+             CREATE TABLE public.log (note text);
+             INSERT INTO public.facts SELECT g, 0 FROM generate_series(1, 10) AS g;",
+        )
+        .await
+        .expect("the tables the models write to");
+    let dir = models_dir(
+        &env,
+        &[
+            (
+                "a_loads.sql",
+                "-- model: a_loads\n\
+                 /* deletes do not count; */ DELETE FROM public.facts WHERE k > 8;\n\
+                 INSERT INTO public.facts SELECT g, 1 FROM generate_series(11, 15) AS g;\n\
+                 WITH changed AS (UPDATE public.facts SET v = 2 WHERE k <= 3 RETURNING k)\n\
+                 INSERT INTO public.log SELECT 'changed ' || k FROM changed;\n\
+                 SELECT count(*) FROM public.facts;\n\
+                 DO $$ BEGIN INSERT INTO public.log VALUES ('from a block; still counted'); END $$;\n",
+            ),
+            (
+                "b_merges.sql",
+                "-- model: b_merges\n\
+                 -- depends_on: a_loads\n\
+                 MERGE INTO public.facts AS f\n\
+                 USING (SELECT g AS k FROM generate_series(14, 17) AS g) AS s ON f.k = s.k\n\
+                  WHEN MATCHED AND s.k = 14 THEN UPDATE SET v = 3\n\
+                  WHEN MATCHED THEN DELETE\n\
+                  WHEN NOT MATCHED THEN INSERT VALUES (s.k, 4);\n\
+                 INSERT INTO public.facts VALUES (1, 9), (18, 9)\n\
+                     ON CONFLICT (k) DO UPDATE SET v = excluded.v;\n\
+                 INSERT INTO public.facts VALUES (2, 9) ON CONFLICT DO NOTHING;\n",
+            ),
+        ],
+    );
+    let set = ModelSet::load(&dir).expect("the test's models load");
+    let models: Vec<&Model> = set.models().iter().collect();
+    let date: chrono::NaiveDate = DAY.parse().unwrap();
+    // a_loads: 5 inserted (11-15), 3 updated (1-3) and their 3 log lines, 1 log line from the
+    // block; the 2 deleted (9, 10) and the count read do not count: 12.
+    // b_merges: 1 updated (14), 2 inserted (16, 17), 15 deleted (not counted); the upsert 1
+    // updated (1) and 1 inserted (18); the conflicting insert of 2 nothing: 5.
+    // Twice, each time in a new transaction on the same connection: the second run deletes
+    // 9-18 first, so it writes the same rows again.
+    for run in ["first run", "second run"] {
+        let tx = client.transaction().await.expect("transaction");
+        let runs = transformer::run::run_models(&tx, &models, date)
+            .await
+            .expect("the models run");
+        tx.commit().await.expect("commit");
+        let ran: Vec<(&str, u64)> = runs
+            .iter()
+            .map(|run| (run.model.as_str(), run.rows))
+            .collect();
+        assert_eq!(ran, [("a_loads", 12), ("b_merges", 5)], "{run}");
+    }
+
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+}

@@ -381,7 +381,8 @@ async fn migrating_a_database_of_the_old_layout_moves_its_staging_tables() {
         indexes("staging_rows", "orders").await,
         ["orders_batch_brin"]
     );
-    // Nothing reads the shipment facts by batch: only their key is indexed (0015).
+    // Nothing reads the shipment facts by batch: only their key is indexed
+    // (datasets/ecommerce/migrations).
     assert_eq!(
         indexes("warehouse", "fact_shipments").await,
         ["fact_shipments_pkey"]

@@ -2,12 +2,13 @@
 //! committed, or all of them in one transaction; either way re-running a batch replaces exactly
 //! its own rows.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::NaiveDate;
 use contract::ModelRun;
 use runtime::Failure;
-use tokio_postgres::{SimpleQueryMessage, Transaction};
+use tokio_postgres::{SimpleQueryMessage, SimpleQueryRow, Transaction};
 use tracing::Instrument as _;
 
 use crate::models::Model;
@@ -133,17 +134,62 @@ async fn run_committed(
     Ok(run)
 }
 
+/// What PostgreSQL has counted as written in the current transaction so far, by table: for
+/// each table with any, the rows inserted plus the rows updated (`n_tup_ins + n_tup_upd` of
+/// `pg_stat_xact_user_tables`; deleted rows are counted apart and not read). The view lists
+/// the tables outside `pg_catalog`, `information_schema` and the TOAST schemas, so neither the
+/// catalog rows a `CREATE` writes nor the TOAST rows of a long value count.
+const WRITTEN_SO_FAR: &str = "SELECT relid, n_tup_ins + n_tup_upd FROM pg_catalog.pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd > 0";
+
+/// The rows inserted plus updated in the current transaction so far, by table OID
+/// ([`WRITTEN_SO_FAR`]).
+pub type Written = HashMap<u32, u64>;
+
 /// Puts `tx` back to the session's default settings, undoing any `SET LOCAL` (or `SET`) of a
 /// model run before in the same transaction (`RESET ALL` inside a transaction resets
 /// `SET LOCAL` values too), then makes `batch_date` what the next model sees as
-/// `ops.batch_date()` (until the transaction ends). One round trip.
-async fn fresh_settings(tx: &Transaction<'_>, batch_date: NaiveDate) -> Result<(), Failure> {
+/// `ops.batch_date()` (until the transaction ends), and reads what the transaction has written
+/// so far ([`WRITTEN_SO_FAR`]). One round trip.
+async fn fresh_settings(tx: &Transaction<'_>, batch_date: NaiveDate) -> Result<Written, Failure> {
     // A date's text (YYYY-MM-DD) needs no quoting beyond the literal's.
-    tx.batch_execute(&format!(
-        "RESET ALL; SELECT set_config('landfall.batch_date', '{batch_date}', true)"
-    ))
-    .await?;
-    Ok(())
+    let messages = tx
+        .simple_query(&format!(
+            "RESET ALL; SELECT set_config('landfall.batch_date', '{batch_date}', true); {WRITTEN_SO_FAR}"
+        ))
+        .await?;
+    // The counters' rows are the last statement's: every row after the last RowDescription.
+    let start = messages
+        .iter()
+        .rposition(|message| matches!(message, SimpleQueryMessage::RowDescription(_)))
+        .map_or(0, |index| index + 1);
+    written_from(&messages[start..])
+}
+
+/// What the transaction has written so far ([`WRITTEN_SO_FAR`]).
+async fn written_so_far(tx: &Transaction<'_>) -> Result<Written, Failure> {
+    let messages = tx.simple_query(WRITTEN_SO_FAR).await?;
+    written_from(&messages)
+}
+
+/// The rows of [`WRITTEN_SO_FAR`] among `messages`.
+fn written_from(messages: &[SimpleQueryMessage]) -> Result<Written, Failure> {
+    fn field<T: std::str::FromStr>(row: &SimpleQueryRow, index: usize) -> Result<T, Failure> {
+        row.get(index)
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| {
+                Failure::permanent(anyhow::anyhow!(
+                    "pg_stat_xact_user_tables gave {:?} where a number belongs",
+                    row.get(index)
+                ))
+            })
+    }
+    let mut written = Written::new();
+    for message in messages {
+        if let SimpleQueryMessage::Row(row) = message {
+            written.insert(field(row, 0)?, field(row, 1)?);
+        }
+    }
+    Ok(written)
 }
 
 /// One model inside `tx`, from fresh settings ([`fresh_settings`]): its rows and time.
@@ -153,25 +199,19 @@ async fn run_one(
     batch_date: NaiveDate,
 ) -> Result<ModelRun, Failure> {
     runtime::fault::point("transformer.between_models");
-    fresh_settings(tx, batch_date).await?;
+    let before = fresh_settings(tx, batch_date).await?;
     let started = Instant::now();
-    // As the database conventions name it: the statement's command, or BATCH for several.
-    let verbs = statement_verbs(&model.sql);
-    let operation = match verbs.as_slice() {
-        [verb] => verb.as_str(),
-        _ => "BATCH",
-    };
+    // No db.operation.name: a model is one call that may hold several statements of any kind,
+    // and the conventions say not to read the operation out of the query text then.
     let span = tracing::info_span!(
         "model",
         otel.name = format!("transform {}", model.name),
         otel.kind = "client",
         db.system.name = "postgresql",
-        db.operation.name = operation,
         landfall.model = model.name.as_str(),
         landfall.rows = tracing::field::Empty,
     );
-    let messages = tx
-        .simple_query(&model.sql)
+    tx.simple_query(&model.sql)
         .instrument(span.clone())
         .await
         .map_err(|error| {
@@ -180,16 +220,9 @@ async fn run_one(
                 format!("model {} failed for batch {batch_date}", model.name),
             )
         })?;
-    let completed: Vec<u64> = messages
-        .iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
-            _ => None,
-        })
-        .collect();
-    let rows = rows_written(&verbs, &completed);
-    span.record("landfall.rows", rows);
     let duration_ms = started.elapsed().as_millis() as u64;
+    let rows = rows_written(&before, &written_so_far(tx).await?);
+    span.record("landfall.rows", rows);
     tracing::info!(model = model.name, rows, duration_ms, "model ran");
     Ok(ModelRun {
         model: model.name.clone(),
@@ -198,158 +231,23 @@ async fn run_one(
     })
 }
 
-/// The rows a model wrote: the counts of its `INSERT`, `UPDATE` and `MERGE` statements (also
-/// behind a `WITH`), given each statement's count in order. The `DELETE` that clears the
-/// batch's old rows before they are inserted again, and `SELECT`s and `SET`s, do not count, so
-/// a re-run reports what the batch holds, not what it deleted plus what it inserted. Should the
-/// statements not line up with the counts (SQL this reader splits differently from the
-/// server), every count is summed, as before.
-/// `verbs` are the statements' main verbs ([`statement_verbs`]). The statements may come in any
-/// order. (The server's command tags, `INSERT 0 5` or `MERGE 3`, name each statement's verb,
-/// but tokio-postgres 0.7 keeps only their row count: `SimpleQueryMessage::CommandComplete`.)
-pub fn rows_written(verbs: &[String], completed: &[u64]) -> u64 {
-    if verbs.len() != completed.len() {
-        return completed.iter().sum();
-    }
-    verbs
+/// The rows a model wrote, given what its transaction had written before it and after it
+/// ([`WRITTEN_SO_FAR`]): the rows it inserted or updated, counted by PostgreSQL per table, in
+/// whatever statements (`INSERT`, `UPDATE`, `MERGE`, `INSERT … ON CONFLICT`, `CREATE TABLE …
+/// AS`, also behind a `WITH` or in a function). The `DELETE` that clears the batch's old rows
+/// before they are inserted again, and `SELECT`s and `SET`s, do not count, so a re-run reports
+/// what the batch holds, not what it deleted plus what it inserted.
+///
+/// PostgreSQL starts a table's counts of the transaction again at a `TRUNCATE` (and forgets a
+/// dropped table's), so rows written to a table before it is truncated or dropped in the same
+/// transaction do not count; a table that counts fewer rows after the model than before it
+/// (truncated by the model after an earlier model of the same transaction wrote it) adds
+/// nothing.
+pub fn rows_written(before: &Written, after: &Written) -> u64 {
+    after
         .iter()
-        .zip(completed)
-        .filter(|(verb, _)| matches!(verb.as_str(), "INSERT" | "UPDATE" | "MERGE"))
-        .map(|(_, rows)| rows)
+        .map(|(table, rows)| rows.saturating_sub(before.get(table).copied().unwrap_or(0)))
         .sum()
-}
-
-/// The main verb of each statement in `sql`, upper-cased: its first word, or for a `WITH` the
-/// first `INSERT`/`UPDATE`/`DELETE`/`MERGE`/`SELECT` outside the parentheses of its common
-/// table expressions. Quotes, dollar quotes and comments are skipped; empty statements too.
-pub fn statement_verbs(sql: &str) -> Vec<String> {
-    let bytes = sql.as_bytes();
-    let mut verbs = Vec::new();
-    // The statement's words outside parentheses, so far.
-    let mut words: Vec<String> = Vec::new();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(end) = skipped_text_end(sql, i) {
-            i = end;
-            continue;
-        }
-        match bytes[i] {
-            b'(' => {
-                depth += 1;
-                i += 1;
-            }
-            b')' => {
-                depth = depth.saturating_sub(1);
-                i += 1;
-            }
-            b';' => {
-                verbs.extend(main_verb(&words));
-                words.clear();
-                depth = 0;
-                i += 1;
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let end = word_end(bytes, i);
-                if depth == 0 {
-                    words.push(sql[i..end].to_ascii_uppercase());
-                }
-                i = end;
-            }
-            _ => i += 1,
-        }
-    }
-    verbs.extend(main_verb(&words));
-    verbs
-}
-
-/// The main verb of a statement given its words outside parentheses (none for no words).
-fn main_verb(words: &[String]) -> Option<String> {
-    let first = words.first()?;
-    if first != "WITH" {
-        return Some(first.clone());
-    }
-    let verb = words
-        .iter()
-        .find(|word| {
-            matches!(
-                word.as_str(),
-                "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "SELECT"
-            )
-        })
-        .unwrap_or(first);
-    Some(verb.clone())
-}
-
-/// Where the word starting at `start` ends (letters, digits, `_`).
-fn word_end(bytes: &[u8], start: usize) -> usize {
-    let mut i = start;
-    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-        i += 1;
-    }
-    i
-}
-
-/// When a comment, a quoted literal or identifier, or a dollar-quoted string starts at `i`:
-/// the index just past it (possibly past the end of `sql` when it is not closed).
-fn skipped_text_end(sql: &str, i: usize) -> Option<usize> {
-    let bytes = sql.as_bytes();
-    match bytes[i] {
-        b'-' if bytes.get(i + 1) == Some(&b'-') => Some(
-            bytes[i..]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(bytes.len(), |offset| i + offset),
-        ),
-        b'/' if bytes.get(i + 1) == Some(&b'*') => {
-            let mut end = i + 2;
-            while end < bytes.len() && !(bytes[end] == b'*' && bytes.get(end + 1) == Some(&b'/')) {
-                end += 1;
-            }
-            Some(end + 2)
-        }
-        quote @ (b'\'' | b'"') => Some(quoted_end(bytes, i, quote)),
-        b'$' => dollar_quote_end(sql, i),
-        _ => None,
-    }
-}
-
-/// The index just past the literal or identifier quoted with `quote` that starts at `start`;
-/// a doubled quote is one quote inside it.
-fn quoted_end(bytes: &[u8], start: usize, quote: u8) -> usize {
-    let mut i = start + 1;
-    while i < bytes.len() {
-        if bytes[i] == quote {
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2;
-                continue;
-            }
-            break;
-        }
-        i += 1;
-    }
-    i + 1
-}
-
-/// When a dollar quote (`$$` or `$tag$` … the same tag) starts at `start`: the index just past
-/// its closing tag (the end of `sql` when there is none). `None` for a parameter like `$1` or
-/// a lone `$`.
-fn dollar_quote_end(sql: &str, start: usize) -> Option<usize> {
-    let bytes = sql.as_bytes();
-    let end = bytes[start + 1..]
-        .iter()
-        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
-        .map(|offset| start + 1 + offset)?;
-    if bytes[end] != b'$' || bytes[start + 1].is_ascii_digit() {
-        return None;
-    }
-    let tag = &sql[start..=end];
-    Some(
-        sql[end + 1..]
-            .find(tag)
-            .map(|offset| end + 1 + offset + tag.len())
-            .unwrap_or(bytes.len()),
-    )
 }
 
 #[cfg(test)]
@@ -410,40 +308,13 @@ mod tests {
     }
 
     #[test]
-    fn verbs_of_statements_skip_quotes_comments_and_ctes() {
-        let sql = "-- model: x; not a statement\n\
-                   SET LOCAL work_mem = '64MB';\n\
-                   /* a; comment */ DELETE FROM t WHERE note = 'it''s; fine';\n\
-                   WITH fresh AS (SELECT 1 AS a), gone AS (DELETE FROM u RETURNING 1)\n\
-                   INSERT INTO t SELECT a FROM fresh;\n\
-                   SELECT $body$ ; DELETE $body$, $1;\n\
-                   merge into t using s on true when matched then do nothing;\n\
-                   ;\n";
-        assert_eq!(
-            statement_verbs(sql),
-            ["SET", "DELETE", "INSERT", "SELECT", "MERGE"]
-        );
-    }
-
-    #[test]
-    fn rows_written_leave_out_deletes_and_selects() {
-        let sql = "DELETE FROM r WHERE d = ops.batch_date(); INSERT INTO r SELECT 1";
-        assert_eq!(rows_written(&statement_verbs(sql), &[12, 12]), 12);
-        let sql = "SELECT set_config('x', '1', true); WITH a AS (SELECT 1) UPDATE r SET v = 1";
-        assert_eq!(rows_written(&statement_verbs(sql), &[1, 4]), 4);
-        // Counts that do not line up with the statements: all of them, as the server said.
-        assert_eq!(
-            rows_written(&statement_verbs("INSERT INTO r SELECT 1"), &[3, 4]),
-            7
-        );
-    }
-
-    #[test]
-    fn a_merge_counts_wherever_it_stands_in_the_file() {
-        let sql = "SET LOCAL work_mem = '256MB';\n\
-                   MERGE INTO f USING s ON f.k = s.k WHEN NOT MATCHED THEN INSERT VALUES (s.k);\n\
-                   DELETE FROM r WHERE d = ops.batch_date();\n\
-                   SELECT count(*) FROM f;";
-        assert_eq!(rows_written(&statement_verbs(sql), &[0, 5, 2, 1]), 5);
+    fn rows_written_are_the_rows_each_table_gained_while_the_model_ran() {
+        // Table 1 had 10 rows inserted or updated before the model and 15 after; table 2 was
+        // not written by the model; table 3 was written by the model only; table 4 was
+        // truncated by it after an earlier model wrote 8 rows, and holds 3 new ones since.
+        let before = Written::from([(1, 10), (2, 5), (4, 8)]);
+        let after = Written::from([(1, 15), (2, 5), (3, 7), (4, 3)]);
+        assert_eq!(rows_written(&before, &after), (15 - 10) + 7);
+        assert_eq!(rows_written(&Written::new(), &Written::new()), 0);
     }
 }

@@ -58,6 +58,8 @@ pub struct StagingLoaded {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRun {
     pub model: String,
+    /// The rows the model inserted or updated, as PostgreSQL counted them (rows it deleted or
+    /// only read do not count).
     pub rows: u64,
     pub duration_ms: u64,
 }

@@ -64,6 +64,9 @@ pub struct Dataset {
     #[serde(default)]
     pub reports: Vec<String>,
     pub sources: Vec<Source>,
+    /// The dataset's folder (set by [`Datasets::load`]; empty for [`Datasets::parse`]).
+    #[serde(skip)]
+    pub dir: PathBuf,
 }
 
 /// One source file of a batch and the staging table it loads into.
@@ -295,7 +298,9 @@ impl Datasets {
         for path in paths {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let dataset = Self::parse(&text).with_context(|| format!("in {}", path.display()))?;
+            let mut dataset =
+                Self::parse(&text).with_context(|| format!("in {}", path.display()))?;
+            dataset.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             datasets
                 .insert(dataset)
                 .with_context(|| format!("in {}", path.display()))?;

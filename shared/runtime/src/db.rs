@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use crate::config::Secret;
-use crate::datasets::Datasets;
+use crate::datasets::{Dataset, Datasets};
 pub use crate::pg::{PgTarget, SslMode, connect, explain, hint};
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
@@ -53,9 +53,12 @@ pub fn pool_as(url: &Secret, size: usize, role: Option<&str>) -> anyhow::Result<
         .context("building the PostgreSQL pool")
 }
 
-/// Applies every embedded migration not yet applied, then makes sure every dataset's staging
-/// tables exist. Safe when several processes run it at once: they queue on an advisory lock.
-/// A migration that was changed after it was applied is an error, not a silent skip.
+/// Applies every platform migration (`sql/migrations`, embedded) not yet applied, makes sure
+/// every dataset's staging tables exist, then applies each dataset's own migrations
+/// (`<dataset folder>/migrations/*.sql`, read now) not yet applied, and grants the service
+/// roles their privileges. Safe when several processes run it at once: they queue on an
+/// advisory lock. A migration that was changed after it was applied is an error, not a silent
+/// skip. Returns how many migrations it applied.
 pub async fn migrate(
     client: &mut tokio_postgres::Client,
     datasets: &Datasets,
@@ -71,6 +74,18 @@ pub async fn migrate(
         .await;
     result
 }
+
+/// Platform migrations rewritten when the bundled datasets' tables moved from them to the
+/// datasets' own migrations (`datasets/<name>/migrations`): each one's name and the checksum of
+/// its file before. A database migrated before the move applied the old file, which made what
+/// the new one makes plus those datasets' tables; the datasets' first migrations make their
+/// tables only when missing, so that database is complete as it is. Its record is accepted and
+/// given the new checksum. (0006, 0011, 0012 and 0015 made only dataset tables and were
+/// removed; a database that applied them keeps their records.)
+const REWRITTEN: &[(&str, &str)] = &[
+    ("0003_warehouse_and_reports", "28fd067be017bd31"),
+    ("0016_write_audit_publish", "f5b8282d0c2d4a01"),
+];
 
 async fn apply_migrations(
     client: &mut tokio_postgres::Client,
@@ -89,37 +104,17 @@ async fn apply_migrations(
         .context("creating ops.schema_migrations")?;
     let mut applied = 0;
     for (name, sql) in MIGRATIONS {
-        let checksum = checksum(sql);
-        let row = client
-            .query_opt(
-                "SELECT checksum FROM ops.schema_migrations WHERE name = $1",
-                &[name],
-            )
-            .await?;
-        if let Some(row) = row {
-            let recorded: String = row.get(0);
-            anyhow::ensure!(
-                recorded == checksum,
-                "migration {name} was changed after it was applied (checksum {recorded} in the database, {checksum} in this build); add a new migration instead"
-            );
-            continue;
-        }
-        let tx = client.transaction().await?;
-        tx.batch_execute(sql)
-            .await
-            .with_context(|| format!("applying migration {name}"))?;
-        tx.execute(
-            "INSERT INTO ops.schema_migrations (name, checksum) VALUES ($1, $2)",
-            &[name, &checksum],
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(migration = name, "applied migration");
-        applied += 1;
+        applied += usize::from(apply_once(client, name, sql).await?);
     }
     crate::datasets::ensure_staging_tables(client, datasets).await?;
-    // The service roles' grants, again: tables made since (staging tables just above, tables
-    // made by hand) get them too. Defined by migration 0008_service_roles.
+    for dataset in datasets.iter() {
+        for (name, sql) in dataset_migrations(dataset)? {
+            applied += usize::from(apply_once(client, &name, &sql).await?);
+        }
+    }
+    // The service roles' grants, again: tables made since (staging tables and the datasets'
+    // tables just above, tables made by hand) get them too. Defined by migration
+    // 0008_service_roles.
     client
         .batch_execute("SELECT ops.apply_service_grants()")
         .await
@@ -135,6 +130,95 @@ async fn apply_migrations(
     Ok(applied)
 }
 
+/// Applies migration `name` in a transaction with its record in `ops.schema_migrations`,
+/// unless it is recorded already; true when it was applied now.
+async fn apply_once(
+    client: &mut tokio_postgres::Client,
+    name: &str,
+    sql: &str,
+) -> anyhow::Result<bool> {
+    let checksum = checksum(sql);
+    let row = client
+        .query_opt(
+            "SELECT checksum FROM ops.schema_migrations WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    if let Some(row) = row {
+        let recorded: String = row.get(0);
+        if recorded == checksum {
+            return Ok(false);
+        }
+        if REWRITTEN.contains(&(name, recorded.as_str())) {
+            client
+                .execute(
+                    "UPDATE ops.schema_migrations SET checksum = $2 WHERE name = $1",
+                    &[&name, &checksum],
+                )
+                .await?;
+            tracing::info!(
+                migration = name,
+                "recorded the checksum of the rewritten migration"
+            );
+            return Ok(false);
+        }
+        anyhow::bail!(
+            "migration {name} was changed after it was applied (checksum {recorded} in the database, {checksum} in this build); add a new migration instead"
+        );
+    }
+    let tx = client.transaction().await?;
+    tx.batch_execute(sql)
+        .await
+        .with_context(|| format!("applying migration {name}"))?;
+    tx.execute(
+        "INSERT INTO ops.schema_migrations (name, checksum) VALUES ($1, $2)",
+        &[&name, &checksum],
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(migration = name, "applied migration");
+    Ok(true)
+}
+
+/// The migrations of `dataset`, in file-name order: every `*.sql` file in the `migrations`
+/// folder of its folder, named `<dataset>/<file name without .sql>`. A dataset without that
+/// folder (or without a folder: one parsed, not loaded) has none.
+pub fn dataset_migrations(dataset: &Dataset) -> anyhow::Result<Vec<(String, String)>> {
+    if dataset.dir.as_os_str().is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = dataset.dir.join("migrations");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {}", dir.display()));
+        }
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|ext| ext == "sql") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .with_context(|| format!("{}: the file name is not UTF-8", path.display()))?;
+            let sql = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Ok((format!("{}/{stem}", dataset.name), sql))
+        })
+        .collect()
+}
+
 /// FNV-1a over the SQL text: stable across builds and Rust versions.
 fn checksum(sql: &str) -> String {
     let hash = sql.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
@@ -146,4 +230,44 @@ fn checksum(sql: &str) -> String {
 /// Quotes an identifier for SQL. Identifiers from configuration are validated before this.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dataset_has_the_sql_files_of_its_migrations_folder_in_name_order() {
+        let root = std::env::temp_dir().join(format!(
+            "landfall-dataset-migrations-{}",
+            std::process::id()
+        ));
+        let folder = root.join("kiosk");
+        std::fs::create_dir_all(folder.join("migrations")).unwrap();
+        let definition = "name = \"kiosk\"\n[[sources]]\nname = \"kiosk_sales\"\ncolumns = [{ name = \"id\", type = \"int\" }]\n";
+        std::fs::write(folder.join("dataset.toml"), definition).unwrap();
+        for (file, text) in [
+            ("0010_later.sql", "later"),
+            ("0002_first.sql", "first"),
+            ("notes.md", "not a migration"),
+        ] {
+            std::fs::write(folder.join("migrations").join(file), text).unwrap();
+        }
+        let datasets = Datasets::load(&root).unwrap();
+        let kiosk = datasets.get("kiosk").unwrap();
+        assert_eq!(
+            dataset_migrations(kiosk).unwrap(),
+            [
+                ("kiosk/0002_first".to_owned(), "first".to_owned()),
+                ("kiosk/0010_later".to_owned(), "later".to_owned()),
+            ]
+        );
+        // A definition parsed from its text has no folder, so no migrations.
+        let parsed = Datasets::parse(definition).unwrap();
+        assert!(dataset_migrations(&parsed).unwrap().is_empty());
+        // Nor has a dataset without a migrations folder.
+        std::fs::remove_dir_all(folder.join("migrations")).unwrap();
+        assert!(dataset_migrations(kiosk).unwrap().is_empty());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

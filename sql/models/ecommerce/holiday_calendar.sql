@@ -5,7 +5,7 @@
 -- kept in staging), so all staged ones are written again each run; a version whose staged
 -- rows were dropped by the retention policy stays as it was. A report as of D reads the
 -- version that applied on D: warehouse.holiday_calendar_as_of(D), the newest one landed at or
--- before D (before the first, the first; migration 0016).
+-- before D (before the first, the first; datasets/ecommerce/migrations).
 DELETE FROM warehouse.holiday_calendar_days
  WHERE calendar_batch IN (SELECT DISTINCT _batch FROM staging.holidays);
 
