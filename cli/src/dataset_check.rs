@@ -1,7 +1,7 @@
 //! `landfall dataset check DIR`: validates a dataset definition folder and its SQL before a file
 //! lands, reporting every problem found with its file and line:
 //!
-//! 1. `DIR/dataset.toml`, parsed and validated as the services do (`runtime::datasets`: key
+//! 1. `DIR/dataset.toml`, parsed and validated as the services do (`catalog`: key
 //!    patterns included), and its staging table names and key patterns against the other
 //!    datasets' (they share the `staging` schema and the landing prefix);
 //! 2. the models in `<models-dir>/<dataset>/*.sql`: headers and dependency order, as the
@@ -18,10 +18,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use catalog::{Dataset, Datasets};
 use chrono::NaiveDate;
 use exporter::catalog::ReportExport;
 use quality_checker::checks::Check;
-use runtime::datasets::{Dataset, Datasets};
 use transformer::models::{Model, ModelSet};
 
 use crate::scratch::ScratchDatabase;
@@ -276,7 +276,7 @@ fn check_other_datasets(
                 ),
             );
         }
-        if let Some((source, message)) = runtime::datasets::patterns_overlap(dataset, &other) {
+        if let Some((source, message)) = catalog::patterns_overlap(dataset, &other) {
             let line = source
                 .key_pattern
                 .as_ref()

@@ -74,7 +74,7 @@ struct Batch {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let work_dir = absolute(&args.work_dir)?;
-    let datasets = runtime::datasets::Datasets::load(&args.datasets_dir)?;
+    let datasets = catalog::Datasets::load(&args.datasets_dir)?;
     anyhow::ensure!(
         datasets.get(&args.sample.dataset).is_some(),
         "no dataset named '{}' in {}",

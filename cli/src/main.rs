@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use catalog::Datasets;
 use clap::{Parser, Subcommand};
-use runtime::datasets::Datasets;
 use runtime::{CommonConfig, Env};
 
 #[derive(Parser)]

@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use catalog::Datasets;
 use chrono::{DateTime, NaiveDate, Utc};
 use contract::{BatchKey, CheckOutcome, Envelope, ModelRun, QualityPassed, TransformCompleted};
-use runtime::datasets::Datasets;
 use runtime::{CommonConfig, Env};
 
 use crate::choices::BatchState;

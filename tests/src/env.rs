@@ -219,9 +219,8 @@ impl TestEnv {
     }
 
     /// The datasets the services of this environment load (the bundled ones).
-    pub fn datasets(&self) -> runtime::datasets::Datasets {
-        runtime::datasets::Datasets::load(&self.common_config("test").datasets_dir)
-            .expect("bundled datasets")
+    pub fn datasets(&self) -> catalog::Datasets {
+        catalog::Datasets::load(&self.common_config("test").datasets_dir).expect("bundled datasets")
     }
 
     /// A connection of the test database's owner, once it has migrated the database as a

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use catalog::Datasets;
 use chrono::NaiveDate;
-use runtime::datasets::Datasets;
 use runtime::db::quote_ident;
 use serde::Deserialize;
 

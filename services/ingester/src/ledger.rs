@@ -2,8 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use catalog::{Datasets, KeyMatch};
 use contract::{BatchKey, Envelope, Event, FileLanded};
-use runtime::datasets::{Datasets, KeyMatch};
 use runtime::telemetry;
 use tokio_postgres::types::Type;
 

@@ -4,10 +4,10 @@
 
 use anyhow::Context as _;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use catalog::{Datasets, KeyMatch};
 use contract::BatchKey;
 use deadpool_postgres::Pool;
 use runtime::config::LandingConfig;
-use runtime::datasets::{Datasets, KeyMatch};
 
 use crate::ledger::{self, DiscoveredBy, Recorded};
 use crate::notification::ObjectCreated;

@@ -30,7 +30,7 @@ pub struct QualityChecker {
     /// transaction; `None` runs them one after another in the consumer's transaction.
     pub second_connection: Option<deadpool_postgres::Pool>,
     /// The datasets, for the report tables a passed batch publishes.
-    pub datasets: Arc<runtime::datasets::Datasets>,
+    pub datasets: Arc<catalog::Datasets>,
 }
 
 impl Handler for QualityChecker {

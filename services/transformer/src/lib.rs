@@ -29,10 +29,7 @@ pub struct Models {
 
 impl Models {
     /// Loads `<models_dir>/<dataset>/*.sql` for every dataset; any problem stops the start.
-    pub fn load(
-        config: &CommonConfig,
-        datasets: &runtime::datasets::Datasets,
-    ) -> anyhow::Result<Models> {
+    pub fn load(config: &CommonConfig, datasets: &catalog::Datasets) -> anyhow::Result<Models> {
         let mut by_dataset = BTreeMap::new();
         for dataset in datasets.iter() {
             let dir = config.models_dir.join(&dataset.name);
@@ -113,7 +110,7 @@ impl Transformer {
                 dataset
                     .sources
                     .iter()
-                    .any(|source| source.mode() == runtime::datasets::Mode::Delta)
+                    .any(|source| source.mode() == catalog::Mode::Delta)
             });
         if !delta {
             return Ok(Vec::new());

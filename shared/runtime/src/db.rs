@@ -1,11 +1,13 @@
 //! The PostgreSQL pool and the migration runner.
 
 use anyhow::Context as _;
+use catalog::Datasets;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use crate::config::Secret;
-use crate::datasets::Datasets;
 pub use crate::pg::{PgTarget, SslMode, connect, explain, hint};
+/// Quotes an identifier for SQL (identifiers from configuration are validated before this).
+pub use catalog::sql::quote_ident;
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -117,7 +119,7 @@ async fn apply_migrations(
         tracing::info!(migration = name, "applied migration");
         applied += 1;
     }
-    crate::datasets::ensure_staging_tables(client, datasets).await?;
+    catalog::staging::ensure_staging_tables(client, datasets).await?;
     // The service roles' grants, again: tables made since (staging tables just above, tables
     // made by hand) get them too. Defined by migration 0008_service_roles.
     client
@@ -141,9 +143,4 @@ fn checksum(sql: &str) -> String {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{hash:016x}")
-}
-
-/// Quotes an identifier for SQL. Identifiers from configuration are validated before this.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
