@@ -5,7 +5,7 @@
 //!    patterns included), and its staging table names and key patterns against the other
 //!    datasets' (they share the `staging` schema and the landing prefix);
 //! 2. the models in `<models-dir>/<dataset>/*.sql`: headers and dependency order, as the
-//!    transformer loads them (`transformer::models::ModelSet`);
+//!    transformer loads them (`catalog::models::ModelSet`);
 //! 3. `checks.toml` and `exports.toml` beside them, as the quality-checker and the exporter read
 //!    them;
 //! 4. then, in a scratch database created for the purpose (and dropped afterwards): the
@@ -18,11 +18,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use catalog::checks::Check;
+use catalog::exports::ReportExport;
+use catalog::models::{Header as ModelHeader, Model, ModelSet};
 use catalog::{Dataset, Datasets};
 use chrono::NaiveDate;
-use exporter::catalog::ReportExport;
-use quality_checker::checks::Check;
-use transformer::models::{Model, ModelSet};
 
 use crate::scratch::ScratchDatabase;
 
@@ -197,9 +197,9 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
     let models_dir = args.models_dir.join(&dataset.name);
     let models = check_models(&models_dir, &mut report);
     let checks = read_declarations(
-        &models_dir.join(quality_checker::checks::CHECKS_FILE),
+        &models_dir.join(catalog::checks::CHECKS_FILE),
         "[[checks]]",
-        quality_checker::checks::parse,
+        catalog::checks::parse,
         &mut report,
     );
     if let Some((file, checks)) = &checks {
@@ -209,9 +209,9 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
         );
     }
     let exports = read_declarations(
-        &models_dir.join(exporter::catalog::EXPORTS_FILE),
+        &models_dir.join(catalog::exports::EXPORTS_FILE),
         "[[exports]]",
-        exporter::catalog::parse,
+        catalog::exports::parse,
         &mut report,
     );
     if let Some((file, exports)) = &exports {
@@ -316,12 +316,11 @@ fn check_other_datasets(
     }
 }
 
-/// One model file's header, as the transformer reads it, with the lines of its entries.
+/// One model file and its header, read as the transformer reads it.
 struct Header {
     file: SourceFile,
     stem: String,
-    model: Option<(usize, String)>,
-    depends_on: Vec<(usize, String)>,
+    header: ModelHeader,
 }
 
 fn read_header(path: PathBuf) -> anyhow::Result<Header> {
@@ -332,31 +331,10 @@ fn read_header(path: PathBuf) -> anyhow::Result<Header> {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    let mut model = None;
-    let mut depends_on = Vec::new();
-    for (index, line) in text
-        .lines()
-        .take_while(|line| line.trim_start().starts_with("--") || line.trim().is_empty())
-        .enumerate()
-    {
-        let comment = line.trim_start().trim_start_matches('-').trim();
-        if let Some(value) = comment.strip_prefix("model:") {
-            model = Some((index + 1, value.trim().to_owned()));
-        } else if let Some(value) = comment.strip_prefix("depends_on:") {
-            depends_on.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(|name| (index + 1, name.to_owned())),
-            );
-        }
-    }
     Ok(Header {
+        header: ModelHeader::read(&text),
         file: SourceFile { path, text },
         stem,
-        model,
-        depends_on,
     })
 }
 
@@ -393,26 +371,16 @@ fn check_models(dir: &Path, report: &mut Report) -> Option<(ModelSet, Vec<Source
     let before = report.problems.len();
     let names: Vec<&str> = headers.iter().map(|h| h.stem.as_str()).collect();
     for header in &headers {
-        match &header.model {
-            None => report.problem(
+        match header.header.name(&header.stem) {
+            Err((None, problem)) => report.problem(
                 &header.file.path,
                 Some(1),
-                format!(
-                    "the header has no '-- model: {}' line (the header is the comment lines the file starts with)",
-                    header.stem
-                ),
+                format!("{problem} (the header is the comment lines the file starts with)"),
             ),
-            Some((line, name)) if *name != header.stem => report.problem(
-                &header.file.path,
-                Some(*line),
-                format!(
-                    "the header names model '{name}' but the file is {}.sql",
-                    header.stem
-                ),
-            ),
-            Some(_) => {}
+            Err((line, problem)) => report.problem(&header.file.path, line, problem),
+            Ok(_) => {}
         }
-        for (line, dependency) in &header.depends_on {
+        for (line, dependency) in &header.header.depends_on {
             if !names.contains(&dependency.as_str()) {
                 report.problem(
                     &header.file.path,
@@ -453,7 +421,7 @@ fn check_models(dir: &Path, report: &mut Report) -> Option<(ModelSet, Vec<Source
                 match cycle {
                     Some(header) => report.problem(
                         &header.file.path,
-                        header.depends_on.first().map(|(line, _)| *line),
+                        header.header.depends_on.first().map(|(line, _)| *line),
                         error.root_cause().to_string(),
                     ),
                     None => report.problem(dir, None, message),
@@ -463,17 +431,17 @@ fn check_models(dir: &Path, report: &mut Report) -> Option<(ModelSet, Vec<Source
             // in an order that ignores the broken dependencies, so their SQL is checked too.
             let sound: Vec<Model> = headers
                 .iter()
-                .filter(|h| h.model.as_ref().is_some_and(|(_, name)| *name == h.stem))
+                .filter(|h| h.header.name(&h.stem).is_ok())
                 .map(|h| Model {
                     name: h.stem.clone(),
                     depends_on: h
+                        .header
                         .depends_on
                         .iter()
                         .map(|(_, name)| name.clone())
                         .filter(|name| {
                             headers.iter().any(|other| {
-                                other.stem == *name
-                                    && other.model.as_ref().is_some_and(|(_, n)| n == name)
+                                other.stem == *name && other.header.name(&other.stem).is_ok()
                             })
                         })
                         .collect(),
@@ -766,7 +734,7 @@ async fn in_scratch(
         for check in checks {
             let sql = format!(
                 "SELECT count(*) FROM ({}) AS failing",
-                quality_checker::sql::failing_rows(check)
+                catalog::checks::sql::failing_rows(check)
             );
             tx.batch_execute("SAVEPOINT landfall_check").await?;
             match tx.simple_query(&sql).await {

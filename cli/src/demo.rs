@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use s3dev::{NotifyConfig, S3DevConfig, S3DevServer};
 
 use crate::sample::GenArgs;
-use exporter::catalog::ReportExport;
+use catalog::exports::ReportExport;
 
 const ACCESS_KEY: &str = "landfall-demo";
 const SECRET_KEY: &str = "landfall-demo-secret";
@@ -81,7 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.sample.dataset,
         args.datasets_dir.display()
     );
-    let reports = exporter::catalog::ExportCatalog::load(&args.models_dir, &datasets)?
+    let reports = catalog::exports::ExportCatalog::load(&args.models_dir, &datasets)?
         .reports(&args.sample.dataset)
         .to_vec();
     let required: Vec<String> = datasets

@@ -328,12 +328,12 @@ impl Operator {
         selected: &[String],
         source: &str,
     ) -> anyhow::Result<(Envelope<contract::Event>, usize)> {
-        let models = transformer::Models::load(&self.config, &self.datasets)?;
+        let models = catalog::models::Models::load(&self.config.models_dir, &self.datasets)?;
         let model_set = models
             .for_dataset(&batch.dataset)
             .cloned()
             .unwrap_or_default();
-        let to_run: Vec<&transformer::models::Model> = if selected.is_empty() {
+        let to_run: Vec<&catalog::models::Model> = if selected.is_empty() {
             model_set.models().iter().collect()
         } else {
             model_set.with_upstream(selected)?

@@ -1,8 +1,8 @@
 //! The model runner on models of the test's own, against the real PostgreSQL: what a model
 //! sets for itself does not reach the next one.
 
+use catalog::models::{Model, ModelSet};
 use landfall_tests::TestEnv;
-use transformer::models::{Model, ModelSet};
 
 const DAY: &str = "2026-03-02";
 

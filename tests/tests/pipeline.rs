@@ -793,7 +793,7 @@ async fn land_day1(env: &TestEnv) {
 /// Each model's dependencies, as its file's header declares them.
 fn ecommerce_dependencies(env: &TestEnv) -> Vec<(String, Vec<String>)> {
     let dir = env.common_config("test").models_dir.join("ecommerce");
-    transformer::models::ModelSet::load(&dir)
+    catalog::models::ModelSet::load(&dir)
         .expect("the ecommerce models load")
         .models()
         .iter()

@@ -5,7 +5,6 @@
 //! published in the same transaction: its report rows go from `audit` to `analytics`
 //! ([`publish`]).
 
-pub mod checks;
 pub mod publish;
 pub mod run;
 pub mod sql;
@@ -16,8 +15,8 @@ use contract::{BatchKey, CheckOutcome, Envelope, Event, QualityFailed, QualityPa
 use runtime::{CommonConfig, Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown};
 use tokio_postgres::Transaction;
 
-use crate::checks::Catalog;
 use crate::run::CheckResult;
+use catalog::checks::{self, CheckCatalog};
 
 pub const STAGE: runtime::Stage = runtime::Stage::QualityChecker;
 pub const SERVICE: &str = STAGE.name();
@@ -25,7 +24,7 @@ pub const SERVICE: &str = STAGE.name();
 /// Runs a batch's checks and gates its export.
 pub struct QualityChecker {
     /// Every dataset's checks, loaded and validated at start.
-    pub catalog: Arc<Catalog>,
+    pub catalog: Arc<CheckCatalog>,
     /// The service's pool, to run a batch's checks on a second connection beside the consumer's
     /// transaction; `None` runs them one after another in the consumer's transaction.
     pub second_connection: Option<deadpool_postgres::Pool>,
@@ -149,7 +148,7 @@ async fn record_batch_state(
 pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     // Before waiting for the database: a malformed declaration stops the service at once,
     // naming the file and the check.
-    let mut catalog = Catalog::load(&config.models_dir)?;
+    let mut catalog = CheckCatalog::load(&config.models_dir)?;
     let ctx = ServiceContext::start(config, shutdown).await?;
     for dataset in ctx.datasets.iter() {
         if catalog.checks(&dataset.name).is_none() {

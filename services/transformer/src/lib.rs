@@ -3,45 +3,20 @@
 //! parallel, each in its own transaction; or all in one transaction with a parallelism of 1),
 //! and publishes `TransformCompleted`. A batch is re-run whenever one of its files changes.
 
-pub mod models;
 pub mod run;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use catalog::models::{Model, Models};
 use contract::{BatchKey, Envelope, Event, TransformCompleted};
 use runtime::{CommonConfig, Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown};
 use tokio_postgres::Transaction;
 use tracing::Instrument as _;
 
-use crate::models::ModelSet;
-
 pub const STAGE: runtime::Stage = runtime::Stage::Transformer;
 pub const SERVICE: &str = STAGE.name();
-
-/// Every dataset's models, loaded and ordered at start.
-#[derive(Debug, Clone, Default)]
-pub struct Models {
-    by_dataset: BTreeMap<String, ModelSet>,
-}
-
-impl Models {
-    /// Loads `<models_dir>/<dataset>/*.sql` for every dataset; any problem stops the start.
-    pub fn load(config: &CommonConfig, datasets: &catalog::Datasets) -> anyhow::Result<Models> {
-        let mut by_dataset = BTreeMap::new();
-        for dataset in datasets.iter() {
-            let dir = config.models_dir.join(&dataset.name);
-            by_dataset.insert(dataset.name.clone(), ModelSet::load(&dir)?);
-        }
-        Ok(Models { by_dataset })
-    }
-
-    pub fn for_dataset(&self, dataset: &str) -> Option<&ModelSet> {
-        self.by_dataset.get(dataset)
-    }
-}
 
 /// Handles `staging.loaded`: batch bookkeeping, then the transform when the batch is complete.
 pub struct Transformer {
@@ -77,7 +52,7 @@ impl Handler for Transformer {
             .for_dataset(&batch.dataset)
             .cloned()
             .unwrap_or_default();
-        let all: Vec<&models::Model> = models.models().iter().collect();
+        let all: Vec<&Model> = models.models().iter().collect();
         let parallel = Some((&self.models_pool, self.ctx.config.transform_parallelism));
         let service = &self.ctx.config.service_name;
         let cause = Some(envelope.event_id);
@@ -209,7 +184,7 @@ impl Transformer {
 pub async fn transform_batch(
     tx: &Transaction<'_>,
     batch: &BatchKey,
-    models: &[&models::Model],
+    models: &[&Model],
     file_ids: Vec<i64>,
     service: &str,
     causation_id: Option<uuid::Uuid>,
@@ -363,7 +338,8 @@ async fn analyze_staging_side_by_side(
 /// Runs the transformer until `shutdown`.
 pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = ServiceContext::start(config, shutdown).await?;
-    let models = Models::load(&ctx.config, &ctx.datasets).context("loading the SQL models")?;
+    let models =
+        Models::load(&ctx.config.models_dir, &ctx.datasets).context("loading the SQL models")?;
     let spec = runtime::broker::queue_spec(&ctx.config, STAGE);
     let models_pool = runtime::db::pool_as(
         &ctx.config.database_url,

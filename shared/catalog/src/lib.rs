@@ -8,8 +8,11 @@
 //! makes their staging tables when it migrates), the services and the `landfall` command read
 //! their datasets through it, and none of them keeps a parser of its own.
 
+pub mod checks;
 pub mod dataset;
+pub mod exports;
 pub mod key_pattern;
+pub mod models;
 pub mod sql;
 pub mod staging;
 

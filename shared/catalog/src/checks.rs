@@ -11,6 +11,8 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::sql::is_identifier;
+
 /// The file a dataset's checks are declared in, inside `<models_dir>/<dataset>/`.
 pub const CHECKS_FILE: &str = "checks.toml";
 
@@ -69,7 +71,7 @@ impl Ident {
     pub fn sql(&self) -> String {
         self.parts
             .iter()
-            .map(|part| runtime::db::quote_ident(part))
+            .map(|part| crate::sql::quote_ident(part))
             .collect::<Vec<_>>()
             .join(".")
     }
@@ -79,15 +81,6 @@ impl fmt::Display for Ident {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.parts.join("."))
     }
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63
 }
 
 /// One accepted value of an `accepted_values` check, written into SQL as a literal.
@@ -107,7 +100,7 @@ impl Literal {
             Literal::Bool(value) => value.to_string(),
             Literal::Integer(value) => value.to_string(),
             Literal::Float(value) => value.to_string(),
-            Literal::Text(value) => format!("'{}'", value.replace('\'', "''")),
+            Literal::Text(value) => crate::sql::quote_literal(value),
         }
     }
 }
@@ -426,22 +419,22 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Check>> {
 
 /// Every dataset's checks, loaded once at start.
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub struct CheckCatalog {
     by_dataset: BTreeMap<String, Vec<Check>>,
 }
 
-impl Catalog {
+impl CheckCatalog {
     /// Reads `<models_dir>/<dataset>/checks.toml` for each dataset folder that has one.
     /// A missing models directory is an error (a quality gate must not pass batches unchecked
     /// because it looked in the wrong place); a dataset folder without the file has no checks.
-    pub fn load(models_dir: &Path) -> anyhow::Result<Catalog> {
+    pub fn load(models_dir: &Path) -> anyhow::Result<CheckCatalog> {
         let entries = std::fs::read_dir(models_dir).with_context(|| {
             format!(
                 "reading the models directory {} (set LANDFALL_MODELS_DIR)",
                 models_dir.display()
             )
         })?;
-        let mut catalog = Catalog::default();
+        let mut catalog = CheckCatalog::default();
         for entry in entries {
             let folder = entry
                 .with_context(|| format!("listing {}", models_dir.display()))?
@@ -478,6 +471,8 @@ impl Catalog {
             .map(|(dataset, checks)| (dataset.as_str(), checks.len()))
     }
 }
+
+pub mod sql;
 
 #[cfg(test)]
 mod tests;

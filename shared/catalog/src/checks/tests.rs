@@ -7,10 +7,8 @@ fn problem(text: &str) -> String {
     )
 }
 
-#[test]
-fn every_kind_parses() {
-    let checks = parse(
-        r#"
+/// One check of every kind.
+const EVERY_KIND: &str = r#"
 [[checks]]
 name = "a"
 kind = "not_null"
@@ -63,9 +61,11 @@ name = "g"
 kind = "custom_sql"
 severity = "error"
 sql = "SELECT 1 WHERE false ;\n"
-"#,
-    )
-    .expect("valid declarations");
+"#;
+
+#[test]
+fn every_kind_parses() {
+    let checks = parse(EVERY_KIND).expect("valid declarations");
     let kinds: Vec<&str> = checks.iter().map(|check| check.kind.name()).collect();
     assert_eq!(
         kinds,
@@ -246,7 +246,7 @@ fn a_malformed_file_in_the_models_directory_is_named() {
         "[[checks]]\nname = \"x\"\nkind = \"unique\"\nseverity = \"error\"\ntable = \"t\"\n",
     )
     .unwrap();
-    let error = format!("{:#}", Catalog::load(&dir).unwrap_err());
+    let error = format!("{:#}", CheckCatalog::load(&dir).unwrap_err());
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         error.contains(&format!("in {}", dataset.join(CHECKS_FILE).display())),
@@ -262,7 +262,7 @@ fn a_malformed_file_in_the_models_directory_is_named() {
 fn a_missing_models_directory_is_an_error() {
     let error = format!(
         "{:#}",
-        Catalog::load(Path::new("/nonexistent/landfall-models")).unwrap_err()
+        CheckCatalog::load(Path::new("/nonexistent/landfall-models")).unwrap_err()
     );
     assert!(error.contains("set LANDFALL_MODELS_DIR"), "{error}");
 }
@@ -270,7 +270,7 @@ fn a_missing_models_directory_is_an_error() {
 #[test]
 fn the_bundled_ecommerce_checks_are_valid() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/models");
-    let catalog = Catalog::load(&models).expect("bundled checks load");
+    let catalog = CheckCatalog::load(&models).expect("bundled checks load");
     let checks = catalog
         .checks("ecommerce")
         .expect("ecommerce declares checks");

@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use catalog::Datasets;
 use chrono::NaiveDate;
-use runtime::db::quote_ident;
 use serde::Deserialize;
+
+use crate::Datasets;
+use crate::sql::quote_ident;
 
 /// The file a dataset's exports are read from, inside `<models_dir>/<dataset>/`.
 pub const EXPORTS_FILE: &str = "exports.toml";
@@ -158,13 +159,7 @@ fn validate(entry: ExportEntry) -> anyhow::Result<ReportExport> {
 
 /// `[a-z_][a-z0-9_]*`, at most 63 bytes (PostgreSQL's identifier limit).
 fn check_identifier(what: &str, name: &str) -> anyhow::Result<()> {
-    let mut chars = name.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63;
-    if !valid {
+    if !crate::sql::is_identifier(name) {
         bail!("{what} '{name}' must match [a-z_][a-z0-9_]* (at most 63 characters)");
     }
     Ok(())
