@@ -760,7 +760,7 @@ async fn in_scratch(
             ingestion_date: date,
         };
         tx.batch_execute("SAVEPOINT landfall_check").await?;
-        match quality_checker::publish::publish(&tx, &batch, &inputs.dataset.reports).await {
+        match pipeline::publish::publish(&tx, &batch, &inputs.dataset.reports).await {
             Ok(_) => tx.batch_execute("RELEASE SAVEPOINT landfall_check").await?,
             Err(failure) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT landfall_check")

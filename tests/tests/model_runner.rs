@@ -54,7 +54,7 @@ async fn a_setting_made_by_one_model_is_not_seen_by_the_next_in_one_transaction(
 
     // One transaction for every model, as with LANDFALL_TRANSFORM_PARALLELISM=1.
     let tx = client.transaction().await.expect("transaction");
-    let runs = transformer::run::run_models(&tx, &models, date)
+    let runs = pipeline::transform::run::run_models(&tx, &models, date)
         .await
         .expect("the models run");
     let seen: Vec<(String, String, chrono::NaiveDate)> = tx

@@ -3,9 +3,8 @@
 //! `ops.quality_results`, and publishes `quality.passed` (the batch may be exported) or
 //! `quality.failed` (an error-severity check failed or could not run). A batch that passes is
 //! published in the same transaction: its report rows go from `audit` to `analytics`
-//! ([`publish`]).
+//! ([`pipeline::publish`]).
 
-pub mod publish;
 pub mod run;
 pub mod sql;
 
@@ -72,7 +71,7 @@ impl Handler for QualityChecker {
         record_batch_state(tx, batch, state).await?;
         let published = match (&event.payload, self.datasets.get(&batch.dataset)) {
             (Event::QualityPassed(_), Some(dataset)) => {
-                Some(publish::publish(tx, batch, &dataset.reports).await?)
+                Some(pipeline::publish::publish(tx, batch, &dataset.reports).await?)
             }
             _ => None,
         };

@@ -9,8 +9,7 @@ use contract::BatchKey;
 use deadpool_postgres::Pool;
 use runtime::config::LandingConfig;
 
-use crate::ledger::{self, DiscoveredBy, Recorded};
-use crate::notification::ObjectCreated;
+use crate::ledger::{self, DiscoveredBy, ObjectCreated, Recorded};
 
 /// What a reconcile pass found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
