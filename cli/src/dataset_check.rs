@@ -4,9 +4,9 @@
 //! 1. `DIR/dataset.toml`, parsed and validated as the services do (`catalog`: key
 //!    patterns included), and its staging table names and key patterns against the other
 //!    datasets' (they share the `staging` schema and the landing prefix);
-//! 2. the models in `<models-dir>/<dataset>/*.sql`: headers and dependency order, as the
+//! 2. the models in `DIR/models/*.sql`: headers and dependency order, as the
 //!    transformer loads them (`catalog::models::ModelSet`);
-//! 3. `checks.toml` and `exports.toml` beside them, as the quality-checker and the exporter read
+//! 3. `DIR/checks.toml` and `DIR/exports.toml`, as the quality-checker and the exporter read
 //!    them;
 //! 4. then, in a scratch database created for the purpose (and dropped afterwards): the
 //!    migrations and the dataset's staging tables, every model in run order, every check's query
@@ -35,12 +35,8 @@ pub enum DatasetCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// The dataset's folder, holding dataset.toml.
+    /// The dataset's folder: dataset.toml, models/*.sql, checks.toml and exports.toml.
     pub dir: PathBuf,
-    /// The models folder: the dataset's models, checks.toml and exports.toml are in
-    /// <models-dir>/<dataset name>/.
-    #[arg(long, env = "LANDFALL_MODELS_DIR", default_value = "sql/models")]
-    pub models_dir: PathBuf,
     /// The other datasets, whose staging table names this one must not reuse.
     #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
     pub datasets_dir: PathBuf,
@@ -150,7 +146,10 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
         }
     };
     let dataset = match Datasets::parse(&text) {
-        Ok(dataset) => dataset,
+        Ok(dataset) => Dataset {
+            dir: args.dir.clone(),
+            ..dataset
+        },
         Err(error) => {
             let (line, message) = locate(&text, &error);
             let line = line.or_else(|| line_of_quoted_name(&text, &message));
@@ -194,10 +193,10 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
     );
     check_other_datasets(args, &dataset, &definition, &mut report);
 
-    let models_dir = args.models_dir.join(&dataset.name);
-    let models = check_models(&models_dir, &mut report);
+    let models_folder = dataset.models_folder();
+    let models = check_models(&models_folder, &mut report);
     let checks = read_declarations(
-        &models_dir.join(catalog::checks::CHECKS_FILE),
+        &dataset.checks_file(),
         "[[checks]]",
         catalog::checks::parse,
         &mut report,
@@ -209,7 +208,7 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
         );
     }
     let exports = read_declarations(
-        &models_dir.join(catalog::exports::EXPORTS_FILE),
+        &dataset.exports_file(),
         "[[exports]]",
         catalog::exports::parse,
         &mut report,
@@ -232,7 +231,7 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
     let sql = SqlInputs {
         dataset: &dataset,
         definition: &definition,
-        models_dir: &models_dir,
+        models_folder: &models_folder,
         models: models.as_ref(),
         checks: checks.as_ref(),
         exports: exports.as_ref(),
@@ -649,7 +648,7 @@ fn db_message(error: &tokio_postgres::Error) -> String {
 struct SqlInputs<'a> {
     dataset: &'a Dataset,
     definition: &'a SourceFile,
-    models_dir: &'a Path,
+    models_folder: &'a Path,
     models: Option<&'a (ModelSet, Vec<SourceFile>)>,
     checks: Option<&'a (SourceFile, Vec<Check>)>,
     exports: Option<&'a (SourceFile, Vec<ReportExport>)>,
@@ -713,7 +712,7 @@ async fn in_scratch(
     let mut ran = Vec::new();
     if let Some((models, _)) = inputs.models {
         for model in models.models() {
-            let path = inputs.models_dir.join(format!("{}.sql", model.name));
+            let path = inputs.models_folder.join(format!("{}.sql", model.name));
             tx.batch_execute("SAVEPOINT landfall_check").await?;
             match tx.simple_query(&model.sql).await {
                 Ok(_) => tx.batch_execute("RELEASE SAVEPOINT landfall_check").await?,

@@ -328,7 +328,7 @@ impl Operator {
         selected: &[String],
         source: &str,
     ) -> anyhow::Result<(Envelope<contract::Event>, usize)> {
-        let models = catalog::models::Models::load(&self.config.models_dir, &self.datasets)?;
+        let models = catalog::models::Models::load(&self.datasets)?;
         let model_set = models
             .for_dataset(&batch.dataset)
             .cloned()

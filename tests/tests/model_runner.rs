@@ -6,8 +6,8 @@ use landfall_tests::TestEnv;
 
 const DAY: &str = "2026-03-02";
 
-/// A models directory of this test with the given `(file name, SQL)` models.
-fn models_dir(env: &TestEnv, models: &[(&str, &str)]) -> std::path::PathBuf {
+/// A models folder of this test with the given `(file name, SQL)` models.
+fn models_folder(env: &TestEnv, models: &[(&str, &str)]) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("landfall-runner-models-{}", env.suffix));
     std::fs::create_dir_all(&dir).expect("models directory");
     for (file, sql) in models {
@@ -31,7 +31,7 @@ async fn a_setting_made_by_one_model_is_not_seen_by_the_next_in_one_transaction(
         .get(0);
     // A value no server ships as its default, so the second model could not see it by chance.
     assert_ne!(default_work_mem, "77MB");
-    let dir = models_dir(
+    let dir = models_folder(
         &env,
         &[
             (

@@ -1,5 +1,5 @@
 //! The quality-checker: on `transform.completed`, runs the checks declared for the batch's
-//! dataset in `<models_dir>/<dataset>/checks.toml`, stores one result per check in
+//! dataset in `<dataset>/checks.toml`, stores one result per check in
 //! `ops.quality_results`, and publishes `quality.passed` (the batch may be exported) or
 //! `quality.failed` (an error-severity check failed or could not run). A batch that passes is
 //! published in the same transaction: its report rows go from `audit` to `analytics`
@@ -147,27 +147,27 @@ async fn record_batch_state(
 pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     // Before waiting for the database: a malformed declaration stops the service at once,
     // naming the file and the check.
-    let mut catalog = CheckCatalog::load(&config.models_dir)?;
+    let datasets = catalog::Datasets::load(&config.datasets_dir)?;
+    let mut catalog = CheckCatalog::load(&datasets)?;
     let ctx = ServiceContext::start(config, shutdown).await?;
     for dataset in ctx.datasets.iter() {
-        if catalog.checks(&dataset.name).is_none() {
-            tracing::warn!(
-                dataset = dataset.name,
-                models_dir = %ctx.config.models_dir.display(),
-                "no {} declared for the dataset; its batches pass with no checks run",
-                checks::CHECKS_FILE
-            );
-            catalog.insert_empty(&dataset.name);
-        }
-    }
-    for (dataset, count) in catalog.summary() {
-        if ctx.datasets.get(dataset).is_none() {
-            tracing::warn!(
-                dataset,
-                "checks are declared for a dataset that is not defined; they never run"
-            );
-        } else {
-            tracing::info!(dataset, checks = count, "quality checks loaded");
+        match catalog.checks(&dataset.name) {
+            Some(checks) => {
+                tracing::info!(
+                    dataset = dataset.name,
+                    checks = checks.len(),
+                    "quality checks loaded"
+                );
+            }
+            None => {
+                tracing::warn!(
+                    dataset = dataset.name,
+                    path = %dataset.checks_file().display(),
+                    "no {} declared for the dataset; its batches pass with no checks run",
+                    checks::CHECKS_FILE
+                );
+                catalog.insert_empty(&dataset.name);
+            }
         }
     }
     let spec = runtime::broker::queue_spec(&ctx.config, STAGE);

@@ -175,8 +175,7 @@ impl Transformer {
 /// Runs the transformer until `shutdown`.
 pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = ServiceContext::start(config, shutdown).await?;
-    let models =
-        Models::load(&ctx.config.models_dir, &ctx.datasets).context("loading the SQL models")?;
+    let models = Models::load(&ctx.datasets).context("loading the SQL models")?;
     let spec = runtime::broker::queue_spec(&ctx.config, STAGE);
     let models_pool = runtime::db::pool_as(
         &ctx.config.database_url,

@@ -1,19 +1,19 @@
-//! Quality checks are declared, not coded: `<models_dir>/<dataset>/checks.toml` lists a
-//! dataset's checks as `[[checks]]` tables. This module reads and validates them, so a
+//! Quality checks are declared, not coded: `<dataset>/checks.toml` lists a dataset's checks
+//! as `[[checks]]` tables. This module reads and validates them, so a
 //! malformed declaration stops the service at start (naming the file and the check) instead of
 //! surfacing as a failed batch later.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::sql::is_identifier;
+use crate::{Dataset, Datasets};
 
-/// The file a dataset's checks are declared in, inside `<models_dir>/<dataset>/`.
+/// The file a dataset's checks are declared in, in the dataset's folder.
 pub const CHECKS_FILE: &str = "checks.toml";
 
 /// Whether a failing check blocks the batch's export.
@@ -424,34 +424,12 @@ pub struct CheckCatalog {
 }
 
 impl CheckCatalog {
-    /// Reads `<models_dir>/<dataset>/checks.toml` for each dataset folder that has one.
-    /// A missing models directory is an error (a quality gate must not pass batches unchecked
-    /// because it looked in the wrong place); a dataset folder without the file has no checks.
-    pub fn load(models_dir: &Path) -> anyhow::Result<CheckCatalog> {
-        let entries = std::fs::read_dir(models_dir).with_context(|| {
-            format!(
-                "reading the models directory {} (set LANDFALL_MODELS_DIR)",
-                models_dir.display()
-            )
-        })?;
-        let mut catalog = CheckCatalog::default();
-        for entry in entries {
-            let folder = entry
-                .with_context(|| format!("listing {}", models_dir.display()))?
-                .path();
-            let path = folder.join(CHECKS_FILE);
-            if !path.is_file() {
-                continue;
-            }
-            let Some(dataset) = folder.file_name().and_then(|name| name.to_str()) else {
-                continue;
-            };
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let checks = parse(&text).with_context(|| format!("in {}", path.display()))?;
-            catalog.by_dataset.insert(dataset.to_owned(), checks);
-        }
-        Ok(catalog)
+    /// Reads the `checks.toml` of every dataset that has one ([`Dataset::checks_file`]); a
+    /// dataset without the file has no checks.
+    pub fn load(datasets: &Datasets) -> anyhow::Result<CheckCatalog> {
+        Ok(CheckCatalog {
+            by_dataset: datasets.read_each(Dataset::checks_file, parse)?,
+        })
     }
 
     /// A dataset's checks; `None` when the dataset declared none.
@@ -462,13 +440,6 @@ impl CheckCatalog {
     /// Records that `dataset` has no checks, so its batches pass with none run.
     pub fn insert_empty(&mut self, dataset: &str) {
         self.by_dataset.entry(dataset.to_owned()).or_default();
-    }
-
-    /// The datasets with declared checks and how many each has.
-    pub fn summary(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.by_dataset
-            .iter()
-            .map(|(dataset, checks)| (dataset.as_str(), checks.len()))
     }
 }
 

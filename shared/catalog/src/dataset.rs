@@ -220,6 +220,19 @@ impl Source {
 }
 
 impl Dataset {
+    /// The folder of its SQL models, `<dir>/models`.
+    pub fn models_folder(&self) -> PathBuf {
+        self.dir.join(crate::MODELS_FOLDER)
+    }
+    /// Its quality checks, `<dir>/checks.toml`.
+    pub fn checks_file(&self) -> PathBuf {
+        self.dir.join(crate::checks::CHECKS_FILE)
+    }
+    /// The reports it exports, `<dir>/exports.toml`.
+    pub fn exports_file(&self) -> PathBuf {
+        self.dir.join(crate::exports::EXPORTS_FILE)
+    }
+
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|source| source.name == name)
     }

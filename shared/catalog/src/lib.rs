@@ -1,7 +1,19 @@
 //! The dataset catalog: everything a dataset is, read from its folder. A dataset is files, not
-//! Rust: each folder under the datasets directory (`LANDFALL_DATASETS_DIR`) holds the
-//! definition `dataset.toml` ([`dataset`]: sources, columns, [`key_pattern`]s), and the staging
-//! tables and views follow from it ([`staging`]).
+//! Rust; each folder under the datasets directory (`LANDFALL_DATASETS_DIR`) holds one:
+//!
+//! ```text
+//! <dataset>/dataset.toml   the definition: sources, columns, key patterns (dataset, key_pattern)
+//! <dataset>/models/*.sql   the SQL models, ordered by their headers (models)
+//! <dataset>/checks.toml    the quality checks and the SQL each one runs (checks)
+//! <dataset>/exports.toml   the reports exported per batch (exports)
+//! ```
+//!
+//! [`Datasets::load`] reads every definition and sets each dataset's [`Dataset::dir`]; the
+//! models, checks and exports are read from that folder by [`models::Models::load`],
+//! [`checks::CheckCatalog::load`] and [`exports::ExportCatalog::load`], each by the service that
+//! runs them (so a broken checks file stops the quality-checker, not the ingester), and all of
+//! them by `landfall dataset check`. The staging tables and views follow from the definitions
+//! ([`staging`]).
 //!
 //! The catalog depends on no other landfall crate: it reads files and writes SQL text and DDL,
 //! nothing else. The shared runtime depends on it (a service loads the datasets at start and
@@ -27,6 +39,9 @@ pub use key_pattern::{DEFAULT_KEY_PATTERN, KeyPattern};
 
 /// The definition's file in a dataset's folder.
 pub const DEFINITION_FILE: &str = "dataset.toml";
+/// The folder of a dataset's SQL models ([`models`]), in the dataset's folder; its checks and
+/// exports are [`checks::CHECKS_FILE`] and [`exports::EXPORTS_FILE`] beside it.
+pub const MODELS_FOLDER: &str = "models";
 
 /// Where a key under the landing prefix points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +131,27 @@ impl Datasets {
         }
         self.by_name.insert(dataset.name.clone(), dataset);
         Ok(())
+    }
+
+    /// Each dataset's file at `path(dataset)`, parsed by `parse`, by dataset name; a dataset
+    /// without the file is left out. Every problem names the file.
+    fn read_each<T>(
+        &self,
+        path: impl Fn(&Dataset) -> PathBuf,
+        parse: impl Fn(&str) -> anyhow::Result<T>,
+    ) -> anyhow::Result<BTreeMap<String, T>> {
+        let mut found = BTreeMap::new();
+        for dataset in self.iter() {
+            let path = path(dataset);
+            if !path.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let parsed = parse(&text).with_context(|| format!("in {}", path.display()))?;
+            found.insert(dataset.name.clone(), parsed);
+        }
+        Ok(found)
     }
 
     pub fn get(&self, name: &str) -> Option<&Dataset> {

@@ -1,4 +1,4 @@
-//! SQL models: one `.sql` file per model under `<models_dir>/<dataset>/`, its dependencies
+//! SQL models: one `.sql` file per model in `<dataset>/models/`, its dependencies
 //! declared in its header (`-- depends_on: a, b`). The run order is computed, never listed by
 //! hand; a missing dependency or a cycle is an error when the service starts.
 
@@ -24,12 +24,14 @@ pub struct Models {
 }
 
 impl Models {
-    /// Loads `<models_root>/<dataset>/*.sql` for every dataset; any problem is an error.
-    pub fn load(models_root: &Path, datasets: &Datasets) -> anyhow::Result<Models> {
+    /// Loads every dataset's models ([`crate::Dataset::models_folder`]); any problem is an error.
+    pub fn load(datasets: &Datasets) -> anyhow::Result<Models> {
         let mut by_dataset = BTreeMap::new();
         for dataset in datasets.iter() {
-            let dir = models_root.join(&dataset.name);
-            by_dataset.insert(dataset.name.clone(), ModelSet::load(&dir)?);
+            by_dataset.insert(
+                dataset.name.clone(),
+                ModelSet::load(&dataset.models_folder())?,
+            );
         }
         Ok(Models { by_dataset })
     }
@@ -290,7 +292,7 @@ mod tests {
 
     #[test]
     fn the_bundled_models_load_in_order() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/models/ecommerce");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/ecommerce/models");
         let set = ModelSet::load(&dir).unwrap();
         let names: Vec<&str> = set.models().iter().map(|m| m.name.as_str()).collect();
         let position = |name: &str| names.iter().position(|n| *n == name).unwrap();

@@ -392,8 +392,8 @@ mod tests {
 
     #[test]
     fn the_bundled_facts_start_before_the_reports_beside_them() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/models/ecommerce");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../datasets/ecommerce/models");
         let set = catalog::models::ModelSet::load(&dir).unwrap();
         let models: Vec<&Model> = set.models().iter().collect();
         let order: Vec<&str> = start_order(&models)
