@@ -1,6 +1,7 @@
 //! Dataset folders a test changes: a copy of the bundled `datasets/` (each dataset's definition,
 //! models, checks and exports) in a folder of the test's own, to point `LANDFALL_DATASETS_DIR`
-//! (or `landfall --datasets-dir`) at after editing a file of it.
+//! (or `landfall --datasets-dir`) at after editing a file of it; and the folder copy it uses,
+//! which tests copying other folders (`k8s/`) use too.
 
 use std::path::{Path, PathBuf};
 
