@@ -1,12 +1,12 @@
 //! `landfall dataset check DIR`: validates a dataset definition folder and its SQL before a file
 //! lands, reporting every problem found with its file and line:
 //!
-//! 1. `DIR/dataset.toml`, parsed and validated as the services do (`runtime::datasets`: key
+//! 1. `DIR/dataset.toml`, parsed and validated as the services do (`catalog`: key
 //!    patterns included), and its staging table names and key patterns against the other
 //!    datasets' (they share the `staging` schema and the landing prefix);
-//! 2. the models in `<models-dir>/<dataset>/*.sql`: headers and dependency order, as the
-//!    transformer loads them (`transformer::models::ModelSet`);
-//! 3. `checks.toml` and `exports.toml` beside them, as the quality-checker and the exporter read
+//! 2. the models in `DIR/models/*.sql`: headers and dependency order, as the
+//!    transformer loads them (`catalog::models::ModelSet`);
+//! 3. `DIR/checks.toml` and `DIR/exports.toml`, as the quality-checker and the exporter read
 //!    them;
 //! 4. then, in a scratch database created for the purpose (and dropped afterwards): the
 //!    platform's migrations, the dataset's staging tables and its own migrations
@@ -19,11 +19,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use catalog::checks::Check;
+use catalog::exports::ReportExport;
+use catalog::models::{Header as ModelHeader, Model, ModelSet};
+use catalog::{Dataset, Datasets};
 use chrono::NaiveDate;
-use exporter::catalog::ReportExport;
-use quality_checker::checks::Check;
-use runtime::datasets::{Dataset, Datasets};
-use transformer::models::{Model, ModelSet};
 
 use crate::scratch::ScratchDatabase;
 
@@ -36,12 +36,8 @@ pub enum DatasetCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// The dataset's folder, holding dataset.toml.
+    /// The dataset's folder: dataset.toml, models/*.sql, checks.toml and exports.toml.
     pub dir: PathBuf,
-    /// The models folder: the dataset's models, checks.toml and exports.toml are in
-    /// <models-dir>/<dataset name>/.
-    #[arg(long, env = "LANDFALL_MODELS_DIR", default_value = "sql/models")]
-    pub models_dir: PathBuf,
     /// The other datasets, whose staging table names this one must not reuse.
     #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
     pub datasets_dir: PathBuf,
@@ -151,7 +147,10 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
         }
     };
     let dataset = match Datasets::parse(&text) {
-        Ok(dataset) => dataset,
+        Ok(dataset) => Dataset {
+            dir: args.dir.clone(),
+            ..dataset
+        },
         Err(error) => {
             let (line, message) = locate(&text, &error);
             let line = line.or_else(|| line_of_quoted_name(&text, &message));
@@ -195,12 +194,12 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
     );
     check_other_datasets(args, &dataset, &definition, &mut report);
 
-    let models_dir = args.models_dir.join(&dataset.name);
-    let models = check_models(&models_dir, &mut report);
+    let models_folder = dataset.models_folder();
+    let models = check_models(&models_folder, &mut report);
     let checks = read_declarations(
-        &models_dir.join(quality_checker::checks::CHECKS_FILE),
+        &dataset.checks_file(),
         "[[checks]]",
-        quality_checker::checks::parse,
+        catalog::checks::parse,
         &mut report,
     );
     if let Some((file, checks)) = &checks {
@@ -210,9 +209,9 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
         );
     }
     let exports = read_declarations(
-        &models_dir.join(exporter::catalog::EXPORTS_FILE),
+        &dataset.exports_file(),
         "[[exports]]",
-        exporter::catalog::parse,
+        catalog::exports::parse,
         &mut report,
     );
     if let Some((file, exports)) = &exports {
@@ -233,7 +232,7 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
     let sql = SqlInputs {
         dataset: &dataset,
         definition: &definition,
-        models_dir: &models_dir,
+        models_folder: &models_folder,
         models: models.as_ref(),
         checks: checks.as_ref(),
         exports: exports.as_ref(),
@@ -277,7 +276,7 @@ fn check_other_datasets(
                 ),
             );
         }
-        if let Some((source, message)) = runtime::datasets::patterns_overlap(dataset, &other) {
+        if let Some((source, message)) = catalog::patterns_overlap(dataset, &other) {
             let line = source
                 .key_pattern
                 .as_ref()
@@ -317,12 +316,11 @@ fn check_other_datasets(
     }
 }
 
-/// One model file's header, as the transformer reads it, with the lines of its entries.
+/// One model file and its header, read as the transformer reads it.
 struct Header {
     file: SourceFile,
     stem: String,
-    model: Option<(usize, String)>,
-    depends_on: Vec<(usize, String)>,
+    header: ModelHeader,
 }
 
 fn read_header(path: PathBuf) -> anyhow::Result<Header> {
@@ -333,31 +331,10 @@ fn read_header(path: PathBuf) -> anyhow::Result<Header> {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    let mut model = None;
-    let mut depends_on = Vec::new();
-    for (index, line) in text
-        .lines()
-        .take_while(|line| line.trim_start().starts_with("--") || line.trim().is_empty())
-        .enumerate()
-    {
-        let comment = line.trim_start().trim_start_matches('-').trim();
-        if let Some(value) = comment.strip_prefix("model:") {
-            model = Some((index + 1, value.trim().to_owned()));
-        } else if let Some(value) = comment.strip_prefix("depends_on:") {
-            depends_on.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(|name| (index + 1, name.to_owned())),
-            );
-        }
-    }
     Ok(Header {
+        header: ModelHeader::read(&text),
         file: SourceFile { path, text },
         stem,
-        model,
-        depends_on,
     })
 }
 
@@ -394,26 +371,16 @@ fn check_models(dir: &Path, report: &mut Report) -> Option<(ModelSet, Vec<Source
     let before = report.problems.len();
     let names: Vec<&str> = headers.iter().map(|h| h.stem.as_str()).collect();
     for header in &headers {
-        match &header.model {
-            None => report.problem(
+        match header.header.name(&header.stem) {
+            Err((None, problem)) => report.problem(
                 &header.file.path,
                 Some(1),
-                format!(
-                    "the header has no '-- model: {}' line (the header is the comment lines the file starts with)",
-                    header.stem
-                ),
+                format!("{problem} (the header is the comment lines the file starts with)"),
             ),
-            Some((line, name)) if *name != header.stem => report.problem(
-                &header.file.path,
-                Some(*line),
-                format!(
-                    "the header names model '{name}' but the file is {}.sql",
-                    header.stem
-                ),
-            ),
-            Some(_) => {}
+            Err((line, problem)) => report.problem(&header.file.path, line, problem),
+            Ok(_) => {}
         }
-        for (line, dependency) in &header.depends_on {
+        for (line, dependency) in &header.header.depends_on {
             if !names.contains(&dependency.as_str()) {
                 report.problem(
                     &header.file.path,
@@ -454,7 +421,7 @@ fn check_models(dir: &Path, report: &mut Report) -> Option<(ModelSet, Vec<Source
                 match cycle {
                     Some(header) => report.problem(
                         &header.file.path,
-                        header.depends_on.first().map(|(line, _)| *line),
+                        header.header.depends_on.first().map(|(line, _)| *line),
                         error.root_cause().to_string(),
                     ),
                     None => report.problem(dir, None, message),
@@ -464,17 +431,17 @@ fn check_models(dir: &Path, report: &mut Report) -> Option<(ModelSet, Vec<Source
             // in an order that ignores the broken dependencies, so their SQL is checked too.
             let sound: Vec<Model> = headers
                 .iter()
-                .filter(|h| h.model.as_ref().is_some_and(|(_, name)| *name == h.stem))
+                .filter(|h| h.header.name(&h.stem).is_ok())
                 .map(|h| Model {
                     name: h.stem.clone(),
                     depends_on: h
+                        .header
                         .depends_on
                         .iter()
                         .map(|(_, name)| name.clone())
                         .filter(|name| {
                             headers.iter().any(|other| {
-                                other.stem == *name
-                                    && other.model.as_ref().is_some_and(|(_, n)| n == name)
+                                other.stem == *name && other.header.name(&other.stem).is_ok()
                             })
                         })
                         .collect(),
@@ -682,7 +649,7 @@ fn db_message(error: &tokio_postgres::Error) -> String {
 struct SqlInputs<'a> {
     dataset: &'a Dataset,
     definition: &'a SourceFile,
-    models_dir: &'a Path,
+    models_folder: &'a Path,
     models: Option<&'a (ModelSet, Vec<SourceFile>)>,
     checks: Option<&'a (SourceFile, Vec<Check>)>,
     exports: Option<&'a (SourceFile, Vec<ReportExport>)>,
@@ -765,7 +732,7 @@ async fn in_scratch(
     let mut ran = Vec::new();
     if let Some((models, _)) = inputs.models {
         for model in models.models() {
-            let path = inputs.models_dir.join(format!("{}.sql", model.name));
+            let path = inputs.models_folder.join(format!("{}.sql", model.name));
             tx.batch_execute("SAVEPOINT landfall_check").await?;
             match tx.simple_query(&model.sql).await {
                 Ok(_) => tx.batch_execute("RELEASE SAVEPOINT landfall_check").await?,
@@ -786,7 +753,7 @@ async fn in_scratch(
         for check in checks {
             let sql = format!(
                 "SELECT count(*) FROM ({}) AS failing",
-                quality_checker::sql::failing_rows(check)
+                catalog::checks::sql::failing_rows(check)
             );
             tx.batch_execute("SAVEPOINT landfall_check").await?;
             match tx.simple_query(&sql).await {
@@ -812,7 +779,7 @@ async fn in_scratch(
             ingestion_date: date,
         };
         tx.batch_execute("SAVEPOINT landfall_check").await?;
-        match quality_checker::publish::publish(&tx, &batch, &inputs.dataset.reports).await {
+        match pipeline::publish::publish(&tx, &batch, &inputs.dataset.reports).await {
             Ok(_) => tx.batch_execute("RELEASE SAVEPOINT landfall_check").await?,
             Err(failure) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT landfall_check")

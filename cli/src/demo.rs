@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use s3dev::{NotifyConfig, S3DevConfig, S3DevServer};
 
 use crate::sample::GenArgs;
-use exporter::catalog::ReportExport;
+use catalog::exports::ReportExport;
 
 const ACCESS_KEY: &str = "landfall-demo";
 const SECRET_KEY: &str = "landfall-demo-secret";
@@ -55,12 +55,10 @@ pub struct DemoArgs {
     /// Keep the services and the S3 server running afterwards (Ctrl-C stops them).
     #[arg(long)]
     pub keep_running: bool,
-    /// The datasets folder.
+    /// The datasets folder: one folder per dataset with its definition, models, checks and
+    /// exports.
     #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
     pub datasets_dir: PathBuf,
-    /// The SQL models folder.
-    #[arg(long, env = "LANDFALL_MODELS_DIR", default_value = "sql/models")]
-    pub models_dir: PathBuf,
     /// How long to wait for every batch to be exported.
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
@@ -74,14 +72,14 @@ struct Batch {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let work_dir = absolute(&args.work_dir)?;
-    let datasets = runtime::datasets::Datasets::load(&args.datasets_dir)?;
+    let datasets = catalog::Datasets::load(&args.datasets_dir)?;
     anyhow::ensure!(
         datasets.get(&args.sample.dataset).is_some(),
         "no dataset named '{}' in {}",
         args.sample.dataset,
         args.datasets_dir.display()
     );
-    let reports = exporter::catalog::ExportCatalog::load(&args.models_dir, &datasets)?
+    let reports = catalog::exports::ExportCatalog::load(&datasets)?
         .reports(&args.sample.dataset)
         .to_vec();
     let required: Vec<String> = datasets
@@ -133,7 +131,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             secret_key: SECRET_KEY,
             bucket: BUCKET,
             datasets_dir: &args.datasets_dir,
-            models_dir: &args.models_dir,
         })?;
         let mut services = Services::start(&vars, &work_dir.join("logs")).await?;
         let run = Run {
@@ -1001,7 +998,6 @@ pub(crate) struct LocalStack<'a> {
     pub secret_key: &'a str,
     pub bucket: &'a str,
     pub datasets_dir: &'a Path,
-    pub models_dir: &'a Path,
 }
 
 /// The environment the demo's and the benchmarks' service processes run with.
@@ -1017,10 +1013,6 @@ pub(crate) fn service_vars(stack: &LocalStack<'_>) -> anyhow::Result<HashMap<Str
         (
             "LANDFALL_DATASETS_DIR",
             absolute(stack.datasets_dir)?.display().to_string(),
-        ),
-        (
-            "LANDFALL_MODELS_DIR",
-            absolute(stack.models_dir)?.display().to_string(),
         ),
         ("LANDFALL_OUTBOX_POLL_MS", "250".into()),
         ("LANDFALL_RECONCILE_INTERVAL_S", "0".into()),

@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use catalog::Datasets;
 use clap::{Parser, Subcommand};
-use runtime::datasets::Datasets;
 use runtime::{CommonConfig, Env};
 
 #[derive(Parser)]
@@ -280,7 +280,7 @@ async fn reconcile(prefix: Option<&str>) -> anyhow::Result<()> {
     let datasets = Datasets::load(&config.datasets_dir)?;
     let pool = runtime::db::pool(&config.database_url, 2)?;
     let s3 = runtime::s3::client(&s3_config).await?;
-    let report = ingester::reconcile::reconcile(
+    let report = pipeline::reconcile::reconcile(
         &pool,
         &s3,
         &landing,

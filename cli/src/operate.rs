@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use catalog::Datasets;
 use chrono::{DateTime, NaiveDate, Utc};
 use contract::{BatchKey, CheckOutcome, Envelope, ModelRun, QualityPassed, TransformCompleted};
-use runtime::datasets::Datasets;
 use runtime::{CommonConfig, Env};
 
 use crate::choices::BatchState;
@@ -328,12 +328,12 @@ impl Operator {
         selected: &[String],
         source: &str,
     ) -> anyhow::Result<(Envelope<contract::Event>, usize)> {
-        let models = transformer::Models::load(&self.config, &self.datasets)?;
+        let models = catalog::models::Models::load(&self.datasets)?;
         let model_set = models
             .for_dataset(&batch.dataset)
             .cloned()
             .unwrap_or_default();
-        let to_run: Vec<&transformer::models::Model> = if selected.is_empty() {
+        let to_run: Vec<&catalog::models::Model> = if selected.is_empty() {
             model_set.models().iter().collect()
         } else {
             model_set.with_upstream(selected)?
@@ -348,9 +348,10 @@ impl Operator {
             .await?;
         anyhow::ensure!(!staged.is_empty(), "batch {batch} has no staged files");
         let file_ids: Vec<i64> = staged.iter().map(|row| row.get(0)).collect();
-        let event = transformer::transform_batch(&tx, batch, &to_run, file_ids, source, None, None)
-            .await
-            .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
+        let event =
+            pipeline::transform::transform_batch(&tx, batch, &to_run, file_ids, source, None, None)
+                .await
+                .map_err(|failure| anyhow::anyhow!(failure.reason()))?;
         runtime::outbox::enqueue(&tx, source, &event).await?;
         tx.commit().await?;
         Ok((event, to_run.len()))
@@ -650,10 +651,10 @@ async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         progress.phase(format!("{batch} listing {listing}"));
-        let mut report = ingester::reconcile::ReconcileReport::default();
+        let mut report = pipeline::reconcile::ReconcileReport::default();
         for prefix in &prefixes {
             let found = progress
-                .during(ingester::reconcile::reconcile_batch(
+                .during(pipeline::reconcile::reconcile_batch(
                     &operator.pool,
                     &s3,
                     &landing,

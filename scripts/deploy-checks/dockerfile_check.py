@@ -8,10 +8,10 @@ here).
     copied, with the same package list as the final `cargo build`;
   - that package list is exactly the workspace's binary packages, and every binary is copied
     into the runtime stage;
-  - the runtime stage copies datasets/ and sql/models/ where LANDFALL_DATASETS_DIR and
-    LANDFALL_MODELS_DIR point, and runs as a numeric non-root USER;
+  - the runtime stage copies datasets/ where LANDFALL_DATASETS_DIR points, and runs as a
+    numeric non-root USER;
   - .dockerignore keeps target/ and .git/ out of the context but lets in every workspace member,
-    sql/migrations (embedded by the runtime crate's build.rs), datasets/ and sql/models/.
+    sql/migrations (embedded by the runtime crate's build.rs) and datasets/.
 
 Usage: python dockerfile_check.py REPO_ROOT [DOCKERFILE]   (prints each problem; exit 1 if any)
 """
@@ -155,12 +155,12 @@ def check(root, dockerfile):
         if keyword == "ENV":
             for match in re.finditer(r"(\w+)=(\S+)", arguments):
                 env[match.group(1)] = match.group(2)
-    for folder, variable in (("datasets", "LANDFALL_DATASETS_DIR"), ("sql/models", "LANDFALL_MODELS_DIR")):
-        copies = [a.split() for a in runtime_copies if a.split()[0].rstrip("/") == folder]
-        if not copies:
-            problems.append(f"deploy/Dockerfile: the runtime stage does not copy {folder}/")
-        elif env.get(variable, "").rstrip("/") != copies[0][-1].rstrip("/"):
-            problems.append(f"deploy/Dockerfile: {variable}={env.get(variable)!r} but {folder}/ is copied to {copies[0][-1]}")
+    copies = [a.split() for a in runtime_copies if a.split()[0].rstrip("/") == "datasets"]
+    if not copies:
+        problems.append("deploy/Dockerfile: the runtime stage does not copy datasets/")
+    elif env.get("LANDFALL_DATASETS_DIR", "").rstrip("/") != copies[0][-1].rstrip("/"):
+        problems.append(f"deploy/Dockerfile: LANDFALL_DATASETS_DIR={env.get('LANDFALL_DATASETS_DIR')!r} "
+                        f"but datasets/ is copied to {copies[0][-1]}")
     users = [resolve(a, runtime["args"]) for k, a in runtime["steps"] if k == "USER"]
     if not users:
         problems.append("deploy/Dockerfile: the runtime stage has no USER (it would run as root)")
@@ -171,7 +171,7 @@ def check(root, dockerfile):
 
     with open(os.path.join(root, ".dockerignore"), encoding="utf-8") as handle:
         patterns = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
-    needed = ["Cargo.toml", "Cargo.lock", "sql/migrations", "datasets", "sql/models"]
+    needed = ["Cargo.toml", "Cargo.lock", "sql/migrations", "datasets"]
     needed += [f"{m}/Cargo.toml" for m in members] + [f"{m}/src" for m in members]
     for path in needed:
         if ignored(path, patterns):

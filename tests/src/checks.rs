@@ -29,17 +29,13 @@ values = [1, 2, 3, 4, 5]
 where = "_batch = (SELECT ops.batch_date())"
 "#;
 
-/// A models directory of this test whose `ecommerce/checks.toml` holds the bundled ecommerce
-/// checks followed by `extra` (for the quality checker's `LANDFALL_MODELS_DIR`).
+/// A copy of the bundled datasets whose `ecommerce/checks.toml` holds the bundled ecommerce
+/// checks followed by `extra` (for the quality checker's `LANDFALL_DATASETS_DIR`).
 pub fn bundled_checks_with(env: &TestEnv, extra: &str) -> PathBuf {
-    let bundled = env
-        .common_config("test")
-        .models_dir
-        .join("ecommerce/checks.toml");
-    let mut checks = std::fs::read_to_string(&bundled).expect("the bundled ecommerce checks");
+    let dir = crate::datasets::bundled_copy(env, "checks");
+    let path = dir.join("ecommerce/checks.toml");
+    let mut checks = std::fs::read_to_string(&path).expect("the bundled ecommerce checks");
     checks.push_str(extra);
-    let dir = std::env::temp_dir().join(format!("landfall-checks-{}", env.suffix));
-    std::fs::create_dir_all(dir.join("ecommerce")).expect("models directory");
-    std::fs::write(dir.join("ecommerce/checks.toml"), checks).expect("checks.toml");
+    std::fs::write(&path, checks).expect("checks.toml");
     dir
 }

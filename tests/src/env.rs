@@ -191,10 +191,6 @@ impl TestEnv {
                 "LANDFALL_DATASETS_DIR",
                 datasets_dir().display().to_string(),
             ),
-            (
-                "LANDFALL_MODELS_DIR",
-                repo_dir().join("sql/models").display().to_string(),
-            ),
             ("LANDFALL_HEALTH_ADDR", "127.0.0.1:0".into()),
             ("LANDFALL_RETRY_MIN_DELAY_MS", "20".into()),
             ("LANDFALL_RETRY_MAX_DELAY_MS", "500".into()),
@@ -219,9 +215,8 @@ impl TestEnv {
     }
 
     /// The datasets the services of this environment load (the bundled ones).
-    pub fn datasets(&self) -> runtime::datasets::Datasets {
-        runtime::datasets::Datasets::load(&self.common_config("test").datasets_dir)
-            .expect("bundled datasets")
+    pub fn datasets(&self) -> catalog::Datasets {
+        catalog::Datasets::load(&self.common_config("test").datasets_dir).expect("bundled datasets")
     }
 
     /// A connection of the test database's owner, once it has migrated the database as a
@@ -601,7 +596,7 @@ pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
 }
 
 impl TestEnv {
-    /// The repository's root folder (the bundled models are under `sql/models`).
+    /// The repository's root folder (the bundled datasets are under `datasets`).
     pub fn repo_dir() -> PathBuf {
         repo_dir()
     }
@@ -639,7 +634,7 @@ pub fn binary_path(name: &str) -> PathBuf {
 
 impl TestEnv {
     /// Starts the quality-checker in-process; `overrides` replace variables of [`TestEnv::vars`]
-    /// (e.g. `LANDFALL_MODELS_DIR` to run a test's own checks).
+    /// (e.g. `LANDFALL_DATASETS_DIR` to run a test's own checks).
     pub fn start_quality_checker(&self, overrides: &[(&str, &str)]) -> ServiceHandle {
         let vars = self.env_with(overrides);
         let config = CommonConfig::from_env(
@@ -670,7 +665,7 @@ impl TestEnv {
         self.wait_consuming("exporter", deadline).await
     }
 
-    /// Starts the five services in-process with `overrides` (e.g. `LANDFALL_MODELS_DIR`) and
+    /// Starts the five services in-process with `overrides` (e.g. `LANDFALL_DATASETS_DIR`) and
     /// waits until each consumes its queue.
     pub async fn start_pipeline(
         &self,

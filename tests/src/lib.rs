@@ -5,6 +5,7 @@
 pub mod chaos;
 pub mod checks;
 pub mod data;
+pub mod datasets;
 mod env;
 pub mod logged;
 pub mod moto;

@@ -37,7 +37,7 @@ use crate::reference::{Cell, Report, decode_text, parse_cents, parse_csv, percen
 /// The dataset's one source.
 pub const SOURCE: &str = "transactions";
 
-/// The three reports, in the exporter's order (`sql/models/online_retail/exports.toml`).
+/// The three reports, in the exporter's order (`datasets/online_retail/exports.toml`).
 pub const REPORTS: [&str; 3] = [
     "retail_revenue_by_country_month",
     "retail_top_products",

@@ -306,7 +306,7 @@ async fn wait_for_state(env: &TestEnv, key: &str, state: &str) {
 
 // ---------------------------------------------------------------------------------------------
 
-/// The reports the ecommerce dataset exports for every batch (`sql/models/ecommerce/exports.toml`).
+/// The reports the ecommerce dataset exports for every batch (`datasets/ecommerce/exports.toml`).
 const REPORTS: &[&str] = &[
     "agg_public_holiday",
     "agg_shipments",

@@ -23,7 +23,6 @@ async fn run_bench(args: &[&str]) -> (String, serde_json::Value) {
         .current_dir(&repo)
         .env("RUST_LOG", "warn")
         .env("LANDFALL_DATASETS_DIR", repo.join("datasets"))
-        .env("LANDFALL_MODELS_DIR", repo.join("sql/models"))
         .output()
         .await
         .expect("running landfall bench");

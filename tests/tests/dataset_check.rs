@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use landfall_tests::TestEnv;
+use landfall_tests::datasets::copy_dir;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,20 +43,6 @@ fn scratch_database(stdout: &str) -> String {
         .to_owned()
 }
 
-/// Copies a folder and its subfolders (a dataset's `migrations`).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, target).unwrap();
-        }
-    }
-}
-
 fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{} has no '{from}'", path.display());
@@ -86,13 +73,12 @@ async fn the_bundled_datasets_pass_and_broken_copies_are_reported_by_file_and_li
         );
     }
 
-    // A broken copy of online_retail, in folders of its own. Its staging table is renamed to
+    // A broken copy of online_retail, in a folder of its own. Its staging table is renamed to
     // `orders`, which ecommerce already uses; the models follow the rename, so their SQL runs.
     let work = std::env::temp_dir().join(format!("landfall-dataset-check-{}", env.suffix));
     let dataset_dir = work.join("datasets/broken_retail");
-    let models_dir = work.join("models/broken_retail");
+    let models = dataset_dir.join("models");
     copy_dir(&repo().join("datasets/online_retail"), &dataset_dir);
-    copy_dir(&repo().join("sql/models/online_retail"), &models_dir);
     let definition = dataset_dir.join("dataset.toml");
     edit(
         &definition,
@@ -104,7 +90,7 @@ async fn the_bundled_datasets_pass_and_broken_copies_are_reported_by_file_and_li
         "table = \"retail_transactions\"",
         "table = \"orders\"",
     );
-    for entry in std::fs::read_dir(&models_dir).unwrap() {
+    for entry in std::fs::read_dir(&models).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(
@@ -114,36 +100,27 @@ async fn the_bundled_datasets_pass_and_broken_copies_are_reported_by_file_and_li
         .unwrap();
     }
     // 1. A column that does not exist, in the fact model's SELECT list.
-    let fact = models_dir.join("fact_transactions.sql");
+    let fact = models.join("fact_transactions.sql");
     edit(&fact, "       s.unit_price,\n", "       s.unit_prize,\n");
     // 2. A dependency on a model that does not exist.
-    let top = models_dir.join("retail_top_products.sql");
+    let top = models.join("retail_top_products.sql");
     edit(
         &top,
         "-- depends_on: fact_transactions",
         "-- depends_on: fact_transactions, fact_sales",
     );
     // 3. A check of a kind that does not exist.
-    let checks = models_dir.join("checks.toml");
+    let checks = dataset_dir.join("checks.toml");
     edit(
         &checks,
         "name = \"transactions_not_after_batch_date\"\ndescription = \"No invoice is dated after the day its batch landed.\"\nkind = \"expression\"",
         "name = \"transactions_not_after_batch_date\"\ndescription = \"No invoice is dated after the day its batch landed.\"\nkind = \"expresion\"",
     );
     // 4. An export ordered by a column its table does not have.
-    let exports = models_dir.join("exports.toml");
+    let exports = dataset_dir.join("exports.toml");
     edit(&exports, "order_by = \"rank\"", "order_by = \"position\"");
 
-    let models_root = work.join("models");
-    let (ok, stdout, stderr) = check(
-        &env,
-        &[
-            dataset_dir.to_str().unwrap(),
-            "--models-dir",
-            models_root.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (ok, stdout, stderr) = check(&env, &[dataset_dir.to_str().unwrap()]).await;
     assert!(!ok, "a broken dataset fails the check:\n{stdout}");
     assert!(stderr.contains("5 problem(s)"), "{stderr}");
     let text = |path: &Path| std::fs::read_to_string(path).unwrap();

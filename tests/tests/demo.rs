@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use landfall_tests::datasets::copy_dir;
 use landfall_tests::{TestEnv, binary_path, wait_until};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -446,14 +447,14 @@ async fn a_failing_model_fails_the_demo_naming_transform_and_the_error() {
     let env = TestEnv::new().await;
     let work_dir = work_dir(&env, "model");
     let input = generate(&env, &work_dir, 1, 20).await;
-    let models = work_dir.join("models");
-    copy_dir(&repo_dir().join("sql/models"), &models);
-    let model = models.join("ecommerce/agg_shipments.sql");
+    let datasets = work_dir.join("datasets");
+    copy_dir(&repo_dir().join("datasets"), &datasets);
+    let model = datasets.join("ecommerce/models/agg_shipments.sql");
     let mut sql = std::fs::read_to_string(&model).unwrap();
     sql.push_str("\nSELECT no_such_column FROM warehouse.fact_orders;\n");
     std::fs::write(&model, sql).unwrap();
 
-    let run = run_demo(&env, &demo_args(&env, &work_dir, &input, Some(&models))).await;
+    let run = run_demo(&env, &demo_args(&env, &work_dir, &input, Some(&datasets))).await;
     assert!(!run.status.success(), "{}", run.stdout);
     assert!(
         run.stderr.contains(&format!(
@@ -483,9 +484,9 @@ async fn a_failing_check_fails_the_demo_naming_quality_and_status_shows_it() {
     let env = TestEnv::new().await;
     let work_dir = work_dir(&env, "check");
     let input = generate(&env, &work_dir, 1, 20).await;
-    let models = work_dir.join("models");
-    copy_dir(&repo_dir().join("sql/models"), &models);
-    let checks = models.join("ecommerce/checks.toml");
+    let datasets = work_dir.join("datasets");
+    copy_dir(&repo_dir().join("datasets"), &datasets);
+    let checks = datasets.join("ecommerce/checks.toml");
     let mut toml = std::fs::read_to_string(&checks).unwrap();
     toml.push_str(
         r#"
@@ -504,7 +505,7 @@ where = "_batch = (SELECT ops.batch_date())"
     // Every order of the day fails it: one a line of orders.csv after the header.
     let orders = data_lines(&input.join("2026-11-25/orders.csv"));
 
-    let run = run_demo(&env, &demo_args(&env, &work_dir, &input, Some(&models))).await;
+    let run = run_demo(&env, &demo_args(&env, &work_dir, &input, Some(&datasets))).await;
     assert!(!run.status.success(), "{}", run.stdout);
     assert!(
         run.stderr.contains(&format!(
@@ -577,7 +578,7 @@ async fn status_shows_stage_durations_quality_results_and_file_rows_after_a_demo
     );
 
     let status = landfall_status(&env).await;
-    let checks_declared = count_checks(&repo_dir().join("sql/models/ecommerce/checks.toml"));
+    let checks_declared = count_checks(&repo_dir().join("datasets/ecommerce/checks.toml"));
     let batches = table(&status, "Batches");
     let all_sources = "customers, holidays, orders, products, reviews, shipment_deliveries";
     let without_products = "customers, holidays, orders, reviews, shipment_deliveries";
@@ -1179,7 +1180,7 @@ async fn generate(env: &TestEnv, work_dir: &Path, days: u32, orders: u32) -> Pat
     out
 }
 
-fn demo_args(env: &TestEnv, work_dir: &Path, input: &Path, models: Option<&Path>) -> Vec<String> {
+fn demo_args(env: &TestEnv, work_dir: &Path, input: &Path, datasets: Option<&Path>) -> Vec<String> {
     let mut args: Vec<String> = [
         "demo",
         "--database-url",
@@ -1196,9 +1197,9 @@ fn demo_args(env: &TestEnv, work_dir: &Path, input: &Path, models: Option<&Path>
     .iter()
     .map(|arg| (*arg).to_owned())
     .collect();
-    if let Some(models) = models {
-        args.push("--models-dir".into());
-        args.push(models.display().to_string());
+    if let Some(datasets) = datasets {
+        args.push("--datasets-dir".into());
+        args.push(datasets.display().to_string());
     }
     args
 }
@@ -1272,19 +1273,6 @@ async fn broker_objects(prefix: &str) -> Vec<String> {
     }
     connection.close(200, "done".into()).await.ok();
     found
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 /// Data lines of a CSV file (its lines after the header; the generator writes no line breaks

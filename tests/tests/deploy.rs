@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use landfall_tests::datasets::copy_dir;
+
 /// Generous: covers the one-time install of the validators on a fresh machine.
 const VALIDATOR_DEADLINE: Duration = Duration::from_secs(900);
 
@@ -100,19 +102,6 @@ impl K8sCopy {
 impl Drop for K8sCopy {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("creating the copy");
-    for entry in std::fs::read_dir(from).expect("reading k8s/") {
-        let entry = entry.expect("directory entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copying a manifest");
-        }
     }
 }
 

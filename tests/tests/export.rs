@@ -619,17 +619,16 @@ async fn an_export_overwrites_objects_written_before_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_failing_mid_stream_aborts_its_upload_and_is_dead_lettered() {
     let env = TestEnv::new().await;
-    // A models folder whose only export is a table made to fail while COPY writes it.
-    let models = std::env::temp_dir().join(format!("landfall-export-models-{}", env.suffix));
-    std::fs::create_dir_all(models.join("ecommerce")).unwrap();
+    // Datasets whose ecommerce export is only a table made to fail while COPY writes it.
+    let datasets = landfall_tests::datasets::bundled_copy(&env, "export-datasets");
     std::fs::write(
-        models.join("ecommerce").join("exports.toml"),
+        datasets.join("ecommerce").join("exports.toml"),
         "[[exports]]\nreport = \"exploding\"\ntable = \"analytics.exploding\"\norder_by = \"n\"\n",
     )
     .unwrap();
-    let models_dir = models.display().to_string();
+    let datasets_dir = datasets.display().to_string();
     let exporter = env.start_exporter(&[
-        ("LANDFALL_MODELS_DIR", &models_dir),
+        ("LANDFALL_DATASETS_DIR", &datasets_dir),
         ("LANDFALL_EXPORT_PART_SIZE_BYTES", "5242880"),
     ]);
     env.wait_for_exporter_consuming(DEADLINE).await;
@@ -691,5 +690,5 @@ async fn a_report_failing_mid_stream_aborts_its_upload_and_is_dead_lettered() {
 
     exporter.stop().await;
     env.cleanup().await;
-    std::fs::remove_dir_all(&models).ok();
+    std::fs::remove_dir_all(&datasets).ok();
 }

@@ -84,10 +84,11 @@ SELECT ops.batch_date(), coalesce(c.tier, 'unknown'), count(*), sum(s.amount), m
  GROUP BY 2;
 ";
 
-/// The dataset and its models in folders of the test's own.
+/// The dataset, its models included, in a datasets folder of the test's own.
 struct Folders {
     root: PathBuf,
     datasets: PathBuf,
+    /// The dataset's models, `<datasets>/kiosk/models`.
     models: PathBuf,
 }
 
@@ -95,10 +96,10 @@ impl Folders {
     fn new(env: &TestEnv, name: &str) -> Folders {
         let root = std::env::temp_dir().join(format!("landfall-{name}-{}", env.suffix));
         let datasets = root.join("datasets");
-        let models = root.join("models");
+        let models = datasets.join("kiosk/models");
         write(&datasets.join("kiosk/dataset.toml"), DEFINITION);
-        write(&models.join("kiosk/tables.sql"), TABLES_SQL);
-        write(&models.join("kiosk/sales_by_tier.sql"), SALES_BY_TIER_SQL);
+        write(&models.join("tables.sql"), TABLES_SQL);
+        write(&models.join("sales_by_tier.sql"), SALES_BY_TIER_SQL);
         Folders {
             root,
             datasets,
@@ -106,12 +107,9 @@ impl Folders {
         }
     }
 
-    /// The variables pointing the services and `landfall` at these folders.
-    fn overrides(&self) -> [(&'static str, String); 2] {
-        [
-            ("LANDFALL_DATASETS_DIR", self.datasets.display().to_string()),
-            ("LANDFALL_MODELS_DIR", self.models.display().to_string()),
-        ]
+    /// The variable pointing the services and `landfall` at these folders.
+    fn overrides(&self) -> [(&'static str, String); 1] {
+        [("LANDFALL_DATASETS_DIR", self.datasets.display().to_string())]
     }
 }
 
@@ -528,7 +526,7 @@ async fn dataset_check_reports_pattern_and_mode_problems_by_file_and_line() {
     assert!(stdout.contains("no problems"), "{stdout}");
 
     // A model reading the snapshot of a delta source: there is none.
-    let model = folders.models.join("kiosk/sales_by_tier.sql");
+    let model = folders.models.join("sales_by_tier.sql");
     write(
         &model,
         &SALES_BY_TIER_SQL.replace(

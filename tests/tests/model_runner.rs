@@ -1,13 +1,13 @@
 //! The model runner on models of the test's own, against the real PostgreSQL: what a model
 //! sets for itself does not reach the next one.
 
+use catalog::models::{Model, ModelSet};
 use landfall_tests::TestEnv;
-use transformer::models::{Model, ModelSet};
 
 const DAY: &str = "2026-03-02";
 
-/// A models directory of this test with the given `(file name, SQL)` models.
-fn models_dir(env: &TestEnv, models: &[(&str, &str)]) -> std::path::PathBuf {
+/// A models folder of this test with the given `(file name, SQL)` models.
+fn models_folder(env: &TestEnv, models: &[(&str, &str)]) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("landfall-runner-models-{}", env.suffix));
     std::fs::create_dir_all(&dir).expect("models directory");
     for (file, sql) in models {
@@ -31,7 +31,7 @@ async fn a_setting_made_by_one_model_is_not_seen_by_the_next_in_one_transaction(
         .get(0);
     // A value no server ships as its default, so the second model could not see it by chance.
     assert_ne!(default_work_mem, "77MB");
-    let dir = models_dir(
+    let dir = models_folder(
         &env,
         &[
             (
@@ -54,7 +54,7 @@ async fn a_setting_made_by_one_model_is_not_seen_by_the_next_in_one_transaction(
 
     // One transaction for every model, as with LANDFALL_TRANSFORM_PARALLELISM=1.
     let tx = client.transaction().await.expect("transaction");
-    let runs = transformer::run::run_models(&tx, &models, date)
+    let runs = pipeline::transform::run::run_models(&tx, &models, date)
         .await
         .expect("the models run");
     let seen: Vec<(String, String, chrono::NaiveDate)> = tx
@@ -102,7 +102,7 @@ async fn a_models_rows_are_the_rows_it_inserted_or_updated() {
         )
         .await
         .expect("the tables the models write to");
-    let dir = models_dir(
+    let dir = models_folder(
         &env,
         &[
             (
@@ -141,7 +141,7 @@ async fn a_models_rows_are_the_rows_it_inserted_or_updated() {
     // 9-18 first, so it writes the same rows again.
     for run in ["first run", "second run"] {
         let tx = client.transaction().await.expect("transaction");
-        let runs = transformer::run::run_models(&tx, &models, date)
+        let runs = pipeline::transform::run::run_models(&tx, &models, date)
             .await
             .expect("the models run");
         tx.commit().await.expect("commit");

@@ -52,11 +52,11 @@ fn assert_attributes(span: &ReceivedSpan, expected: &[(&str, &str)]) {
     }
 }
 
-/// How many models `sql/models/ecommerce` holds (one `.sql` file each).
+/// How many models `datasets/ecommerce/models` holds (one `.sql` file each).
 fn model_count() -> usize {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/models/ecommerce");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/ecommerce/models");
     std::fs::read_dir(dir)
-        .expect("sql/models/ecommerce")
+        .expect("datasets/ecommerce/models")
         .filter(|entry| {
             entry
                 .as_ref()
@@ -337,7 +337,7 @@ async fn one_file_is_one_trace_across_all_five_services() {
     assert_eq!(
         models.len(),
         model_count(),
-        "one span per model of sql/models/ecommerce"
+        "one span per model of datasets/ecommerce/models"
     );
     for model in models {
         assert_eq!(model.service, "transformer");

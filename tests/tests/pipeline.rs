@@ -291,8 +291,10 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // The bundled checks, and the stager's rule that an order appears once, which catches the
     // duplicate order slipped into day 2's staging below.
     let checks = bundled_checks_with(&env, STAGER_RULES);
-    let checker =
-        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", checks.to_str().expect("UTF-8 path"))]);
+    let checker = env.start_quality_checker(&[(
+        "LANDFALL_DATASETS_DIR",
+        checks.to_str().expect("UTF-8 path"),
+    )]);
     let exporter = env.start_exporter(&[]);
 
     // Day 1: the snapshots first, so the batch is transformed once, with them.
@@ -792,8 +794,9 @@ async fn land_day1(env: &TestEnv) {
 
 /// Each model's dependencies, as its file's header declares them.
 fn ecommerce_dependencies(env: &TestEnv) -> Vec<(String, Vec<String>)> {
-    let dir = env.common_config("test").models_dir.join("ecommerce");
-    transformer::models::ModelSet::load(&dir)
+    let datasets = env.datasets();
+    let ecommerce = datasets.get("ecommerce").expect("the ecommerce dataset");
+    catalog::models::ModelSet::load(&ecommerce.models_folder())
         .expect("the ecommerce models load")
         .models()
         .iter()

@@ -573,7 +573,7 @@ async fn a_non_superuser_owner_migrates_and_its_services_take_their_roles() {
         .expect("creating the owner");
     let owner_url = format!("postgres://{owner}@127.0.0.1:5432/{}", env.database);
     let vars = env.vars();
-    let datasets = runtime::datasets::Datasets::load(Path::new(&vars["LANDFALL_DATASETS_DIR"]))
+    let datasets = catalog::Datasets::load(Path::new(&vars["LANDFALL_DATASETS_DIR"]))
         .expect("bundled datasets");
     let owner_pool = runtime::db::pool(&Secret::new(owner_url.clone()), 1).unwrap();
     let mut client = owner_pool.get().await.expect("connecting as the owner");

@@ -3,30 +3,19 @@
 //! after they fail, readers see the batch's previously published rows, or none for a batch
 //! never published; `landfall status` says which.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use landfall_tests::checks::bundled_checks_with;
 use landfall_tests::{TestEnv, data};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const DAY: &str = "2026-03-02";
 const NEXT_DAY: &str = "2026-03-03";
 
-/// The bundled ecommerce models and checks, plus two checks of this test: an error-severity
-/// gate a file can fail (no order of more than 1000 items), and a check that takes a second to
-/// run, so the test reads the published tables while a batch's checks are under way.
-fn models_dir(env: &TestEnv) -> PathBuf {
-    let bundled = TestEnv::repo_dir().join("sql/models/ecommerce");
-    let dir = std::env::temp_dir().join(format!("landfall-models-{}", env.suffix));
-    let ecommerce = dir.join("ecommerce");
-    std::fs::create_dir_all(&ecommerce).expect("models directory");
-    for entry in std::fs::read_dir(&bundled).expect("bundled models") {
-        let path = entry.expect("model file").path();
-        std::fs::copy(&path, ecommerce.join(path.file_name().unwrap())).expect("copying a model");
-    }
-    let mut checks = std::fs::read_to_string(ecommerce.join("checks.toml")).expect("checks.toml");
-    checks.push_str(
-        r#"
+/// Two checks of this test, beside the bundled ones: an error-severity gate a file can fail
+/// (no order of more than 1000 items), and a check that takes a second to run, so the test
+/// reads the published tables while a batch's checks are under way.
+const CHECKS: &str = r#"
 [[checks]]
 name = "orders_quantity_plausible"
 description = "No order of more than 1000 items."
@@ -42,11 +31,7 @@ description = "Takes a second and finds nothing."
 kind = "custom_sql"
 severity = "error"
 sql = "SELECT 1 AS never FROM pg_sleep(1) AS s WHERE random() < 0"
-"#,
-    );
-    std::fs::write(ecommerce.join("checks.toml"), checks).expect("checks.toml");
-    dir
-}
+"#;
 
 /// `orders.csv` of [`data::orders_csv`] with order 1's quantity (and total) replaced.
 fn orders_with_first_quantity(quantity: i64) -> String {
@@ -165,9 +150,12 @@ async fn status_published(env: &TestEnv, date: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_batches_that_pass_their_checks_are_visible_in_analytics() {
     let env = TestEnv::new().await;
-    let models = models_dir(&env);
-    let models_var = [("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))];
-    let services = env.start_pipeline(&models_var, DEADLINE).await;
+    let datasets = bundled_checks_with(&env, CHECKS);
+    let datasets_var = [(
+        "LANDFALL_DATASETS_DIR",
+        datasets.to_str().expect("UTF-8 path"),
+    )];
+    let services = env.start_pipeline(&datasets_var, DEADLINE).await;
 
     // A good batch: published, exactly what the models wrote.
     put_batch(&env, DAY, orders_with_first_quantity(3)).await;
@@ -215,6 +203,6 @@ async fn only_batches_that_pass_their_checks_are_visible_in_analytics() {
     for service in services {
         service.stop().await;
     }
-    let _ = std::fs::remove_dir_all(&models);
+    let _ = std::fs::remove_dir_all(&datasets);
     env.cleanup().await;
 }

@@ -202,10 +202,9 @@ async fn batch_state(env: &TestEnv, day: &str) -> (String, bool) {
     (row.get(0), row.get(1))
 }
 
-/// A models directory of this test holding `ecommerce/checks.toml`.
-fn models_dir(env: &TestEnv, checks_toml: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("landfall-models-{}", env.suffix));
-    std::fs::create_dir_all(dir.join("ecommerce")).expect("models directory");
+/// A copy of the bundled datasets whose `ecommerce/checks.toml` is `checks_toml`.
+fn datasets_with_checks(env: &TestEnv, checks_toml: &str) -> PathBuf {
+    let dir = landfall_tests::datasets::bundled_copy(env, "quality");
     std::fs::write(dir.join("ecommerce/checks.toml"), checks_toml).expect("checks.toml");
     dir
 }
@@ -279,9 +278,11 @@ async fn a_failing_error_check_fails_the_batch_and_keeps_the_failing_rows() {
     )
     .await;
     // Rows the stager would have rejected, caught by the stager's rules written as checks.
-    let models = bundled_checks_with(&env, STAGER_RULES);
-    let checker =
-        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
+    let datasets = bundled_checks_with(&env, STAGER_RULES);
+    let checker = env.start_quality_checker(&[(
+        "LANDFALL_DATASETS_DIR",
+        datasets.to_str().expect("UTF-8 path"),
+    )]);
     declare_topology(&env).await;
     let mut spy = env.spy().await;
     let cause = publish_transform_completed(&env, DAY).await;
@@ -401,9 +402,11 @@ async fn a_broken_check_is_stored_as_an_error_and_the_others_still_run() {
     let env = TestEnv::new().await;
     migrate(&env).await;
     clean_batch(&env, DAY).await;
-    let models = models_dir(&env, BROKEN_CHECKS);
-    let checker =
-        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
+    let datasets = datasets_with_checks(&env, BROKEN_CHECKS);
+    let checker = env.start_quality_checker(&[(
+        "LANDFALL_DATASETS_DIR",
+        datasets.to_str().expect("UTF-8 path"),
+    )]);
     declare_topology(&env).await;
     let mut spy = env.spy().await;
     let cause = publish_transform_completed(&env, DAY).await;
@@ -453,7 +456,7 @@ async fn a_broken_check_is_stored_as_an_error_and_the_others_still_run() {
     assert_eq!(result(&stored, "orders_present").status, "passed");
 
     checker.stop().await;
-    std::fs::remove_dir_all(&models).ok();
+    std::fs::remove_dir_all(&datasets).ok();
     env.cleanup().await;
 }
 
@@ -508,9 +511,11 @@ async fn a_unique_check_finds_repeated_keys_and_its_planner_setting_ends_with_it
         DAY,
     )
     .await;
-    let models = models_dir(&env, UNIQUE_THEN_OTHERS);
-    let checker =
-        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
+    let datasets = datasets_with_checks(&env, UNIQUE_THEN_OTHERS);
+    let checker = env.start_quality_checker(&[(
+        "LANDFALL_DATASETS_DIR",
+        datasets.to_str().expect("UTF-8 path"),
+    )]);
     declare_topology(&env).await;
     let mut spy = env.spy().await;
     let cause = publish_transform_completed(&env, DAY).await;
@@ -538,7 +543,7 @@ async fn a_unique_check_finds_repeated_keys_and_its_planner_setting_ends_with_it
     }
 
     checker.stop().await;
-    std::fs::remove_dir_all(&models).ok();
+    std::fs::remove_dir_all(&datasets).ok();
     env.cleanup().await;
 }
 
@@ -549,9 +554,11 @@ async fn rerunning_a_batch_replaces_its_results_and_keeps_other_batches() {
     clean_batch(&env, DAY).await;
     clean_batch(&env, OTHER_DAY).await;
     // The duplicate order below is caught by the stager's rule written as a check.
-    let models = bundled_checks_with(&env, STAGER_RULES);
-    let checker =
-        env.start_quality_checker(&[("LANDFALL_MODELS_DIR", models.to_str().expect("UTF-8 path"))]);
+    let datasets = bundled_checks_with(&env, STAGER_RULES);
+    let checker = env.start_quality_checker(&[(
+        "LANDFALL_DATASETS_DIR",
+        datasets.to_str().expect("UTF-8 path"),
+    )]);
     declare_topology(&env).await;
     let mut spy = env.spy().await;
     let first = publish_transform_completed(&env, DAY).await;
@@ -601,12 +608,15 @@ async fn rerunning_a_batch_replaces_its_results_and_keeps_other_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_checks_file_stops_the_service_at_start() {
     let env = TestEnv::new().await;
-    let models = models_dir(
+    let datasets = datasets_with_checks(
         &env,
         "[[checks]]\nname = \"orders_unique\"\nkind = \"unique\"\nseverity = \"error\"\ntable = \"staging.orders\"\ncolumn = \"order_id\"\n",
     );
     let mut vars = env.vars();
-    vars.insert("LANDFALL_MODELS_DIR".into(), models.display().to_string());
+    vars.insert(
+        "LANDFALL_DATASETS_DIR".into(),
+        datasets.display().to_string(),
+    );
     let config = CommonConfig::from_env(
         &Env::from_fn(|name| vars.get(name).cloned()),
         "quality-checker",
@@ -621,7 +631,7 @@ async fn a_malformed_checks_file_stops_the_service_at_start() {
         outcome.expect_err("a malformed checks.toml is refused")
     );
     assert!(
-        error.contains(&models.join("ecommerce/checks.toml").display().to_string()),
+        error.contains(&datasets.join("ecommerce/checks.toml").display().to_string()),
         "{error}"
     );
     assert!(
@@ -634,6 +644,6 @@ async fn a_malformed_checks_file_stops_the_service_at_start() {
         .await;
     assert!(migrated.is_err(), "{migrated:?}");
 
-    std::fs::remove_dir_all(&models).ok();
+    std::fs::remove_dir_all(&datasets).ok();
     env.cleanup().await;
 }

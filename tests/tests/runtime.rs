@@ -206,8 +206,7 @@ async fn services_that_never_touch_s3_start_without_a_bucket_and_a_bad_log_forma
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_run_once_when_services_start_together() {
     let env = TestEnv::new().await;
-    let datasets =
-        runtime::datasets::Datasets::load(&env.common_config("test").datasets_dir).unwrap();
+    let datasets = catalog::Datasets::load(&env.common_config("test").datasets_dir).unwrap();
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let url = env.database_url.clone();

@@ -81,7 +81,7 @@ async fn migrate_as_before(env: &TestEnv) {
         .unwrap();
         tx.commit().await.unwrap();
     }
-    runtime::datasets::ensure_staging_tables(&client, &env.datasets())
+    catalog::staging::ensure_staging_tables(&client, &env.datasets())
         .await
         .expect("staging tables");
     client
@@ -361,8 +361,8 @@ impl DatasetsDir {
         }
     }
 
-    fn load(&self) -> runtime::datasets::Datasets {
-        runtime::datasets::Datasets::load(&self.0).expect("datasets")
+    fn load(&self) -> catalog::Datasets {
+        catalog::Datasets::load(&self.0).expect("datasets")
     }
 }
 

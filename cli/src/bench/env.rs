@@ -68,7 +68,6 @@ impl BenchEnv {
             secret_key: SECRET_KEY,
             bucket: BUCKET,
             datasets_dir: &args.datasets_dir,
-            models_dir: &args.models_dir,
         })?;
         let s3_config =
             runtime::S3Config::from_env(&runtime::Env::from_fn(|name| vars.get(name).cloned()))?;

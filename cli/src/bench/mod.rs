@@ -96,12 +96,10 @@ pub struct BenchArgs {
         hide_env_values = true
     )]
     pub amqp_url: String,
-    /// Folder of the dataset definitions.
+    /// Folder of the datasets: one folder per dataset with its definition, SQL models, checks
+    /// and exports.
     #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
     pub datasets_dir: PathBuf,
-    /// Folder of the SQL models, checks and exports (`<dir>/<dataset>/`).
-    #[arg(long, env = "LANDFALL_MODELS_DIR", default_value = "sql/models")]
-    pub models_dir: PathBuf,
     /// Give up on a stage of the benchmark after this long.
     #[arg(long, default_value_t = 1800)]
     pub timeout_s: u64,

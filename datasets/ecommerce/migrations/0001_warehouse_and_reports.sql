@@ -1,6 +1,6 @@
 -- The ecommerce dataset's tables: the star schema (warehouse), the holiday calendar versions,
 -- and the reports, unpublished (audit) and published (analytics). The models fill them
--- (sql/models/ecommerce); the migration runner applies this file when the dataset is in the
+-- (datasets/ecommerce/models); the migration runner applies this file when the dataset is in the
 -- datasets directory, after the platform's migrations (sql/migrations).
 --
 -- Until these tables moved here, the platform's migrations 0003, 0011, 0012, 0015 and 0016
@@ -67,7 +67,7 @@ ON CONFLICT DO NOTHING;
 -- ANALYZE: "Trigger for constraint fact_orders_customer_key_fkey: time=4648 calls=997956",
 -- product_key 4417 ms). The models make every key from a join to the dimension that falls
 -- back to the unknown member (-1), so a dangling key would be a bug in a model; the
--- `relationships` checks of severity `error` in sql/models/ecommerce/checks.toml
+-- `relationships` checks of severity `error` in datasets/ecommerce/checks.toml
 -- (fact_*_key_exists) look for one in each batch, in one set-based query, and stop the export
 -- if they find it — the way warehouse keys are checked in dbt and in warehouses that do not
 -- enforce foreign keys. (Databases of earlier versions had them: dropped below.)

@@ -1,5 +1,5 @@
 -- The online_retail dataset's tables: the star schema (warehouse) and the reports, published
--- (analytics) and unpublished (audit). The models fill them (sql/models/online_retail); the
+-- (analytics) and unpublished (audit). The models fill them (datasets/online_retail/models); the
 -- migration runner applies this file when the dataset is in the datasets directory, after the
 -- platform's migrations (sql/migrations). Every table is prefixed retail_ so nothing clashes
 -- with the ecommerce tables.

@@ -3,6 +3,7 @@
 //! staging, mark the batch exported and announce it.
 
 use bytes::Bytes;
+use catalog::exports::{ExportCatalog, ReportExport};
 use chrono::{NaiveDate, Utc};
 use contract::{BatchKey, Envelope, Event, ExportCompleted, ExportedObject};
 use futures::TryStreamExt as _;
@@ -11,7 +12,6 @@ use tokio_postgres::Transaction;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::catalog::{ExportCatalog, ReportExport};
 use crate::classify;
 use crate::manifest::{self, MANIFEST_FILE, MANIFEST_VERSION, Manifest, SourceFile};
 use crate::retention;

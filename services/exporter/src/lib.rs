@@ -7,7 +7,6 @@
 // the default query depth.
 #![recursion_limit = "256"]
 
-pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod export;
@@ -49,7 +48,7 @@ pub async fn run(config: ExporterConfig, shutdown: Shutdown) -> anyhow::Result<(
     // The AWS identity first: a service without credentials stops at once, saying why.
     let s3 = runtime::s3::client(&config.s3).await?;
     let ctx = ServiceContext::start(config.common.clone(), shutdown).await?;
-    let catalog = catalog::ExportCatalog::load(&ctx.config.models_dir, &ctx.datasets)?;
+    let catalog = catalog::exports::ExportCatalog::load(&ctx.datasets)?;
     let spec = runtime::broker::queue_spec(&ctx.config, STAGE);
     let exporter = Exporter {
         ctx: ctx.clone(),

@@ -3,9 +3,9 @@
 //! The ledger (`ops.files`, `ops.staged_sources`) is kept: it is the record of what landed.
 //! An optional snapshot source also keeps its newest snapshot from before the cutoff.
 
+use catalog::{Dataset, Mode};
 use chrono::NaiveDate;
 use runtime::Failure;
-use runtime::datasets::{Dataset, Mode};
 use tokio_postgres::Transaction;
 
 use crate::classify;

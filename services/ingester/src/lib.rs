@@ -1,9 +1,7 @@
 //! The ingester: turns S3 bucket notifications into ledger rows and `FileLanded` events, and
 //! reconciles the landing prefix against the ledger so a lost notification loses no file.
 
-pub mod ledger;
 pub mod notification;
-pub mod reconcile;
 pub mod sqs;
 
 use std::sync::Arc;
@@ -15,7 +13,8 @@ use runtime::{
     S3Config, ServiceContext, Shutdown,
 };
 
-use crate::ledger::{DiscoveredBy, Recorded};
+use pipeline::ledger::{self, DiscoveredBy, ObjectCreated, Recorded};
+use pipeline::reconcile;
 
 pub const STAGE: runtime::Stage = runtime::Stage::Ingester;
 pub const SERVICE: &str = STAGE.name();
@@ -89,7 +88,7 @@ impl Handler for NotificationHandler {
         for (_, message) in messages {
             parsed.push(notification::parse(&message.body).map_err(Failure::permanent)?);
         }
-        let objects: Vec<(&notification::ObjectCreated, &tracing::Span)> = parsed
+        let objects: Vec<(&ObjectCreated, &tracing::Span)> = parsed
             .iter()
             .zip(messages)
             .flat_map(|(objects, (span, _))| objects.iter().map(move |object| (object, *span)))
@@ -121,7 +120,7 @@ impl Handler for NotificationHandler {
 
 /// Logs why an announced object caused no event: already in the ledger, or outside the
 /// landing prefix (a landed or unmapped object is logged where it is recorded).
-fn note_skipped(object: &notification::ObjectCreated, recorded: &Recorded) {
+fn note_skipped(object: &ObjectCreated, recorded: &Recorded) {
     match recorded {
         Recorded::Duplicate => tracing::info!(
             key = object.key,

@@ -2,26 +2,8 @@
 //! AWS (SQS, optionally wrapped in SNS) send.
 
 use percent_encoding::percent_decode_str;
+use pipeline::ledger::ObjectCreated;
 use serde::Deserialize;
-
-/// An object that was created (put, copied, or completed as a multipart upload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectCreated {
-    pub bucket: String,
-    /// The key, URL-decoded.
-    pub key: String,
-    pub size: u64,
-    /// Without quotes.
-    pub etag: String,
-    pub version_id: Option<String>,
-}
-
-impl ObjectCreated {
-    /// The ledger's version: the S3 version id, or the ETag in an unversioned bucket.
-    pub fn version(&self) -> &str {
-        self.version_id.as_deref().unwrap_or(&self.etag)
-    }
-}
 
 /// Why a message is not a notification landfall can read.
 #[derive(Debug, thiserror::Error)]

@@ -23,11 +23,11 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName,
 };
 use backon::Retryable as _;
+use pipeline::ledger::{self, DiscoveredBy, ObjectCreated, Recorded};
 use runtime::{Failure, ServiceContext};
 use tracing::Instrument as _;
 
-use crate::ledger::{self, DiscoveredBy, Recorded};
-use crate::notification::{self, ObjectCreated};
+use crate::notification;
 
 mod config;
 

@@ -1,12 +1,10 @@
 //! The quality-checker: on `transform.completed`, runs the checks declared for the batch's
-//! dataset in `<models_dir>/<dataset>/checks.toml`, stores one result per check in
+//! dataset in `<dataset>/checks.toml`, stores one result per check in
 //! `ops.quality_results`, and publishes `quality.passed` (the batch may be exported) or
 //! `quality.failed` (an error-severity check failed or could not run). A batch that passes is
 //! published in the same transaction: its report rows go from `audit` to `analytics`
-//! ([`publish`]).
+//! ([`pipeline::publish`]).
 
-pub mod checks;
-pub mod publish;
 pub mod run;
 pub mod sql;
 
@@ -16,8 +14,8 @@ use contract::{BatchKey, CheckOutcome, Envelope, Event, QualityFailed, QualityPa
 use runtime::{CommonConfig, Failure, Handler, Incoming, MessageKind, ServiceContext, Shutdown};
 use tokio_postgres::Transaction;
 
-use crate::checks::Catalog;
 use crate::run::CheckResult;
+use catalog::checks::{self, CheckCatalog};
 
 pub const STAGE: runtime::Stage = runtime::Stage::QualityChecker;
 pub const SERVICE: &str = STAGE.name();
@@ -25,12 +23,12 @@ pub const SERVICE: &str = STAGE.name();
 /// Runs a batch's checks and gates its export.
 pub struct QualityChecker {
     /// Every dataset's checks, loaded and validated at start.
-    pub catalog: Arc<Catalog>,
+    pub catalog: Arc<CheckCatalog>,
     /// The service's pool, to run a batch's checks on a second connection beside the consumer's
     /// transaction; `None` runs them one after another in the consumer's transaction.
     pub second_connection: Option<deadpool_postgres::Pool>,
     /// The datasets, for the report tables a passed batch publishes.
-    pub datasets: Arc<runtime::datasets::Datasets>,
+    pub datasets: Arc<catalog::Datasets>,
 }
 
 impl Handler for QualityChecker {
@@ -73,7 +71,7 @@ impl Handler for QualityChecker {
         record_batch_state(tx, batch, state).await?;
         let published = match (&event.payload, self.datasets.get(&batch.dataset)) {
             (Event::QualityPassed(_), Some(dataset)) => {
-                Some(publish::publish(tx, batch, &dataset.reports).await?)
+                Some(pipeline::publish::publish(tx, batch, &dataset.reports).await?)
             }
             _ => None,
         };
@@ -149,27 +147,27 @@ async fn record_batch_state(
 pub async fn run(config: CommonConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     // Before waiting for the database: a malformed declaration stops the service at once,
     // naming the file and the check.
-    let mut catalog = Catalog::load(&config.models_dir)?;
+    let datasets = catalog::Datasets::load(&config.datasets_dir)?;
+    let mut catalog = CheckCatalog::load(&datasets)?;
     let ctx = ServiceContext::start(config, shutdown).await?;
     for dataset in ctx.datasets.iter() {
-        if catalog.checks(&dataset.name).is_none() {
-            tracing::warn!(
-                dataset = dataset.name,
-                models_dir = %ctx.config.models_dir.display(),
-                "no {} declared for the dataset; its batches pass with no checks run",
-                checks::CHECKS_FILE
-            );
-            catalog.insert_empty(&dataset.name);
-        }
-    }
-    for (dataset, count) in catalog.summary() {
-        if ctx.datasets.get(dataset).is_none() {
-            tracing::warn!(
-                dataset,
-                "checks are declared for a dataset that is not defined; they never run"
-            );
-        } else {
-            tracing::info!(dataset, checks = count, "quality checks loaded");
+        match catalog.checks(&dataset.name) {
+            Some(checks) => {
+                tracing::info!(
+                    dataset = dataset.name,
+                    checks = checks.len(),
+                    "quality checks loaded"
+                );
+            }
+            None => {
+                tracing::warn!(
+                    dataset = dataset.name,
+                    path = %dataset.checks_file().display(),
+                    "no {} declared for the dataset; its batches pass with no checks run",
+                    checks::CHECKS_FILE
+                );
+                catalog.insert_empty(&dataset.name);
+            }
         }
     }
     let spec = runtime::broker::queue_spec(&ctx.config, STAGE);

@@ -20,7 +20,7 @@ use tokio_postgres::Transaction;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::checks::{Check, Severity};
+use catalog::checks::{Check, Severity};
 
 /// Failing rows kept per check, as JSON objects, to show what went wrong.
 pub const SAMPLE_ROWS: u32 = 20;
@@ -199,7 +199,7 @@ async fn run_lane(
 /// Runs one check under a savepoint. A SQL error in the check becomes an `error` result; a
 /// lost connection (or another transient database error) fails the whole run so it is retried.
 async fn run_check(tx: &Transaction<'_>, check: &Check) -> Result<CheckResult, Failure> {
-    let failing_sql = crate::sql::failing_rows(check);
+    let failing_sql = catalog::checks::sql::failing_rows(check);
     let measured_sql = crate::sql::measured(&failing_sql, SAMPLE_ROWS);
     let planner_setting = crate::sql::planner_setting(check);
     let started = Instant::now();

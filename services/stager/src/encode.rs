@@ -2,8 +2,8 @@
 //! format, straight into the COPY buffer (no per-value writer, no allocation for a valid value).
 //! Every row that reaches COPY is valid, so COPY itself never fails on data.
 
+use catalog::{Column, ColumnType};
 use chrono::{Datelike as _, NaiveDate, NaiveDateTime};
-use runtime::datasets::{Column, ColumnType};
 
 /// Why a field was refused; the stager adds file, line and column.
 pub type FieldError = String;

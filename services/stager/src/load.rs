@@ -3,9 +3,9 @@
 use std::pin::Pin;
 
 use bytes::Bytes;
+use catalog::Source;
 use futures::{Sink as _, SinkExt as _};
 use runtime::Failure;
-use runtime::datasets::Source;
 use runtime::db::quote_ident;
 use tokio::io::AsyncRead;
 
@@ -202,7 +202,7 @@ async fn finish_copies(
 
 /// Deletes every row of `file_id` (a file of the batch dated `batch_date`) from `source`'s
 /// staging table; returns how many. The batch finds the rows' block ranges through the BRIN
-/// index on `_batch` (there is none on `_file_id`: `datasets::ensure_staging_table`).
+/// index on `_batch` (there is none on `_file_id`: `catalog::staging`).
 pub async fn delete_file_rows(
     tx: &tokio_postgres::Transaction<'_>,
     source: &Source,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use catalog::Source;
 use contract::{BatchKey, Envelope, Event, FileLanded};
-use runtime::datasets::Source;
 use runtime::{Failure, ServiceContext};
 use tokio_postgres::Transaction;
 use tracing::Instrument as _;

@@ -245,9 +245,8 @@ pub struct CommonConfig {
     pub outbox_poll: Duration,
     pub health_addr: SocketAddr,
     pub migrate_on_start: bool,
+    /// One folder per dataset: its definition, SQL models, quality checks and exports.
     pub datasets_dir: PathBuf,
-    /// SQL models, quality checks and exports: `<models_dir>/<dataset>/`.
-    pub models_dir: PathBuf,
     pub shutdown_grace: Duration,
     pub log_json: bool,
 }
@@ -317,7 +316,6 @@ impl CommonConfig {
             )?,
             migrate_on_start: env.boolean("LANDFALL_MIGRATE_ON_START", true)?,
             datasets_dir: PathBuf::from(env.string("LANDFALL_DATASETS_DIR", "datasets")),
-            models_dir: PathBuf::from(env.string("LANDFALL_MODELS_DIR", "sql/models")),
             shutdown_grace: env.millis("LANDFALL_SHUTDOWN_GRACE_MS", 25_000, 0, 3_600_000)?,
             log_json: LogFormat::from_env(env)? == LogFormat::Json,
         })

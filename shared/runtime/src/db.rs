@@ -1,11 +1,13 @@
 //! The PostgreSQL pool and the migration runner.
 
 use anyhow::Context as _;
+use catalog::Datasets;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use crate::config::Secret;
-use crate::datasets::{Dataset, Datasets};
 pub use crate::pg::{PgTarget, SslMode, connect, explain, hint};
+/// Quotes an identifier for SQL (identifiers from configuration are validated before this).
+pub use catalog::sql::quote_ident;
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -106,9 +108,9 @@ async fn apply_migrations(
     for (name, sql) in MIGRATIONS {
         applied += usize::from(apply_once(client, name, sql).await?);
     }
-    crate::datasets::ensure_staging_tables(client, datasets).await?;
+    catalog::staging::ensure_staging_tables(client, datasets).await?;
     for dataset in datasets.iter() {
-        for (name, sql) in dataset_migrations(dataset)? {
+        for (name, sql) in catalog::migrations::of(dataset)? {
             applied += usize::from(apply_once(client, &name, &sql).await?);
         }
     }
@@ -180,94 +182,10 @@ async fn apply_once(
     Ok(true)
 }
 
-/// The migrations of `dataset`, in file-name order: every `*.sql` file in the `migrations`
-/// folder of its folder, named `<dataset>/<file name without .sql>`. A dataset without that
-/// folder (or without a folder: one parsed, not loaded) has none.
-pub fn dataset_migrations(dataset: &Dataset) -> anyhow::Result<Vec<(String, String)>> {
-    if dataset.dir.as_os_str().is_empty() {
-        return Ok(Vec::new());
-    }
-    let dir = dataset.dir.join("migrations");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => {
-            return Err(error).with_context(|| format!("reading {}", dir.display()));
-        }
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("reading {}", dir.display()))?
-            .path();
-        if path.extension().is_some_and(|ext| ext == "sql") && path.is_file() {
-            paths.push(path);
-        }
-    }
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let stem = path
-                .file_stem()
-                .and_then(|stem| stem.to_str())
-                .with_context(|| format!("{}: the file name is not UTF-8", path.display()))?;
-            let sql = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Ok((format!("{}/{stem}", dataset.name), sql))
-        })
-        .collect()
-}
-
 /// FNV-1a over the SQL text: stable across builds and Rust versions.
 fn checksum(sql: &str) -> String {
     let hash = sql.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{hash:016x}")
-}
-
-/// Quotes an identifier for SQL. Identifiers from configuration are validated before this.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_dataset_has_the_sql_files_of_its_migrations_folder_in_name_order() {
-        let root = std::env::temp_dir().join(format!(
-            "landfall-dataset-migrations-{}",
-            std::process::id()
-        ));
-        let folder = root.join("kiosk");
-        std::fs::create_dir_all(folder.join("migrations")).unwrap();
-        let definition = "name = \"kiosk\"\n[[sources]]\nname = \"kiosk_sales\"\ncolumns = [{ name = \"id\", type = \"int\" }]\n";
-        std::fs::write(folder.join("dataset.toml"), definition).unwrap();
-        for (file, text) in [
-            ("0010_later.sql", "later"),
-            ("0002_first.sql", "first"),
-            ("notes.md", "not a migration"),
-        ] {
-            std::fs::write(folder.join("migrations").join(file), text).unwrap();
-        }
-        let datasets = Datasets::load(&root).unwrap();
-        let kiosk = datasets.get("kiosk").unwrap();
-        assert_eq!(
-            dataset_migrations(kiosk).unwrap(),
-            [
-                ("kiosk/0002_first".to_owned(), "first".to_owned()),
-                ("kiosk/0010_later".to_owned(), "later".to_owned()),
-            ]
-        );
-        // A definition parsed from its text has no folder, so no migrations.
-        let parsed = Datasets::parse(definition).unwrap();
-        assert!(dataset_migrations(&parsed).unwrap().is_empty());
-        // Nor has a dataset without a migrations folder.
-        std::fs::remove_dir_all(folder.join("migrations")).unwrap();
-        assert!(dataset_migrations(kiosk).unwrap().is_empty());
-        std::fs::remove_dir_all(&root).unwrap();
-    }
 }

@@ -4,7 +4,6 @@
 pub mod broker;
 pub mod config;
 pub mod consumer;
-pub mod datasets;
 pub mod db;
 pub mod failure;
 pub mod fault;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use catalog::Datasets;
 use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -12,7 +13,6 @@ use tokio::task::JoinSet;
 use crate::broker::{QueueSpec, Topology};
 use crate::config::CommonConfig;
 use crate::consumer::{self, Handler, MessageKind};
-use crate::datasets::Datasets;
 use crate::failure::RetryPolicy;
 use crate::health::{self, Readiness};
 use crate::outbox::OutboxRelay;

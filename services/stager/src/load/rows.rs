@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 
-use runtime::datasets::{ColumnType, Source};
+use catalog::{ColumnType, Source};
 use tokio::io::AsyncRead;
 
 use super::{

@@ -115,7 +115,7 @@ pub(super) fn span(job: &Job<'_>, helpers: usize) -> tracing::Span {
         otel.kind = "client",
         db.system.name = "postgresql",
         db.operation.name = "COPY",
-        db.collection.name = format!("{}.{}", runtime::datasets::ROWS_SCHEMA, source.table_name()),
+        db.collection.name = format!("{}.{}", catalog::staging::ROWS_SCHEMA, source.table_name()),
         landfall.copy_connections = 1 + helpers,
         landfall.dataset = job.batch.dataset.as_str(),
         landfall.batch = job.batch.ingestion_date.to_string(),

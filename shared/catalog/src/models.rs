@@ -1,4 +1,4 @@
-//! SQL models: one `.sql` file per model under `<models_dir>/<dataset>/`, its dependencies
+//! SQL models: one `.sql` file per model in `<dataset>/models/`, its dependencies
 //! declared in its header (`-- depends_on: a, b`). The run order is computed, never listed by
 //! hand; a missing dependency or a cycle is an error when the service starts.
 
@@ -7,12 +7,38 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
+use crate::Datasets;
+
 /// One model: its name (the file's stem), the models it reads, and its SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Model {
     pub name: String,
     pub depends_on: Vec<String>,
     pub sql: String,
+}
+
+/// Every dataset's models, loaded and ordered.
+#[derive(Debug, Clone, Default)]
+pub struct Models {
+    by_dataset: BTreeMap<String, ModelSet>,
+}
+
+impl Models {
+    /// Loads every dataset's models ([`crate::Dataset::models_folder`]); any problem is an error.
+    pub fn load(datasets: &Datasets) -> anyhow::Result<Models> {
+        let mut by_dataset = BTreeMap::new();
+        for dataset in datasets.iter() {
+            by_dataset.insert(
+                dataset.name.clone(),
+                ModelSet::load(&dataset.models_folder())?,
+            );
+        }
+        Ok(Models { by_dataset })
+    }
+
+    pub fn for_dataset(&self, dataset: &str) -> Option<&ModelSet> {
+        self.by_dataset.get(dataset)
+    }
 }
 
 /// A dataset's models in dependency order.
@@ -126,35 +152,66 @@ impl ModelSet {
     }
 }
 
-/// Reads the header comments: `-- model: <name>` (must match the file) and `-- depends_on: …`.
-fn parse(file_stem: &str, sql: String) -> anyhow::Result<Model> {
-    let mut name = None;
-    let mut depends_on = Vec::new();
-    for line in sql
-        .lines()
-        .take_while(|line| line.trim_start().starts_with("--") || line.trim().is_empty())
-    {
-        let comment = line.trim_start().trim_start_matches('-').trim();
-        if let Some(value) = comment.strip_prefix("model:") {
-            name = Some(value.trim().to_owned());
-        } else if let Some(value) = comment.strip_prefix("depends_on:") {
-            depends_on.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_owned),
-            );
+/// A model file's header, the comment lines it starts with: `-- model: <name>` and
+/// `-- depends_on: a, b`, each entry with its 1-based line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Header {
+    pub model: Option<(usize, String)>,
+    pub depends_on: Vec<(usize, String)>,
+}
+
+impl Header {
+    /// Reads the header of a model's SQL.
+    pub fn read(sql: &str) -> Header {
+        let mut header = Header::default();
+        for (index, line) in sql
+            .lines()
+            .take_while(|line| line.trim_start().starts_with("--") || line.trim().is_empty())
+            .enumerate()
+        {
+            let comment = line.trim_start().trim_start_matches('-').trim();
+            if let Some(value) = comment.strip_prefix("model:") {
+                header.model = Some((index + 1, value.trim().to_owned()));
+            } else if let Some(value) = comment.strip_prefix("depends_on:") {
+                header.depends_on.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(|name| (index + 1, name.to_owned())),
+                );
+            }
+        }
+        header
+    }
+
+    /// The model's name, when the header names the file it is in, `<stem>.sql`; otherwise the
+    /// line of its `-- model:` entry (none when it has none) and what is wrong.
+    pub fn name(&self, stem: &str) -> Result<&str, (Option<usize>, String)> {
+        match &self.model {
+            None => Err((None, format!("the header has no '-- model: {stem}' line"))),
+            Some((line, name)) if name != stem => Err((
+                Some(*line),
+                format!("the header names model '{name}' but the file is {stem}.sql"),
+            )),
+            Some((_, name)) => Ok(name),
         }
     }
-    let name =
-        name.ok_or_else(|| anyhow::anyhow!("the header has no '-- model: {file_stem}' line"))?;
-    if name != file_stem {
-        bail!("the header names model '{name}' but the file is {file_stem}.sql");
-    }
+}
+
+/// Reads the header comments: `-- model: <name>` (must match the file) and `-- depends_on: …`.
+fn parse(file_stem: &str, sql: String) -> anyhow::Result<Model> {
+    let header = Header::read(&sql);
+    let name = header
+        .name(file_stem)
+        .map_err(|(_, problem)| anyhow::anyhow!(problem))?;
     Ok(Model {
-        name,
-        depends_on,
+        name: name.to_owned(),
+        depends_on: header
+            .depends_on
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect(),
         sql,
     })
 }
@@ -235,7 +292,7 @@ mod tests {
 
     #[test]
     fn the_bundled_models_load_in_order() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/models/ecommerce");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/ecommerce/models");
         let set = ModelSet::load(&dir).unwrap();
         let names: Vec<&str> = set.models().iter().map(|m| m.name.as_str()).collect();
         let position = |name: &str| names.iter().position(|n| *n == name).unwrap();

@@ -1,17 +1,19 @@
-//! Quality checks are declared, not coded: `<models_dir>/<dataset>/checks.toml` lists a
-//! dataset's checks as `[[checks]]` tables. This module reads and validates them, so a
+//! Quality checks are declared, not coded: `<dataset>/checks.toml` lists a dataset's checks
+//! as `[[checks]]` tables. This module reads and validates them, so a
 //! malformed declaration stops the service at start (naming the file and the check) instead of
 //! surfacing as a failed batch later.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// The file a dataset's checks are declared in, inside `<models_dir>/<dataset>/`.
+use crate::sql::is_identifier;
+use crate::{Dataset, Datasets};
+
+/// The file a dataset's checks are declared in, in the dataset's folder.
 pub const CHECKS_FILE: &str = "checks.toml";
 
 /// Whether a failing check blocks the batch's export.
@@ -69,7 +71,7 @@ impl Ident {
     pub fn sql(&self) -> String {
         self.parts
             .iter()
-            .map(|part| runtime::db::quote_ident(part))
+            .map(|part| crate::sql::quote_ident(part))
             .collect::<Vec<_>>()
             .join(".")
     }
@@ -79,15 +81,6 @@ impl fmt::Display for Ident {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.parts.join("."))
     }
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63
 }
 
 /// One accepted value of an `accepted_values` check, written into SQL as a literal.
@@ -107,7 +100,7 @@ impl Literal {
             Literal::Bool(value) => value.to_string(),
             Literal::Integer(value) => value.to_string(),
             Literal::Float(value) => value.to_string(),
-            Literal::Text(value) => format!("'{}'", value.replace('\'', "''")),
+            Literal::Text(value) => crate::sql::quote_literal(value),
         }
     }
 }
@@ -426,39 +419,17 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Check>> {
 
 /// Every dataset's checks, loaded once at start.
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub struct CheckCatalog {
     by_dataset: BTreeMap<String, Vec<Check>>,
 }
 
-impl Catalog {
-    /// Reads `<models_dir>/<dataset>/checks.toml` for each dataset folder that has one.
-    /// A missing models directory is an error (a quality gate must not pass batches unchecked
-    /// because it looked in the wrong place); a dataset folder without the file has no checks.
-    pub fn load(models_dir: &Path) -> anyhow::Result<Catalog> {
-        let entries = std::fs::read_dir(models_dir).with_context(|| {
-            format!(
-                "reading the models directory {} (set LANDFALL_MODELS_DIR)",
-                models_dir.display()
-            )
-        })?;
-        let mut catalog = Catalog::default();
-        for entry in entries {
-            let folder = entry
-                .with_context(|| format!("listing {}", models_dir.display()))?
-                .path();
-            let path = folder.join(CHECKS_FILE);
-            if !path.is_file() {
-                continue;
-            }
-            let Some(dataset) = folder.file_name().and_then(|name| name.to_str()) else {
-                continue;
-            };
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let checks = parse(&text).with_context(|| format!("in {}", path.display()))?;
-            catalog.by_dataset.insert(dataset.to_owned(), checks);
-        }
-        Ok(catalog)
+impl CheckCatalog {
+    /// Reads the `checks.toml` of every dataset that has one ([`Dataset::checks_file`]); a
+    /// dataset without the file has no checks.
+    pub fn load(datasets: &Datasets) -> anyhow::Result<CheckCatalog> {
+        Ok(CheckCatalog {
+            by_dataset: datasets.read_each(Dataset::checks_file, parse)?,
+        })
     }
 
     /// A dataset's checks; `None` when the dataset declared none.
@@ -470,14 +441,9 @@ impl Catalog {
     pub fn insert_empty(&mut self, dataset: &str) {
         self.by_dataset.entry(dataset.to_owned()).or_default();
     }
-
-    /// The datasets with declared checks and how many each has.
-    pub fn summary(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.by_dataset
-            .iter()
-            .map(|(dataset, checks)| (dataset.as_str(), checks.len()))
-    }
 }
+
+pub mod sql;
 
 #[cfg(test)]
 mod tests;

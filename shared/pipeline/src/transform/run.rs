@@ -11,7 +11,7 @@ use runtime::Failure;
 use tokio_postgres::{SimpleQueryMessage, SimpleQueryRow, Transaction};
 use tracing::Instrument as _;
 
-use crate::models::Model;
+use catalog::models::Model;
 
 /// Runs `models` in order for the batch dated `batch_date`; returns each one's rows (see
 /// [`rows_written`]) and time.
@@ -290,9 +290,9 @@ mod tests {
 
     #[test]
     fn the_bundled_facts_start_before_the_reports_beside_them() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/models/ecommerce");
-        let set = crate::models::ModelSet::load(&dir).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../datasets/ecommerce/models");
+        let set = catalog::models::ModelSet::load(&dir).unwrap();
         let models: Vec<&Model> = set.models().iter().collect();
         let order: Vec<&str> = start_order(&models)
             .into_iter()

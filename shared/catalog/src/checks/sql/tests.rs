@@ -107,12 +107,3 @@ fn row_count_returns_one_row_when_out_of_bounds() {
         "SELECT count(*) AS row_count, 1::bigint AS min, NULL::bigint AS max\n  FROM \"t\"\n WHERE (d = ops.batch_date())\nHAVING count(*) < 1"
     );
 }
-
-#[test]
-fn the_measured_query_counts_and_samples_in_one_pass() {
-    let sql = measured("SELECT 1 AS x", 20);
-    assert_eq!(
-        sql,
-        "WITH failing AS MATERIALIZED (\nSELECT * FROM (\nSELECT 1 AS x\n) AS checked\n)\nSELECT count(*) OVER () AS failing_rows, to_jsonb(failing) AS sample_row\n  FROM failing\n LIMIT 20"
-    );
-}

@@ -2,12 +2,29 @@
 
 use std::collections::{HashMap, HashSet};
 
+use catalog::{Datasets, KeyMatch};
 use contract::{BatchKey, Envelope, Event, FileLanded};
-use runtime::datasets::{Datasets, KeyMatch};
 use runtime::telemetry;
 use tokio_postgres::types::Type;
 
-use crate::notification::ObjectCreated;
+/// An object that was created (put, copied, or completed as a multipart upload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectCreated {
+    pub bucket: String,
+    /// The key, URL-decoded.
+    pub key: String,
+    pub size: u64,
+    /// Without quotes.
+    pub etag: String,
+    pub version_id: Option<String>,
+}
+
+impl ObjectCreated {
+    /// The ledger's version: the S3 version id, or the ETag in an unversioned bucket.
+    pub fn version(&self) -> &str {
+        self.version_id.as_deref().unwrap_or(&self.etag)
+    }
+}
 
 /// How an object was found.
 #[derive(Debug, Clone, Copy)]

@@ -5,9 +5,9 @@
 //! rows (or none) until it commits, and the new ones after, all reports at once. A batch that
 //! fails its checks is not published: its previous audited rows stay.
 
+use catalog::sql::quote_ident;
 use contract::BatchKey;
 use runtime::Failure;
-use runtime::db::quote_ident;
 use runtime::failure::db;
 use tokio_postgres::Transaction;
 

@@ -1,4 +1,4 @@
-//! Which reports each dataset exports: `<models_dir>/<dataset>/exports.toml`, read and
+//! Which reports each dataset exports: `<dataset>/exports.toml`, read and
 //! validated once at start so a typo stops the service instead of failing a batch later.
 //!
 //! ```toml
@@ -9,15 +9,15 @@
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use chrono::NaiveDate;
-use runtime::datasets::Datasets;
-use runtime::db::quote_ident;
 use serde::Deserialize;
 
-/// The file a dataset's exports are read from, inside `<models_dir>/<dataset>/`.
+use crate::sql::quote_ident;
+use crate::{Dataset, Datasets};
+
+/// The file a dataset's exports are read from, in the dataset's folder.
 pub const EXPORTS_FILE: &str = "exports.toml";
 
 /// One report exported per batch.
@@ -63,26 +63,20 @@ pub struct ExportCatalog {
 }
 
 impl ExportCatalog {
-    /// Reads `<models_dir>/<dataset>/exports.toml` of every dataset that has one; a dataset
-    /// without the file exports nothing. Every problem names the file and the entry.
-    pub fn load(models_dir: &Path, datasets: &Datasets) -> anyhow::Result<ExportCatalog> {
-        let mut catalog = ExportCatalog::default();
+    /// Reads the `exports.toml` of every dataset that has one ([`Dataset::exports_file`]); a
+    /// dataset without the file exports nothing. Every problem names the file and the entry.
+    pub fn load(datasets: &Datasets) -> anyhow::Result<ExportCatalog> {
+        let by_dataset = datasets.read_each(Dataset::exports_file, parse)?;
         for dataset in datasets.iter() {
-            let path = models_dir.join(&dataset.name).join(EXPORTS_FILE);
-            if !path.is_file() {
+            if !by_dataset.contains_key(&dataset.name) {
                 tracing::info!(
                     dataset = dataset.name,
-                    path = %path.display(),
+                    path = %dataset.exports_file().display(),
                     "no exports file; the dataset's batches export no reports"
                 );
-                continue;
             }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let reports = parse(&text).with_context(|| format!("in {}", path.display()))?;
-            catalog.by_dataset.insert(dataset.name.clone(), reports);
         }
-        Ok(catalog)
+        Ok(ExportCatalog { by_dataset })
     }
 
     /// The reports `dataset` exports, in file order.
@@ -158,13 +152,7 @@ fn validate(entry: ExportEntry) -> anyhow::Result<ReportExport> {
 
 /// `[a-z_][a-z0-9_]*`, at most 63 bytes (PostgreSQL's identifier limit).
 fn check_identifier(what: &str, name: &str) -> anyhow::Result<()> {
-    let mut chars = name.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63;
-    if !valid {
+    if !crate::sql::is_identifier(name) {
         bail!("{what} '{name}' must match [a-z_][a-z0-9_]* (at most 63 characters)");
     }
     Ok(())
@@ -172,11 +160,13 @@ fn check_identifier(what: &str, name: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
     fn the_bundled_ecommerce_exports_parse() {
-        let text = include_str!("../../../sql/models/ecommerce/exports.toml");
+        let text = include_str!("../../../datasets/ecommerce/exports.toml");
         let reports = parse(text).unwrap();
         let names: Vec<&str> = reports.iter().map(|r| r.report.as_str()).collect();
         assert_eq!(
@@ -248,24 +238,39 @@ mod tests {
         assert!(error.contains("unknown field"), "{error}");
     }
 
-    #[test]
-    fn loading_names_the_file() {
-        let dir = std::env::temp_dir().join(format!("exporter-catalog-{}", uuid::Uuid::new_v4()));
+    /// A folder of one dataset, the bundled ecommerce definition, with `exports` as its
+    /// exports file when given.
+    fn ecommerce_folder(name: &str, exports: Option<&str>) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", uuid::Uuid::new_v4()));
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/ecommerce");
         std::fs::create_dir_all(dir.join("ecommerce")).unwrap();
-        std::fs::write(
-            dir.join("ecommerce").join(EXPORTS_FILE),
-            "[[exports]]\nreport = \"x\"\ntable = \"x\"\norder_by = \"a\"\n",
+        std::fs::copy(
+            bundled.join(crate::DEFINITION_FILE),
+            dir.join("ecommerce").join(crate::DEFINITION_FILE),
         )
         .unwrap();
-        let datasets_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
-        let datasets = Datasets::load(&datasets_dir).unwrap();
-        let error = format!("{:#}", ExportCatalog::load(&dir, &datasets).unwrap_err());
+        if let Some(exports) = exports {
+            std::fs::write(dir.join("ecommerce").join(EXPORTS_FILE), exports).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn loading_names_the_file() {
+        let dir = ecommerce_folder(
+            "exporter-catalog",
+            Some("[[exports]]\nreport = \"x\"\ntable = \"x\"\norder_by = \"a\"\n"),
+        );
+        let datasets = Datasets::load(&dir).unwrap();
+        let error = format!("{:#}", ExportCatalog::load(&datasets).unwrap_err());
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(error.contains("ecommerce/exports.toml"), "{error}");
         assert!(error.contains("entry 1 (report 'x')"), "{error}");
 
-        let empty = std::env::temp_dir().join(format!("exporter-empty-{}", uuid::Uuid::new_v4()));
-        let catalog = ExportCatalog::load(&empty, &datasets).unwrap();
+        let empty = ecommerce_folder("exporter-empty", None);
+        let datasets = Datasets::load(&empty).unwrap();
+        let catalog = ExportCatalog::load(&datasets).unwrap();
+        std::fs::remove_dir_all(&empty).unwrap();
         assert!(catalog.reports("ecommerce").is_empty());
     }
 }

@@ -4,13 +4,12 @@
 
 use anyhow::Context as _;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use catalog::{Datasets, KeyMatch};
 use contract::BatchKey;
 use deadpool_postgres::Pool;
 use runtime::config::LandingConfig;
-use runtime::datasets::{Datasets, KeyMatch};
 
-use crate::ledger::{self, DiscoveredBy, Recorded};
-use crate::notification::ObjectCreated;
+use crate::ledger::{self, DiscoveredBy, ObjectCreated, Recorded};
 
 /// What a reconcile pass found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

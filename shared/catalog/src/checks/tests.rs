@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use super::*;
 
 fn problem(text: &str) -> String {
@@ -7,10 +9,8 @@ fn problem(text: &str) -> String {
     )
 }
 
-#[test]
-fn every_kind_parses() {
-    let checks = parse(
-        r#"
+/// One check of every kind.
+const EVERY_KIND: &str = r#"
 [[checks]]
 name = "a"
 kind = "not_null"
@@ -63,9 +63,11 @@ name = "g"
 kind = "custom_sql"
 severity = "error"
 sql = "SELECT 1 WHERE false ;\n"
-"#,
-    )
-    .expect("valid declarations");
+"#;
+
+#[test]
+fn every_kind_parses() {
+    let checks = parse(EVERY_KIND).expect("valid declarations");
     let kinds: Vec<&str> = checks.iter().map(|check| check.kind.name()).collect();
     assert_eq!(
         kinds,
@@ -237,16 +239,22 @@ fn invalid_toml_is_reported_with_its_position() {
 }
 
 #[test]
-fn a_malformed_file_in_the_models_directory_is_named() {
+fn a_malformed_file_in_a_dataset_folder_is_named() {
     let dir = std::env::temp_dir().join(format!("quality-checks-{}", std::process::id()));
     let dataset = dir.join("shop");
     std::fs::create_dir_all(&dataset).unwrap();
+    std::fs::write(
+        dataset.join(crate::DEFINITION_FILE),
+        "name = \"shop\"\n[[sources]]\nname = \"sales\"\ncolumns = [{ name = \"id\", type = \"int\" }]\n",
+    )
+    .unwrap();
     std::fs::write(
         dataset.join(CHECKS_FILE),
         "[[checks]]\nname = \"x\"\nkind = \"unique\"\nseverity = \"error\"\ntable = \"t\"\n",
     )
     .unwrap();
-    let error = format!("{:#}", Catalog::load(&dir).unwrap_err());
+    let datasets = Datasets::load(&dir).unwrap();
+    let error = format!("{:#}", CheckCatalog::load(&datasets).unwrap_err());
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         error.contains(&format!("in {}", dataset.join(CHECKS_FILE).display())),
@@ -258,19 +266,22 @@ fn a_malformed_file_in_the_models_directory_is_named() {
     );
 }
 
+/// The checks are read from the datasets' folders: a datasets directory that is not there is
+/// an error, not a quality gate that passes every batch unchecked.
 #[test]
-fn a_missing_models_directory_is_an_error() {
+fn a_missing_datasets_directory_is_an_error() {
     let error = format!(
         "{:#}",
-        Catalog::load(Path::new("/nonexistent/landfall-models")).unwrap_err()
+        Datasets::load(Path::new("/nonexistent/landfall-datasets")).unwrap_err()
     );
-    assert!(error.contains("set LANDFALL_MODELS_DIR"), "{error}");
+    assert!(error.contains("set LANDFALL_DATASETS_DIR"), "{error}");
 }
 
 #[test]
 fn the_bundled_ecommerce_checks_are_valid() {
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/models");
-    let catalog = Catalog::load(&models).expect("bundled checks load");
+    let datasets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+    let datasets = Datasets::load(&datasets).expect("bundled datasets load");
+    let catalog = CheckCatalog::load(&datasets).expect("bundled checks load");
     let checks = catalog
         .checks("ecommerce")
         .expect("ecommerce declares checks");
