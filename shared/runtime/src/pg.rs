@@ -407,6 +407,17 @@ fn tls_settings(params: &TlsParams, home: Option<&Path>) -> anyhow::Result<(SslM
     ))
 }
 
+/// The file a parameter names, which must exist.
+fn existing_file(path: &str, what: &str, parameter: &str) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from(path);
+    anyhow::ensure!(
+        path.is_file(),
+        "{what} {} ({parameter}) does not exist",
+        path.display()
+    );
+    Ok(path)
+}
+
 /// `~/.postgresql/<name>` when that file exists.
 fn default_file(home: Option<&Path>, name: &str) -> Option<PathBuf> {
     home.map(|home| home.join(".postgresql").join(name))
@@ -427,15 +438,7 @@ fn root_certificates(
         ));
     }
     let path = match &params.sslrootcert {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            anyhow::ensure!(
-                path.is_file(),
-                "root certificate file {} (sslrootcert) does not exist",
-                path.display()
-            );
-            Some(path)
-        }
+        Some(path) => Some(existing_file(path, "root certificate file", "sslrootcert")?),
         None => default_file(home, "root.crt"),
     };
     Ok(match path {
@@ -454,15 +457,7 @@ fn client_identity(
     home: Option<&Path>,
 ) -> anyhow::Result<Option<tls::Identity>> {
     let cert = match &params.sslcert {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            anyhow::ensure!(
-                path.is_file(),
-                "client certificate file {} (sslcert) does not exist",
-                path.display()
-            );
-            Some(path)
-        }
+        Some(path) => Some(existing_file(path, "client certificate file", "sslcert")?),
         None => default_file(home, "postgresql.crt"),
     };
     let Some(cert) = cert else {
