@@ -25,7 +25,7 @@ use quality_checker::checks::Check;
 use runtime::datasets::{Dataset, Datasets};
 use transformer::models::{Model, ModelSet};
 
-use crate::scratch::ScratchDatabase;
+use scratch::{Admin, ScratchDatabase};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DatasetCommand {
@@ -694,7 +694,7 @@ async fn run_sql(
     inputs: &SqlInputs<'_>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let config = runtime::db::PgTarget::parse(&args.database_url)
+    let config = Admin::parse(&args.database_url)
         .context("--database-url (LANDFALL_DATABASE_URL) is not usable")?;
     let admin = config
         .connect()
@@ -745,7 +745,7 @@ async fn in_scratch(
     std::fs::write(folder.join("dataset.toml"), &inputs.definition.text)?;
     copy_migrations(&args.dir.join("migrations"), &folder.join("migrations"))?;
     let datasets = Datasets::load(datasets_dir)?;
-    if let Err(error) = runtime::db::migrate(&mut client, &datasets).await {
+    if let Err(error) = scratch.migrate(&mut client, &datasets).await {
         report.problem(
             &inputs.definition.path,
             None,
