@@ -1,7 +1,6 @@
 //! `landfall`: the operator command. Runs the demo, migrates the database, reconciles the
 //! landing prefix with the ledger, shows files and batches, and serves the embedded S3 server.
 
-mod batches;
 mod bench;
 mod choices;
 mod dataset_check;
@@ -11,7 +10,7 @@ mod operate;
 mod progress;
 mod sample;
 mod sample_retail;
-mod scratch;
+mod services;
 mod status;
 mod table;
 

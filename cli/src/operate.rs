@@ -3,13 +3,16 @@
 //! and `backfill` (a range of ingestion dates: land what S3 holds and the ledger lacks, re-run
 //! the rest, one date after the other, showing each batch's progress).
 
-use std::time::{Duration, Instant};
-
 use anyhow::{Context as _, bail};
 use catalog::Datasets;
 use chrono::{DateTime, NaiveDate, Utc};
 use contract::{BatchKey, CheckOutcome, Envelope, ModelRun, QualityPassed, TransformCompleted};
 use runtime::{CommonConfig, Env};
+
+mod backfill;
+mod follow;
+
+use backfill::backfill;
 
 use crate::choices::BatchState;
 use crate::progress::Progress;
@@ -439,124 +442,6 @@ impl Operator {
         tx.commit().await?;
         Ok(())
     }
-
-    /// Follows the batch, re-run `from` a stage, until it is exported or fails its checks after
-    /// `since`, showing on `progress` what it waits for. With `count_stages`, the checks and the
-    /// export each count as a unit done (replay); otherwise only the phase changes (backfill
-    /// counts dates).
-    async fn follow(
-        &self,
-        batch: &BatchKey,
-        since: DateTime<Utc>,
-        wait: &WaitArgs,
-        progress: &mut Progress,
-        from: Stage,
-        count_stages: bool,
-    ) -> anyhow::Result<()> {
-        let client = self.client().await?;
-        let deadline = Instant::now() + Duration::from_secs(wait.timeout_s);
-        let mut counted = Vec::new();
-        loop {
-            let row = client
-                .query_opt(
-                    "SELECT state, transformed_at > $3, quality_at > $3, exported_at > $3,
-                            array_to_string(sources_missing, ', '),
-                            (SELECT count(*) FROM ops.files f WHERE f.dataset = b.dataset
-                                AND f.ingestion_date = b.ingestion_date AND f.state = 'landed'),
-                            transformed_files IS NOT DISTINCT FROM
-                              (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s
-                                WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)
-                       FROM ops.batches b WHERE dataset = $1 AND ingestion_date = $2",
-                    &[&batch.dataset, &batch.ingestion_date, &since],
-                )
-                .await?;
-            let (state, transformed, checked, exported, missing, landed, current) = match &row {
-                Some(row) => (
-                    row.get::<_, String>(0),
-                    row.get::<_, Option<bool>>(1).unwrap_or(false),
-                    row.get::<_, Option<bool>>(2).unwrap_or(false),
-                    row.get::<_, Option<bool>>(3).unwrap_or(false),
-                    row.get::<_, String>(4),
-                    row.get::<_, i64>(5),
-                    row.get::<_, bool>(6),
-                ),
-                None => (
-                    "(none yet)".to_owned(),
-                    false,
-                    false,
-                    false,
-                    String::new(),
-                    0,
-                    false,
-                ),
-            };
-            let settled = landed == 0 && current;
-            let phase = if landed > 0 {
-                format!("{batch} {landed} file(s) landed; waiting for the stager")
-            } else if !missing.is_empty() {
-                format!("{batch} waiting for required source(s): {missing}")
-            } else if exported && settled && state == "exported" {
-                format!("{batch} exported")
-            } else if checked && state == "quality_failed" {
-                format!("{batch} failed its checks")
-            } else if checked {
-                format!("{batch} checked; waiting for the export")
-            } else if from == Stage::Export {
-                format!("{batch} waiting for the export")
-            } else if transformed && settled {
-                format!("{batch} transformed; waiting for the checks")
-            } else if from == Stage::Quality {
-                format!("{batch} waiting for the checks")
-            } else {
-                format!("{batch} waiting for the transform")
-            };
-            let mut advanced = false;
-            if count_stages {
-                for (stage, done) in [("checked", checked), ("exported", exported)] {
-                    if done && !counted.contains(&stage) {
-                        counted.push(stage);
-                        progress.advance(format!("{batch} {stage}"));
-                        advanced = true;
-                    }
-                }
-            }
-            if !advanced {
-                progress.phase(phase);
-            }
-            if exported && settled && state == "exported" {
-                return Ok(());
-            }
-            if checked && settled && state == "quality_failed" {
-                let failed = client
-                    .query(
-                        "SELECT check_name FROM ops.quality_results
-                          WHERE dataset = $1 AND ingestion_date = $2 AND severity = 'error' AND status <> 'passed'
-                          ORDER BY check_name",
-                        &[&batch.dataset, &batch.ingestion_date],
-                    )
-                    .await?;
-                let names: Vec<String> = failed.iter().map(|row| row.get(0)).collect();
-                bail!(
-                    "batch {batch} failed its checks ({}); nothing was exported",
-                    names.join(", ")
-                );
-            }
-            if Instant::now() > deadline {
-                let waiting = if landed > 0 {
-                    format!("{landed} file(s) not staged yet (is the stager running?)")
-                } else if !missing.is_empty() {
-                    format!("required source(s) not staged: {missing}")
-                } else {
-                    format!("state '{state}' (are the services running?)")
-                };
-                bail!(
-                    "batch {batch} not exported within {}s: {waiting}",
-                    wait.timeout_s
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
@@ -611,135 +496,5 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         .await?;
     progress.finish();
     println!("{batch}: exported");
-    Ok(())
-}
-
-async fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.from <= args.to,
-        "--from {} is after --to {}",
-        args.from,
-        args.to
-    );
-    let operator = Operator::start("landfall-backfill", &args.dataset)?;
-    let landing = runtime::LandingConfig::from_env(&Env::process())?;
-    let s3 = runtime::s3::client(&runtime::S3Config::from_env(&Env::process())?).await?;
-    let dates: Vec<NaiveDate> = args
-        .from
-        .iter_days()
-        .take_while(|date| *date <= args.to)
-        .collect();
-    let started = Instant::now();
-    let (mut exported, mut skipped) = (0, 0);
-    let mut progress = Progress::new(dates.len() as u64, "dates");
-    for date in &dates {
-        let batch = BatchKey {
-            dataset: args.dataset.clone(),
-            ingestion_date: *date,
-        };
-        let since = operator.now().await?;
-        // The folders the dataset's key patterns put this date's files in; only the keys that
-        // map to this batch are landed from them.
-        let prefixes = operator
-            .datasets
-            .get(&args.dataset)
-            .map(|dataset| dataset.listing_prefixes(*date))
-            .unwrap_or_default();
-        let listing = prefixes
-            .iter()
-            .map(|prefix| format!("s3://{}/{}{prefix}", landing.bucket, landing.landing_prefix))
-            .collect::<Vec<_>>()
-            .join(", ");
-        progress.phase(format!("{batch} listing {listing}"));
-        let mut report = pipeline::reconcile::ReconcileReport::default();
-        for prefix in &prefixes {
-            let found = progress
-                .during(pipeline::reconcile::reconcile_batch(
-                    &operator.pool,
-                    &s3,
-                    &landing,
-                    &operator.datasets,
-                    &operator.config.service_name,
-                    prefix,
-                    &batch,
-                ))
-                .await
-                .with_context(|| format!("listing {prefix}"))?;
-            report.listed += found.listed;
-            report.landed += found.landed;
-            report.unmapped += found.unmapped;
-        }
-        let staged: i64 = operator
-            .client()
-            .await?
-            .query_one(
-                "SELECT count(*) FROM ops.staged_sources WHERE dataset = $1 AND ingestion_date = $2",
-                &[&args.dataset, date],
-            )
-            .await?
-            .get(0);
-        if report.landed > 0 {
-            progress.message(format!(
-                "{batch}: {} object(s) listed, {} new file(s) landed",
-                report.listed, report.landed
-            ));
-        } else if staged > 0 {
-            progress.phase(format!("{batch} re-running the models"));
-            let models = progress.during(operator.transform(&batch)).await?;
-            progress.message(format!(
-                "{batch}: {} object(s) listed, nothing missing; {models} model(s) re-ran",
-                report.listed
-            ));
-        } else if report.listed > 0 {
-            progress.message(format!(
-                "{batch}: {} object(s) listed, none of them staged (rejected? see `landfall status --dataset {} --date {date}`); skipped",
-                report.listed, args.dataset
-            ));
-            skipped += 1;
-            progress.advance(format!("{batch} skipped"));
-            continue;
-        } else {
-            progress.message(format!("{batch}: no files in {listing}; skipped"));
-            skipped += 1;
-            progress.advance(format!("{batch} skipped"));
-            continue;
-        }
-        operator.publish().await?;
-        if args.wait.no_wait {
-            progress.advance(format!("{batch} events published"));
-            continue;
-        }
-        let batch_started = Instant::now();
-        operator
-            .follow(
-                &batch,
-                since,
-                &args.wait,
-                &mut progress,
-                Stage::Transform,
-                false,
-            )
-            .await?;
-        exported += 1;
-        progress.message(format!(
-            "{batch}: exported ({:.1}s)",
-            batch_started.elapsed().as_secs_f64()
-        ));
-        progress.advance(format!("{batch} exported"));
-    }
-    progress.finish();
-    if args.wait.no_wait {
-        println!(
-            "{} date(s): events published, {skipped} skipped; follow them with `landfall runs --dataset {}`",
-            dates.len(),
-            args.dataset
-        );
-    } else {
-        println!(
-            "{} date(s) in {:.1}s: {exported} exported, {skipped} skipped",
-            dates.len(),
-            started.elapsed().as_secs_f64()
-        );
-    }
     Ok(())
 }

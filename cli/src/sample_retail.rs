@@ -186,67 +186,19 @@ pub fn transactions(date: NaiveDate, day: i64, invoices_per_day: i64, dirty: f64
         // Invoices through the day, 08:00 to 19:59, in order.
         let minute = 8 * 60 + index * 12 * 60 / invoices_per_day;
         let at = format!("{date} {:02}:{:02}", minute / 60, minute % 60);
-        // About one invoice in five is a guest checkout without a customer id.
-        let customer = (!rng.random_bool(0.2)).then(|| {
-            // Some customers buy far more often than others.
-            let spread = rng.random_range(0..CUSTOMERS * CUSTOMERS);
-            FIRST_CUSTOMER + (spread as f64).sqrt() as i64
-        });
-        let country = match customer {
-            Some(customer) => customer_country(customer),
-            None => COUNTRIES[rng.random_range(0..4)].0,
+        let (customer, country) = buyer(&mut rng);
+        let sale = Invoice {
+            number: invoice,
+            date,
+            at: &at,
+            customer_text: customer.map(|c| c.to_string()).unwrap_or_default(),
+            country,
         };
-        let customer_text = customer.map(|c| c.to_string()).unwrap_or_default();
         for _ in 0..rng.random_range(1..=8) {
-            let product = rng.random_range(0..PRODUCTS.len());
-            let (code, usual, others, pence) = PRODUCTS[product];
-            let description = if !others.is_empty() && rng.random_bool(0.3) {
-                others[rng.random_range(0..others.len())]
-            } else {
-                usual
-            };
-            let quantity = if code == "POST" {
-                1
-            } else {
-                [1, 2, 3, 4, 6, 6, 12, 12, 24, 48][rng.random_range(0..10)]
-            };
-            if rng.random_bool(dirty) {
-                let bad = match rng.random_range(0..4) {
-                    0 => format!(
-                        "{invoice},{code},{},two,{at},{},{customer_text},{country}",
-                        field(description),
-                        price(pence)
-                    ),
-                    1 => format!(
-                        "{invoice},{code},{},{quantity},{},{},{customer_text},{country}",
-                        field(description),
-                        date.format("%-m/%-d/%Y 8:26"),
-                        price(pence)
-                    ),
-                    2 => format!(
-                        "{invoice},{code},{},{quantity},{at},-{},{customer_text},{country}",
-                        field(description),
-                        price(pence)
-                    ),
-                    _ => format!(
-                        "{invoice},,{},{quantity},{at},{},{customer_text},{country}",
-                        field(description),
-                        price(pence)
-                    ),
-                };
-                writeln!(csv, "{bad}").unwrap();
-                continue;
-            }
-            writeln!(
-                csv,
-                "{invoice},{code},{},{quantity},{at},{},{customer_text},{}",
-                field(description),
-                price(pence),
-                field(country)
-            )
-            .unwrap();
-            if let Some(customer) = customer {
-                cancellable.push((customer, product, quantity));
+            if let Some(line) = invoice_line(&mut rng, &mut csv, &sale, dirty)
+                && let Some(customer) = customer
+            {
+                cancellable.push((customer, line.0, line.1));
             }
         }
         // Now and then a stock adjustment: negative quantity, no price, no customer, no
@@ -277,6 +229,116 @@ pub fn transactions(date: NaiveDate, day: i64, invoices_per_day: i64, dirty: f64
         }
     }
     csv
+}
+
+/// One invoice: its number, when, and who bought (the customer id as written, empty for a
+/// guest).
+struct Invoice<'a> {
+    number: i64,
+    date: NaiveDate,
+    at: &'a str,
+    customer_text: String,
+    country: &'static str,
+}
+
+/// The invoice's customer (none for about one in five: a guest checkout) and country.
+fn buyer(rng: &mut StdRng) -> (Option<i64>, &'static str) {
+    let customer = (!rng.random_bool(0.2)).then(|| {
+        // Some customers buy far more often than others.
+        let spread = rng.random_range(0..CUSTOMERS * CUSTOMERS);
+        FIRST_CUSTOMER + (spread as f64).sqrt() as i64
+    });
+    let country = match customer {
+        Some(customer) => customer_country(customer),
+        None => COUNTRIES[rng.random_range(0..4)].0,
+    };
+    (customer, country)
+}
+
+/// Writes one line of the invoice (malformed at the rate `dirty`); the product and quantity of
+/// a well-formed one.
+fn invoice_line(
+    rng: &mut StdRng,
+    csv: &mut String,
+    sale: &Invoice<'_>,
+    dirty: f64,
+) -> Option<(usize, i64)> {
+    let Invoice {
+        number: invoice,
+        at,
+        customer_text,
+        country,
+        ..
+    } = sale;
+    let product = rng.random_range(0..PRODUCTS.len());
+    let (code, usual, others, pence) = PRODUCTS[product];
+    let description = if !others.is_empty() && rng.random_bool(0.3) {
+        others[rng.random_range(0..others.len())]
+    } else {
+        usual
+    };
+    let quantity = if code == "POST" {
+        1
+    } else {
+        [1, 2, 3, 4, 6, 6, 12, 12, 24, 48][rng.random_range(0..10)]
+    };
+    if rng.random_bool(dirty) {
+        let bad = malformed_line(rng, sale, code, description, quantity, pence);
+        writeln!(csv, "{bad}").unwrap();
+        return None;
+    }
+    writeln!(
+        csv,
+        "{invoice},{code},{},{quantity},{at},{},{customer_text},{}",
+        field(description),
+        price(pence),
+        field(country)
+    )
+    .unwrap();
+    Some((product, quantity))
+}
+
+/// A line the stager rejects: a quantity in words, a US-style date, a negative price or no
+/// stock code.
+fn malformed_line(
+    rng: &mut StdRng,
+    sale: &Invoice<'_>,
+    code: &str,
+    description: &str,
+    quantity: i64,
+    pence: i64,
+) -> String {
+    let Invoice {
+        number: invoice,
+        date,
+        at,
+        customer_text,
+        country,
+        ..
+    } = sale;
+    match rng.random_range(0..4) {
+        0 => format!(
+            "{invoice},{code},{},two,{at},{},{customer_text},{country}",
+            field(description),
+            price(pence)
+        ),
+        1 => format!(
+            "{invoice},{code},{},{quantity},{},{},{customer_text},{country}",
+            field(description),
+            date.format("%-m/%-d/%Y 8:26"),
+            price(pence)
+        ),
+        2 => format!(
+            "{invoice},{code},{},{quantity},{at},-{},{customer_text},{country}",
+            field(description),
+            price(pence)
+        ),
+        _ => format!(
+            "{invoice},,{},{quantity},{at},{},{customer_text},{country}",
+            field(description),
+            price(pence)
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use runtime::{CommonConfig, Env, Shutdown};
-use s3dev::{NotifyConfig, S3DevConfig, S3DevServer};
+use scratch::batch::BatchStanding;
+use scratch::{Admin, Leftovers, Names, S3Spec, Scratch, ScratchDatabase, ScratchS3};
 use tokio::task::JoinHandle;
 
 use crate::spy::EventSpy;
@@ -98,18 +98,19 @@ impl Servers {
     }
 }
 
-/// The test's own database, exchange/queue prefix and S3 server.
+/// The test's own database, exchange/queue prefix and S3 server: a [`Scratch`] environment.
 pub struct TestEnv {
     pub suffix: String,
     pub database: String,
     pub database_url: String,
     pub amqp_url: String,
     pub prefix: String,
-    pub s3_server: Option<S3DevServer>,
+    pub s3_server: Option<ScratchS3>,
     pub s3: aws_sdk_s3::Client,
-    s3_root: PathBuf,
     pub db: tokio_postgres::Client,
     pub servers: Servers,
+    scratch_database: ScratchDatabase,
+    leftovers: Leftovers,
     cleaned: bool,
 }
 
@@ -121,72 +122,56 @@ impl TestEnv {
 
     /// [`TestEnv::new`] on the given PostgreSQL and RabbitMQ.
     pub async fn with_servers(servers: Servers) -> TestEnv {
-        let suffix = format!("{:08x}", rand::random::<u32>());
-        let database = format!("landfall_test_{suffix}");
-        let admin = runtime::db::connect(&servers.database_url("postgres"))
+        let admin = Admin::parse(&servers.database_url("postgres")).expect("PostgreSQL URL");
+        let client = admin
+            .connect()
             .await
             .unwrap_or_else(|error| panic!("PostgreSQL (see .ci/run): {error:#}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {database}"))
+        let names = Names::unique("landfall_test", "lft", "landfall-s3");
+        let s3 = S3Spec {
+            root: names.folder.clone(),
+            access_key: ACCESS_KEY,
+            secret_key: SECRET_KEY,
+            region: "us-east-1",
+            bucket: BUCKET,
+        };
+        let scratch = Scratch::create(&admin, &client, &servers.amqp_url, names, s3)
             .await
-            .expect("creating the test database");
-        let database_url = servers.database_url(&database);
-        let db = runtime::db::connect(&database_url)
-            .await
-            .expect("test database");
-        let prefix = format!("lft-{suffix}");
-        let s3_root = std::env::temp_dir().join(format!("landfall-s3-{suffix}"));
-        let server = S3DevServer::start(S3DevConfig {
-            root: s3_root.clone(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-            region: "us-east-1".into(),
-            notify: Some(NotifyConfig {
-                amqp_url: servers.amqp_url.clone(),
-                exchange: format!("{prefix}.s3"),
-                routing_key: format!("{BUCKET}.created"),
-            }),
-        })
-        .await
-        .expect("starting the embedded S3 server");
-        let s3 = s3_client(&server.endpoint_url());
-        s3.create_bucket()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .expect("creating the bucket");
-        TestEnv {
+            .unwrap_or_else(|error| panic!("the test's database and S3 server: {error:#}"));
+        let leftovers = scratch.leftovers();
+        let Scratch {
             suffix,
             database,
-            database_url,
+            broker,
+            s3: server,
+            ..
+        } = scratch;
+        let db = database.connect().await.expect("test database");
+        let s3 = server.client().await.expect("S3 client");
+        TestEnv {
+            suffix,
+            database: database.name.clone(),
+            database_url: database.url.clone(),
             amqp_url: servers.amqp_url.clone(),
-            prefix,
+            prefix: broker.prefix,
             s3_server: Some(server),
             s3,
-            s3_root,
             db,
             servers,
+            scratch_database: database,
+            leftovers,
             cleaned: false,
         }
     }
 
     /// The environment variables a service of this test runs with.
     pub fn vars(&self) -> HashMap<String, String> {
-        let endpoint = self
-            .s3_server
-            .as_ref()
-            .expect("S3 server running")
-            .endpoint_url();
-        [
-            ("LANDFALL_DATABASE_URL", self.database_url.clone()),
+        let server = self.s3_server.as_ref().expect("S3 server running");
+        let mut vars = server
+            .servers(&self.database_url, &self.amqp_url, &self.prefix)
+            .vars();
+        vars.extend([
             ("LANDFALL_DATABASE_POOL_SIZE", "4".into()),
-            ("LANDFALL_AMQP_URL", self.amqp_url.clone()),
-            ("LANDFALL_AMQP_PREFIX", self.prefix.clone()),
-            ("LANDFALL_S3_ENDPOINT", endpoint),
-            ("LANDFALL_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("LANDFALL_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("LANDFALL_BUCKET", BUCKET.into()),
             (
                 "LANDFALL_DATASETS_DIR",
                 datasets_dir().display().to_string(),
@@ -200,10 +185,10 @@ impl TestEnv {
             // Every file, however small, is COPYed over two connections, so every test covers
             // that path; a test of the one-connection path overrides it.
             ("LANDFALL_STAGE_PARALLEL_MIN_BYTES", "0".into()),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect()
+        ]);
+        vars.into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect()
     }
 
     fn env_with<'a>(&self, overrides: &'a [(&'a str, &'a str)]) -> HashMap<String, String> {
@@ -222,13 +207,10 @@ impl TestEnv {
     /// A connection of the test database's owner, once it has migrated the database as a
     /// service does at start.
     pub async fn migrated_client(&self) -> tokio_postgres::Client {
-        let mut client = runtime::db::connect(&self.database_url)
+        self.scratch_database
+            .migrated(&self.datasets())
             .await
-            .expect("test database");
-        runtime::db::migrate(&mut client, &self.datasets())
-            .await
-            .expect("migrating the test database");
-        client
+            .expect("migrating the test database")
     }
 
     pub fn common_config(&self, service: &str) -> CommonConfig {
@@ -514,7 +496,7 @@ impl TestEnv {
         if let Some(server) = self.s3_server.take() {
             server.shutdown().await;
         }
-        cleanup_resources(&self.servers, &self.database, &self.prefix, &self.s3_root).await;
+        report_leftovers(self.leftovers.remove().await);
     }
 }
 
@@ -524,53 +506,23 @@ impl Drop for TestEnv {
         if self.cleaned {
             return;
         }
-        let (servers, database, prefix, root) = (
-            self.servers.clone(),
-            self.database.clone(),
-            self.prefix.clone(),
-            self.s3_root.clone(),
-        );
+        let leftovers = self.leftovers.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(cleanup_resources(&servers, &database, &prefix, &root));
+            report_leftovers(runtime.block_on(leftovers.remove()));
         })
         .join();
     }
 }
 
-async fn cleanup_resources(servers: &Servers, database: &str, prefix: &str, s3_root: &Path) {
-    if let Ok(admin) = runtime::db::connect(&servers.database_url("postgres")).await {
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            .await;
+/// What the cleanup could not remove (what is left has the test's own names).
+fn report_leftovers(problems: Vec<String>) {
+    for problem in problems {
+        eprintln!("cleanup: {problem}");
     }
-    // Bounded: a broker call that never answers (seen once: a close waiting for ever) must
-    // not hang a test that has passed; what is left has the test's own prefix.
-    let broker_cleanup = async {
-        if let Ok(connection) =
-            runtime::broker::connect_with(&servers.amqp_url, lapin::ConnectionProperties::default())
-                .await
-        {
-            let topology = runtime::broker::Topology {
-                prefix: prefix.to_owned(),
-                notify_exchange: format!("{prefix}.s3"),
-            };
-            if let Ok(channel) = connection.create_channel().await {
-                let _ = runtime::broker::delete_topology(&channel, &topology).await;
-            }
-            let _ = connection.close(200, "cleanup".into()).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(30), broker_cleanup)
-        .await
-        .is_err()
-    {
-        eprintln!("cleanup of the broker objects under {prefix} timed out after 30 s");
-    }
-    let _ = std::fs::remove_dir_all(s3_root);
 }
 
 fn spawn_service<F, Fut>(run: F) -> ServiceHandle
@@ -582,17 +534,6 @@ where
     let (trigger, shutdown) = runtime::shutdown::channel();
     let task = tokio::spawn(run(shutdown));
     ServiceHandle { trigger, task }
-}
-
-pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 impl TestEnv {
@@ -688,19 +629,8 @@ impl TestEnv {
     /// The batch's state once its last transform is of the files staged now and it has
     /// settled (`exported` or `quality_failed`); `None` before.
     pub async fn settled_state(&self, dataset: &str, date: &str) -> anyhow::Result<Option<String>> {
-        let rows = self
-            .db
-            .query(
-                "SELECT b.state FROM ops.batches b
-                  WHERE b.dataset = $1 AND b.ingestion_date = $2::text::date
-                    AND b.state IN ('quality_failed', 'exported')
-                    AND b.transformed_files = (SELECT array_agg(file_id ORDER BY file_id)
-                                                 FROM ops.staged_sources s
-                                                WHERE s.dataset = b.dataset AND s.ingestion_date = b.ingestion_date)",
-                &[&dataset, &date],
-            )
-            .await?;
-        Ok(rows.first().map(|row| row.get(0)))
+        let standing = BatchStanding::read(&self.db, dataset, date.parse()?).await?;
+        Ok(standing.settled().map(|state| state.as_str().to_owned()))
     }
 
     /// Puts an ecommerce landing file (e.g. `orders.csv`) for `date` and waits until the stager has
@@ -728,12 +658,8 @@ impl TestEnv {
     /// Waits until the dataset's batch is exported from the files staged now.
     pub async fn wait_exported(&self, dataset: &str, date: &str, deadline: Duration) {
         crate::wait::wait_until(&format!("{dataset} {date} exported"), deadline, || async {
-            let state = self.settled_state(dataset, date).await?;
-            anyhow::ensure!(
-                state.as_deref() != Some("quality_failed"),
-                "{dataset} {date} failed its checks"
-            );
-            Ok(state.map(|_| ()))
+            let exported = scratch::batch::exported(&self.db, dataset, date.parse()?).await?;
+            Ok(exported.map(|_| ()))
         })
         .await
     }
@@ -770,7 +696,10 @@ impl TestEnv {
     /// aborted): the embedded server keeps `.upload-<id>.json` and `.upload_id-<id>.part-<n>`
     /// in its root until then.
     pub fn open_multipart_upload_files(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.s3_root) else {
+        let Some(server) = &self.s3_server else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(server.root()) else {
             return Vec::new();
         };
         entries

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use landfall_tests::datasets::copy_dir;
 use landfall_tests::{TestEnv, binary_path, wait_until};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::mpsc;
 
 const DEADLINE: Duration = Duration::from_secs(240);
@@ -182,7 +182,11 @@ async fn keep_running_serves_files_put_with_curl_afterwards_until_sigterm_or_sig
                     service.name, service.health
                 ),
                 DEADLINE,
-                || async { Ok(ready(&service.health).await.then_some(())) },
+                || async {
+                    Ok(runtime::health::is_ready(&service.health)
+                        .await
+                        .then_some(()))
+                },
             )
             .await;
         }
@@ -1117,19 +1121,6 @@ fn service_process(pid: u32, prefix: &str) -> Option<ServiceProcess> {
 /// The pid still names that service of that demo (not a new process given the same pid).
 fn same_process(service: &ServiceProcess, prefix: &str) -> bool {
     service_process(service.pid, prefix).is_some_and(|now| now.name == service.name)
-}
-
-async fn ready(address: &str) -> bool {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
-        return false;
-    };
-    let mut response = String::new();
-    stream
-        .write_all(b"GET /readyz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-        .await
-        .is_ok()
-        && stream.read_to_string(&mut response).await.is_ok()
-        && response.starts_with("HTTP/1.1 200")
 }
 
 // --- Data, tables and files ---------------------------------------------------------------------

@@ -764,14 +764,7 @@ fn export_key(report: &str, date: &str) -> String {
 
 /// Waits until the batch is exported from its current files.
 async fn wait_exported(env: &TestEnv, date: &str) {
-    let sql = format!(
-        "SELECT count(*) FROM ops.batches b WHERE ingestion_date = '{date}' AND state = 'exported'
-            AND transformed_files = (SELECT array_agg(file_id ORDER BY file_id) FROM ops.staged_sources s WHERE s.ingestion_date = b.ingestion_date)"
-    );
-    wait_until(&format!("{date} exported"), DEADLINE, || async {
-        Ok((env.try_count(&sql).await? == 1).then_some(()))
-    })
-    .await;
+    env.wait_exported("ecommerce", date, DEADLINE).await;
 }
 
 /// When each report of the batch was last exported.

@@ -10,7 +10,7 @@ use super::latency::{LATENCY_SOURCES, wait_exported};
 use super::{
     BenchArgs, BenchEnv, DROP_BATCH_TABLES, Figure, Report, batch_tables, median, psql_copy_each,
 };
-use crate::demo::Services;
+use crate::services::Services;
 
 /// `--repeat` batches, the first in `env` and each other one in a world of its own (a fresh
 /// database: a second batch in the same one would merge into the first one's facts), each
@@ -23,8 +23,8 @@ pub(super) async fn bench_batch_runs(env: &BenchEnv, args: &BenchArgs) -> anyhow
         println!(
             "Run {}         database {}, AMQP prefix {}",
             run + 1,
-            env.database.name,
-            env.prefix
+            env.scratch.database.name,
+            env.scratch.broker.prefix
         );
         let result = bench_batch(&env, args).await;
         env.cleanup().await;

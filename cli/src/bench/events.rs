@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 
 use super::env::Poll;
 use super::{BUCKET, BenchArgs, BenchEnv, Figure, Report};
-use crate::demo::Services;
+use crate::services::Services;
 
 pub(super) async fn bench_events(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(args.events >= 1, "--events must be at least 1");
@@ -22,7 +22,7 @@ pub(super) async fn bench_events(env: &BenchEnv, args: &BenchArgs) -> anyhow::Re
     let bodies: Vec<Vec<u8>> = (0..n)
         .map(|index| notification(index).into_bytes())
         .collect();
-    let raw_s = broker_alone(&connection, &channel, &env.prefix, &bodies).await?;
+    let raw_s = broker_alone(&connection, &channel, &env.scratch.broker.prefix, &bodies).await?;
     let raw_rate = n as f64 / raw_s;
     println!("Broker alone  {n} messages published and consumed in {raw_s:.2}s ({raw_rate:.0}/s)");
 

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 
 use super::env::Poll;
 use super::{BUCKET, BenchArgs, BenchEnv, Figure, ORDERS_HEADER, ORDERS_TABLE, Report};
-use crate::demo::Services;
+use crate::services::Services;
 
 pub(super) async fn bench_files(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(args.files >= 1, "--files must be at least 1");

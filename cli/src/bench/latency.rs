@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
 use chrono::{NaiveDate, Utc};
 
 use super::env::Poll;
 use super::{BenchArgs, BenchEnv, DROP_BATCH_TABLES, Figure, Report, batch_tables, psql_copy_each};
-use crate::demo::Services;
+use crate::services::Services;
 
 pub(super) const LATENCY_SOURCES: &[&str] = &["orders", "reviews", "shipment_deliveries"];
 
@@ -117,13 +116,12 @@ pub(super) async fn wait_exported(
     date: NaiveDate,
 ) -> anyhow::Result<chrono::DateTime<Utc>> {
     env.poll(services, Duration::from_millis(10), move || async move {
-        let standing = crate::batches::standing(&env.db, "ecommerce", date).await?;
-        match (standing.state.as_str(), standing.exported_at) {
-            ("exported", Some(at)) => return Ok(Poll::Done(at)),
-            ("quality_failed", _) => bail!("batch {date} failed its quality checks"),
-            _ => {}
-        }
-        Ok(Poll::Waiting(format!("batch {date} was not exported")))
+        Ok(
+            match scratch::batch::exported(&env.db, "ecommerce", date).await? {
+                Some(at) => Poll::Done(at),
+                None => Poll::Waiting(format!("batch {date} was not exported")),
+            },
+        )
     })
     .await
 }

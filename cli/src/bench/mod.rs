@@ -134,9 +134,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let env = BenchEnv::new(&args).await?;
     println!(
         "Bench env     database {}, AMQP prefix {}, S3 {} (in {})",
-        env.database.name,
-        env.prefix,
-        env.endpoint,
+        env.scratch.database.name,
+        env.scratch.broker.prefix,
+        env.scratch.s3.endpoint_url(),
         env.work_dir.display()
     );
     let result = match args.name {

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 
 use super::env::Poll;
 use super::{BenchArgs, BenchEnv, Figure, ORDERS_HEADER, ORDERS_TABLE, Report, median};
-use crate::demo::Services;
+use crate::services::Services;
 
 pub(super) async fn bench_stage(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<Report> {
     let csv = env.work_dir.join("orders.csv");

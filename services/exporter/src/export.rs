@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::classify;
 use crate::manifest::{self, MANIFEST_FILE, MANIFEST_VERSION, Manifest, SourceFile};
 use crate::retention;
-use crate::tally::CsvTally;
-use crate::upload::Target;
+use crate::tally::{CsvTally, Totals};
+use crate::upload::{Target, Uploaded};
 
 const CSV_CONTENT_TYPE: &str = "text/csv";
 const JSON_CONTENT_TYPE: &str = "application/json";
@@ -145,30 +145,7 @@ impl Exporter {
             content_type: CSV_CONTENT_TYPE,
             report: &report.report,
         };
-        let copy = tx
-            .copy_out(report.copy_statement(batch.ingestion_date).as_str())
-            .await
-            .map_err(|error| {
-                classify::db(
-                    error,
-                    format!(
-                        "reading report {} from {}",
-                        report.report,
-                        report.qualified_table()
-                    ),
-                )
-            })?;
-        let mut tally = CsvTally::default();
-        let chunks = copy
-            .map_err(|error| {
-                classify::db(
-                    error,
-                    format!("streaming report {} from PostgreSQL", report.report),
-                )
-            })
-            .inspect_ok(|chunk: &Bytes| tally.update(chunk));
-        let uploaded = target.upload(chunks, self.settings.part_size).await?;
-        let totals = tally.finish();
+        let (uploaded, totals) = self.stream_report(tx, job, report, &target).await?;
         let exported_at = Utc::now();
         let manifest_key = sibling_key(&key, MANIFEST_FILE);
         let manifest = Manifest {
@@ -193,30 +170,7 @@ impl Exporter {
         }
         .put(Bytes::from(manifest.to_json()?))
         .await?;
-        tx.execute(
-            "INSERT INTO ops.exports (dataset, ingestion_date, report, bucket, key, manifest_key,
-                                      rows, bytes, sha256, event_id, exported_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (dataset, ingestion_date, report) DO UPDATE
-                SET bucket = EXCLUDED.bucket, key = EXCLUDED.key, manifest_key = EXCLUDED.manifest_key,
-                    rows = EXCLUDED.rows, bytes = EXCLUDED.bytes, sha256 = EXCLUDED.sha256,
-                    event_id = EXCLUDED.event_id, exported_at = EXCLUDED.exported_at",
-            &[
-                &batch.dataset,
-                &batch.ingestion_date,
-                &report.report,
-                &self.settings.bucket,
-                &key,
-                &manifest_key,
-                &(totals.data_rows() as i64),
-                &(totals.bytes as i64),
-                &totals.sha256,
-                &job.event_id,
-                &exported_at,
-            ],
-        )
-        .await
-        .map_err(|error| classify::db(error, format!("recording the export of report {}", report.report)))?;
+        record_export(tx, &manifest, &manifest_key).await?;
         tracing::info!(
             report = report.report,
             bucket = self.settings.bucket,
@@ -236,6 +190,81 @@ impl Exporter {
             sha256: totals.sha256,
         })
     }
+
+    /// Streams the report's rows of the batch (COPY TO STDOUT) to `target`, counting them and
+    /// hashing them on the way.
+    async fn stream_report(
+        &self,
+        tx: &Transaction<'_>,
+        job: &Job<'_>,
+        report: &ReportExport,
+        target: &Target<'_>,
+    ) -> Result<(Uploaded, Totals), Failure> {
+        let batch = job.batch;
+        let copy = tx
+            .copy_out(report.copy_statement(batch.ingestion_date).as_str())
+            .await
+            .map_err(|error| {
+                classify::db(
+                    error,
+                    format!(
+                        "reading report {} from {}",
+                        report.report,
+                        report.qualified_table()
+                    ),
+                )
+            })?;
+        let mut tally = CsvTally::default();
+        let chunks = copy
+            .map_err(|error| {
+                classify::db(
+                    error,
+                    format!("streaming report {} from PostgreSQL", report.report),
+                )
+            })
+            .inspect_ok(|chunk: &Bytes| tally.update(chunk));
+        let uploaded = target.upload(chunks, self.settings.part_size).await?;
+        Ok((uploaded, tally.finish()))
+    }
+}
+
+/// Records the report's export of the batch in `ops.exports` (the latest one wins), from its
+/// manifest.
+async fn record_export(
+    tx: &Transaction<'_>,
+    manifest: &Manifest<'_>,
+    manifest_key: &str,
+) -> Result<(), Failure> {
+    tx.execute(
+        "INSERT INTO ops.exports (dataset, ingestion_date, report, bucket, key, manifest_key,
+                                  rows, bytes, sha256, event_id, exported_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (dataset, ingestion_date, report) DO UPDATE
+            SET bucket = EXCLUDED.bucket, key = EXCLUDED.key, manifest_key = EXCLUDED.manifest_key,
+                rows = EXCLUDED.rows, bytes = EXCLUDED.bytes, sha256 = EXCLUDED.sha256,
+                event_id = EXCLUDED.event_id, exported_at = EXCLUDED.exported_at",
+        &[
+            &manifest.dataset,
+            &manifest.ingestion_date,
+            &manifest.report,
+            &manifest.bucket,
+            &manifest.key,
+            &manifest_key,
+            &(manifest.rows as i64),
+            &(manifest.bytes as i64),
+            &manifest.sha256,
+            &manifest.quality_event_id,
+            &manifest.exported_at,
+        ],
+    )
+    .await
+    .map_err(|error| {
+        classify::db(
+            error,
+            format!("recording the export of report {}", manifest.report),
+        )
+    })?;
+    Ok(())
 }
 
 /// `<prefix><dataset>/<report>/ingestion_date=YYYY-MM-DD/<report>.csv`

@@ -73,6 +73,21 @@ pub fn unused_local_port() -> std::io::Result<u16> {
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no unused port found")))
 }
 
+/// Whether the health endpoint at `address` (`host:port`) answers `/readyz` with 200: how the
+/// demo, the benchmarks and the tests wait for a service process they started.
+pub async fn is_ready(address: &str) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+        return false;
+    };
+    let mut response = String::new();
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .is_ok()
+        && stream.read_to_string(&mut response).await.is_ok()
+        && response.starts_with("HTTP/1.1 200")
+}
+
 /// Binds the health listener; the returned address is the real one (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|error| {

@@ -216,46 +216,9 @@ impl OutboxRelay {
         let mut confirms = Vec::with_capacity(rows.len());
         let mut ids = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id: i64 = row.get(0);
-            let event_id: uuid::Uuid = row.get(1);
-            let event_type: &str = row.get(2);
-            let routing_key: &str = row.get(3);
-            let payload: &[u8] = row.get(4);
-            let headers: serde_json::Value = row.get(5);
-            let stored: BTreeMap<String, String> =
-                serde_json::from_value(headers).unwrap_or_default();
-            // A producer span, child of the context the event was written in; the consumer
-            // continues from this span.
-            let span = tracing::info_span!(
-                "publish",
-                otel.name = format!("publish {exchange}"),
-                otel.kind = "producer",
-                messaging.system = "rabbitmq",
-                messaging.operation.type = "publish",
-                messaging.destination.name = exchange.as_str(),
-                messaging.rabbitmq.destination.routing_key = routing_key,
-                messaging.message.id = event_id.to_string(),
-                trace_id = tracing::field::Empty,
-            );
-            crate::telemetry::continue_trace(&span, &stored);
-            let headers = span.in_scope(crate::telemetry::current_trace_headers);
-            let properties = broker::event_properties(
-                &event_id.to_string(),
-                event_type,
-                broker::header_table(&headers),
-            );
-            let confirm = channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    routing_key.into(),
-                    BasicPublishOptions::default(),
-                    payload,
-                    properties,
-                )
-                .instrument(span)
-                .await?;
-            confirms.push((confirm, event_type.to_owned()));
-            ids.push(id);
+            let (confirm, event_type) = publish_row(channel, &exchange, row).await?;
+            confirms.push((confirm, event_type));
+            ids.push(row.get::<_, i64>(0));
         }
         let published = &crate::metrics::metrics().events_published;
         for (confirm, event_type) in confirms {
@@ -279,4 +242,50 @@ impl OutboxRelay {
         tracing::debug!(published = ids.len(), "outbox events published");
         Ok(ids.len())
     }
+}
+
+/// Publishes one outbox row to `exchange` under a producer span that continues the trace it
+/// was written in; the broker's confirmation to wait for and the event's type.
+async fn publish_row(
+    channel: &lapin::Channel,
+    exchange: &str,
+    row: &tokio_postgres::Row,
+) -> anyhow::Result<(lapin::PublisherConfirm, String)> {
+    let event_id: uuid::Uuid = row.get(1);
+    let event_type: &str = row.get(2);
+    let routing_key: &str = row.get(3);
+    let payload: &[u8] = row.get(4);
+    let headers: serde_json::Value = row.get(5);
+    let stored: BTreeMap<String, String> = serde_json::from_value(headers).unwrap_or_default();
+    // A producer span, child of the context the event was written in; the consumer continues
+    // from this span.
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = format!("publish {exchange}"),
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "publish",
+        messaging.destination.name = exchange,
+        messaging.rabbitmq.destination.routing_key = routing_key,
+        messaging.message.id = event_id.to_string(),
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, &stored);
+    let headers = span.in_scope(crate::telemetry::current_trace_headers);
+    let properties = broker::event_properties(
+        &event_id.to_string(),
+        event_type,
+        broker::header_table(&headers),
+    );
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            payload,
+            properties,
+        )
+        .instrument(span)
+        .await?;
+    Ok((confirm, event_type.to_owned()))
 }

@@ -385,36 +385,7 @@ fn tls_settings(params: &TlsParams, home: Option<&Path>) -> anyhow::Result<(SslM
         "sslmode={} may not be used with sslrootcert=system (use verify-full)",
         mode.as_str()
     );
-    let default_file = |name: &str| {
-        home.map(|home| home.join(".postgresql").join(name))
-            .filter(|path| path.is_file())
-    };
-    let (roots, roots_from) = if system {
-        (
-            Some(tls::system_roots()?),
-            "the system's trusted CAs".to_owned(),
-        )
-    } else {
-        let path = match &params.sslrootcert {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                anyhow::ensure!(
-                    path.is_file(),
-                    "root certificate file {} (sslrootcert) does not exist",
-                    path.display()
-                );
-                Some(path)
-            }
-            None => default_file("root.crt"),
-        };
-        match path {
-            Some(path) => (
-                Some(tls::load_roots(&path).context("sslrootcert")?),
-                format!("sslrootcert ({})", path.display()),
-            ),
-            None => (None, String::new()),
-        }
-    };
+    let (roots, roots_from) = root_certificates(params, system, home)?;
     let verify = match (mode, roots) {
         (SslMode::VerifyFull, Some(roots)) => Verify::Full(Arc::new(roots)),
         (_, Some(roots)) => Verify::Chain(Arc::new(roots)),
@@ -424,32 +395,7 @@ fn tls_settings(params: &TlsParams, home: Option<&Path>) -> anyhow::Result<(SslM
         ),
         (_, None) => Verify::Nothing,
     };
-    let cert = match &params.sslcert {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            anyhow::ensure!(
-                path.is_file(),
-                "client certificate file {} (sslcert) does not exist",
-                path.display()
-            );
-            Some(path)
-        }
-        None => default_file("postgresql.crt"),
-    };
-    let identity = match cert {
-        Some(cert) => {
-            let key = match &params.sslkey {
-                Some(path) => PathBuf::from(path),
-                None => default_file("postgresql.key").ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "a client certificate (sslcert) needs its private key: set sslkey"
-                    )
-                })?,
-            };
-            Some(tls::load_identity(&cert, &key)?)
-        }
-        None => None,
-    };
+    let identity = client_identity(params, home)?;
     let config = tls::client_config(&verify, identity)?;
     Ok((
         mode,
@@ -459,6 +405,71 @@ fn tls_settings(params: &TlsParams, home: Option<&Path>) -> anyhow::Result<(SslM
             roots_from: Arc::from(roots_from),
         },
     ))
+}
+
+/// The file a parameter names, which must exist.
+fn existing_file(path: &str, what: &str, parameter: &str) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from(path);
+    anyhow::ensure!(
+        path.is_file(),
+        "{what} {} ({parameter}) does not exist",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// `~/.postgresql/<name>` when that file exists.
+fn default_file(home: Option<&Path>, name: &str) -> Option<PathBuf> {
+    home.map(|home| home.join(".postgresql").join(name))
+        .filter(|path| path.is_file())
+}
+
+/// The root certificates to check the server against (none: no chain check), and where they
+/// come from in words.
+fn root_certificates(
+    params: &TlsParams,
+    system: bool,
+    home: Option<&Path>,
+) -> anyhow::Result<(Option<rustls::RootCertStore>, String)> {
+    if system {
+        return Ok((
+            Some(tls::system_roots()?),
+            "the system's trusted CAs".to_owned(),
+        ));
+    }
+    let path = match &params.sslrootcert {
+        Some(path) => Some(existing_file(path, "root certificate file", "sslrootcert")?),
+        None => default_file(home, "root.crt"),
+    };
+    Ok(match path {
+        Some(path) => (
+            Some(tls::load_roots(&path).context("sslrootcert")?),
+            format!("sslrootcert ({})", path.display()),
+        ),
+        None => (None, String::new()),
+    })
+}
+
+/// The client certificate and its key (`sslcert`, `sslkey`, or their files in
+/// `~/.postgresql`), when there is one.
+fn client_identity(
+    params: &TlsParams,
+    home: Option<&Path>,
+) -> anyhow::Result<Option<tls::Identity>> {
+    let cert = match &params.sslcert {
+        Some(path) => Some(existing_file(path, "client certificate file", "sslcert")?),
+        None => default_file(home, "postgresql.crt"),
+    };
+    let Some(cert) = cert else {
+        return Ok(None);
+    };
+    let key = match &params.sslkey {
+        Some(path) => PathBuf::from(path),
+        None => default_file(home, "postgresql.key").ok_or_else(|| {
+            anyhow::anyhow!("a client certificate (sslcert) needs its private key: set sslkey")
+        })?,
+    };
+    Ok(Some(tls::load_identity(&cert, &key)?))
 }
 
 /// `tokio_postgres`'s TLS hook over `tokio-rustls`.
@@ -582,58 +593,4 @@ impl AsyncWrite for RustlsStream {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
-
-    #[test]
-    fn tls_parameters_are_taken_out_of_a_url() {
-        let (rest, params) = split_tls_params(
-            "postgres://u:p%3Fw@h:5/db?sslmode=verify-full&application_name=x&sslrootcert=%2Ftmp%2Fca.pem",
-        )
-        .unwrap();
-        assert_eq!(rest, "postgres://u:p%3Fw@h:5/db?application_name=x");
-        assert_eq!(params.sslmode.as_deref(), Some("verify-full"));
-        assert_eq!(params.sslrootcert.as_deref(), Some("/tmp/ca.pem"));
-    }
-
-    #[test]
-    fn tls_parameters_are_taken_out_of_key_values() {
-        let (rest, params) =
-            split_tls_params("host=h  sslmode = require password='a b\\'c' dbname=d").unwrap();
-        assert_eq!(rest, "host=h password='a b\\'c' dbname=d");
-        assert_eq!(params.sslmode.as_deref(), Some("require"));
-        let config: tokio_postgres::Config = rest.parse().unwrap();
-        assert_eq!(config.get_password(), Some(&b"a b'c"[..]));
-    }
-
-    #[test]
-    fn modes_the_libpq_way() {
-        let target = PgTarget::parse_with_env("postgres://h/db", &no_env).unwrap();
-        assert_eq!(target.ssl_mode(), SslMode::Prefer);
-        let env = |name: &str| (name == "PGSSLMODE").then(|| "disable".to_owned());
-        let target = PgTarget::parse_with_env("postgres://h/db", &env).unwrap();
-        assert_eq!(target.ssl_mode(), SslMode::Disable);
-        let target = PgTarget::parse_with_env("postgres://h/db?sslmode=require", &env).unwrap();
-        assert_eq!(target.ssl_mode(), SslMode::Require);
-        let error = PgTarget::parse_with_env("postgres://h/db?sslmode=verify-full", &no_env)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("needs a root certificate"), "{error}");
-        let error = PgTarget::parse_with_env("postgres://h/db?sslmode=verify", &no_env)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("is not one of"), "{error}");
-        let error = PgTarget::parse_with_env(
-            "postgres://u:secret@h/db?sslmode=require&sslrootcert=system",
-            &no_env,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(error.contains("verify-full"), "{error}");
-        assert!(!error.contains("secret"));
-    }
-}
+mod tests;

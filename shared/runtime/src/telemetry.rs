@@ -85,9 +85,31 @@ pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
             builder.with_service_name(service_name.to_owned()).build()
         }
     };
+    let provider = tracer_provider(resource(), export)?;
+    if export && METER_PROVIDER.get().is_none() {
+        install_meter_provider(resource())?;
+    }
+    let tracer = provider.tracer(service_name.to_owned());
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(json))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                // landfall's own spans; the clients' internals would drown them.
+                .with_filter(EnvFilter::new(
+                    "info,lapin=off,amq_protocol=off,aws_smithy_runtime=off,aws_sdk_s3=off,aws_sdk_sqs=off,hyper=off,h2=off,tonic=off,tower=off,tokio_postgres=off",
+                )),
+        )
+        .try_init();
+    Ok(())
+}
+
+/// The process's tracer provider, made by the first call (with the OTLP span exporter when
+/// `export`).
+fn tracer_provider(resource: Resource, export: bool) -> anyhow::Result<&'static SdkTracerProvider> {
     let mut failure = None;
     let provider = TRACER_PROVIDER.get_or_init(|| {
-        let mut builder = SdkTracerProvider::builder().with_resource(resource());
+        let mut builder = SdkTracerProvider::builder().with_resource(resource);
         if export {
             match opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
@@ -102,39 +124,51 @@ pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
         }
         builder.build()
     });
-    if let Some(error) = failure {
-        return Err(error);
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(provider),
     }
-    if export && METER_PROVIDER.get().is_none() {
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .build()
-            .context("building the OTLP metric exporter")?;
-        let meter_provider = SdkMeterProvider::builder()
-            .with_resource(resource())
-            .with_periodic_exporter(exporter)
-            .build();
-        opentelemetry::global::set_meter_provider(meter_provider.clone());
-        let _ = METER_PROVIDER.set(meter_provider);
-    }
-    let tracer = provider.tracer(service_name.to_owned());
-    let filter = || {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        // Whatever RUST_LOG asks for, these never log below info: they print credentials.
-        SECRET_PRINTING_TARGETS
-            .iter()
-            .fold(filter, |filter, target| {
-                filter.add_directive(format!("{target}=info").parse().expect("a valid directive"))
-            })
-    };
+}
+
+/// The OTLP metric exporter, as the global meter provider.
+fn install_meter_provider(resource: Resource) -> anyhow::Result<()> {
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .build()
+        .context("building the OTLP metric exporter")?;
+    let meter_provider = SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_periodic_exporter(exporter)
+        .build();
+    opentelemetry::global::set_meter_provider(meter_provider.clone());
+    let _ = METER_PROVIDER.set(meter_provider);
+    Ok(())
+}
+
+/// `RUST_LOG` (default `info`), with the targets that print credentials held at info.
+fn log_filter() -> EnvFilter {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Whatever RUST_LOG asks for, these never log below info: they print credentials.
+    SECRET_PRINTING_TARGETS
+        .iter()
+        .fold(filter, |filter, target| {
+            filter.add_directive(format!("{target}=info").parse().expect("a valid directive"))
+        })
+}
+
+/// The log lines, text or JSON, to stderr.
+fn log_layer<S>(json: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
     // Logs go to stderr: stdout is a command's output (`landfall status > out.txt`, `--json`).
-    let logs = if json {
+    if json {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_filter(filter())
+            .with_filter(log_filter())
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
@@ -144,21 +178,9 @@ pub fn init(service_name: &str, json: bool) -> anyhow::Result<()> {
                 std::env::var_os("NO_COLOR").as_deref(),
             ))
             .with_target(false)
-            .with_filter(filter())
+            .with_filter(log_filter())
             .boxed()
-    };
-    let _ = tracing_subscriber::registry()
-        .with(logs)
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                // landfall's own spans; the clients' internals would drown them.
-                .with_filter(EnvFilter::new(
-                    "info,lapin=off,amq_protocol=off,aws_smithy_runtime=off,aws_sdk_s3=off,aws_sdk_sqs=off,hyper=off,h2=off,tonic=off,tower=off,tokio_postgres=off",
-                )),
-        )
-        .try_init();
-    Ok(())
+    }
 }
 
 /// Whether log lines may carry ANSI colours: only on a terminal, and not when `NO_COLOR` is set
