@@ -261,7 +261,7 @@ async fn each_role_can_do_its_own_work() {
     }
 
     // The transformer moves the batch row and builds the warehouse and the reports; it may
-    // create a dataset's own tables (the tutorial's first model does).
+    // create tables of its own in warehouse and audit (a model may, as key_patterns.rs's first does).
     let transformer = connect_as(&env, "landfall_transformer").await;
     assert_allowed(
         &transformer,

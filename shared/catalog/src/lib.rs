@@ -6,6 +6,7 @@
 //! <dataset>/models/*.sql   the SQL models, ordered by their headers (models)
 //! <dataset>/checks.toml    the quality checks and the SQL each one runs (checks)
 //! <dataset>/exports.toml   the reports exported per batch (exports)
+//! <dataset>/migrations/    the dataset's own tables, as numbered SQL files (migrations)
 //! ```
 //!
 //! [`Datasets::load`] reads every definition and sets each dataset's [`Dataset::dir`]; the
@@ -13,7 +14,8 @@
 //! [`checks::CheckCatalog::load`] and [`exports::ExportCatalog::load`], each by the service that
 //! runs them (so a broken checks file stops the quality-checker, not the ingester), and all of
 //! them by `landfall dataset check`. The staging tables and views follow from the definitions
-//! ([`staging`]).
+//! ([`staging`]); the migration runner (`runtime::db::migrate`) applies each dataset's
+//! [`migrations`] after the platform's.
 //!
 //! The catalog depends on no other landfall crate: it reads files and writes SQL text and DDL,
 //! nothing else. The shared runtime depends on it (a service loads the datasets at start and

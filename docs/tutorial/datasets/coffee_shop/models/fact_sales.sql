@@ -1,5 +1,4 @@
 -- model: fact_sales
--- depends_on: tables
 -- The batch's receipt lines replace whatever an earlier version of the same day's file loaded;
 -- other days are kept.
 DELETE FROM warehouse.coffee_sales WHERE ingestion_date = ops.batch_date();
