@@ -30,16 +30,10 @@ impl Handler for Exporter {
         message: &Incoming,
         tx: &tokio_postgres::Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let envelope = message.event.as_ref().ok_or_else(|| {
-            Failure::permanent(anyhow::anyhow!("the exporter reads pipeline events only"))
+        let (envelope, ()) = message.pipeline_event(STAGE, |event| {
+            matches!(event, Event::QualityPassed(_)).then_some(())
         })?;
-        match &envelope.payload {
-            Event::QualityPassed(_) => self.export_batch(tx, envelope).await,
-            other => Err(Failure::permanent(anyhow::anyhow!(
-                "the exporter does not handle '{}' events",
-                other.event_type()
-            ))),
-        }
+        self.export_batch(tx, envelope).await
     }
 }
 

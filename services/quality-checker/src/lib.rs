@@ -37,18 +37,14 @@ impl Handler for QualityChecker {
         message: &Incoming,
         tx: &Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let Some(envelope) = &message.event else {
-            return Err(Failure::permanent(anyhow::anyhow!(
-                "the quality-checker reads pipeline events only"
-            )));
-        };
-        let (Event::TransformCompleted(_), Some(batch)) = (&envelope.payload, &envelope.batch)
-        else {
-            return Err(Failure::permanent(anyhow::anyhow!(
-                "the quality-checker handles transform.completed events with a batch, not '{}'",
-                envelope.event_type
-            )));
-        };
+        let (envelope, ()) = message.pipeline_event(STAGE, |event| {
+            matches!(event, Event::TransformCompleted(_)).then_some(())
+        })?;
+        let batch = envelope.batch.as_ref().ok_or_else(|| {
+            Failure::permanent(anyhow::anyhow!(
+                "a transform.completed event without a batch"
+            ))
+        })?;
         let checks = self.catalog.checks(&batch.dataset).ok_or_else(|| {
             Failure::permanent(anyhow::anyhow!(
                 "dataset '{}' is not defined in this quality-checker's datasets",

@@ -59,16 +59,11 @@ impl Handler for stage::Stager {
         message: &Incoming,
         tx: &tokio_postgres::Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let envelope = message.event.as_ref().ok_or_else(|| {
-            Failure::permanent(anyhow::anyhow!("the stager reads pipeline events only"))
+        let (envelope, landed) = message.pipeline_event(STAGE, |event| match event {
+            Event::FileLanded(landed) => Some(landed),
+            _ => None,
         })?;
-        match &envelope.payload {
-            Event::FileLanded(landed) => self.stage_file(tx, envelope, landed).await,
-            other => Err(Failure::permanent(anyhow::anyhow!(
-                "the stager does not handle '{}' events",
-                other.event_type()
-            ))),
-        }
+        self.stage_file(tx, envelope, landed).await
     }
 }
 

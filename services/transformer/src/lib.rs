@@ -30,17 +30,12 @@ impl Handler for Transformer {
         message: &Incoming,
         tx: &Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let Some(envelope) = &message.event else {
-            return Err(Failure::permanent(anyhow::anyhow!(
-                "the transformer reads pipeline events only"
-            )));
-        };
-        let (Event::StagingLoaded(_), Some(batch)) = (&envelope.payload, &envelope.batch) else {
-            return Err(Failure::permanent(anyhow::anyhow!(
-                "the transformer handles staging.loaded events with a batch, not '{}'",
-                envelope.event_type
-            )));
-        };
+        let (envelope, ()) = message.pipeline_event(STAGE, |event| {
+            matches!(event, Event::StagingLoaded(_)).then_some(())
+        })?;
+        let batch = envelope.batch.as_ref().ok_or_else(|| {
+            Failure::permanent(anyhow::anyhow!("a staging.loaded event without a batch"))
+        })?;
         let Some(file_ids) = self.track_batch(tx, batch).await? else {
             return Ok(Vec::new());
         };

@@ -38,6 +38,29 @@ pub struct Incoming {
     pub event: Option<Envelope<Event>>,
 }
 
+impl Incoming {
+    /// The pipeline event a stage's handler works on and what `pick` takes from it; a message
+    /// that is no pipeline event, or an event `pick` does not take, is a permanent failure
+    /// naming the stage and what it got.
+    pub fn pipeline_event<'a, T>(
+        &'a self,
+        stage: crate::stage::Stage,
+        pick: impl FnOnce(&'a Event) -> Option<T>,
+    ) -> Result<(&'a Envelope<Event>, T), crate::Failure> {
+        let name = stage.name();
+        let envelope = self.event.as_ref().ok_or_else(|| {
+            crate::Failure::permanent(anyhow::anyhow!("the {name} reads pipeline events only"))
+        })?;
+        let picked = pick(&envelope.payload).ok_or_else(|| {
+            crate::Failure::permanent(anyhow::anyhow!(
+                "the {name} does not handle '{}' events",
+                envelope.payload.event_type()
+            ))
+        })?;
+        Ok((envelope, picked))
+    }
+}
+
 /// Whether a queue carries landfall's MessagePack events or something foreign (S3 notifications).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
