@@ -37,13 +37,8 @@ impl Handler for QualityChecker {
         message: &Incoming,
         tx: &Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let (envelope, ()) = message.pipeline_event(STAGE, |event| {
+        let (envelope, (), batch) = message.batch_event(STAGE, |event| {
             matches!(event, Event::TransformCompleted(_)).then_some(())
-        })?;
-        let batch = envelope.batch.as_ref().ok_or_else(|| {
-            Failure::permanent(anyhow::anyhow!(
-                "a transform.completed event without a batch"
-            ))
         })?;
         let checks = self.catalog.checks(&batch.dataset).ok_or_else(|| {
             Failure::permanent(anyhow::anyhow!(

@@ -30,11 +30,8 @@ impl Handler for Transformer {
         message: &Incoming,
         tx: &Transaction<'_>,
     ) -> Result<Vec<Envelope<Event>>, Failure> {
-        let (envelope, ()) = message.pipeline_event(STAGE, |event| {
+        let (envelope, (), batch) = message.batch_event(STAGE, |event| {
             matches!(event, Event::StagingLoaded(_)).then_some(())
-        })?;
-        let batch = envelope.batch.as_ref().ok_or_else(|| {
-            Failure::permanent(anyhow::anyhow!("a staging.loaded event without a batch"))
         })?;
         let Some(file_ids) = self.track_batch(tx, batch).await? else {
             return Ok(Vec::new());

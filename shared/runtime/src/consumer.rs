@@ -59,6 +59,23 @@ impl Incoming {
         })?;
         Ok((envelope, picked))
     }
+
+    /// [`Self::pipeline_event`] of an event that must name its batch; one without is a
+    /// permanent failure.
+    pub fn batch_event<'a, T>(
+        &'a self,
+        stage: crate::stage::Stage,
+        pick: impl FnOnce(&'a Event) -> Option<T>,
+    ) -> Result<(&'a Envelope<Event>, T, &'a contract::BatchKey), crate::Failure> {
+        let (envelope, picked) = self.pipeline_event(stage, pick)?;
+        let batch = envelope.batch.as_ref().ok_or_else(|| {
+            crate::Failure::permanent(anyhow::anyhow!(
+                "a {} event without a batch",
+                envelope.payload.event_type()
+            ))
+        })?;
+        Ok((envelope, picked, batch))
+    }
 }
 
 /// Whether a queue carries landfall's MessagePack events or something foreign (S3 notifications).
