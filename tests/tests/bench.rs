@@ -1,5 +1,5 @@
-//! `landfall bench stage`, `events` and `batch` run end to end on their own database, prefix
-//! and S3 server and write their figures as JSON. Timings are never pass/fail: this checks the
+//! `landfall bench stage`, `events`, `batch` and `steady` run end to end on their own database,
+//! prefix and S3 server and write their figures as JSON. Timings are never pass/fail: this checks the
 //! shape and that every figure is a positive number, not that a goal is met.
 
 use std::path::Path;
@@ -104,4 +104,59 @@ async fn bench_batch_compares_the_medians_of_its_runs() {
         assert!(number > 0.0, "{field} is not a positive number in {main}");
     }
     assert!(main["met"].is_boolean(), "{main}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_steady_lands_two_days_of_a_snapshot_history() {
+    let (stdout, report) = run_bench(&[
+        "steady",
+        "--orders",
+        "2000",
+        "--reviews-per-order",
+        "3",
+        "--change",
+        "5",
+    ])
+    .await;
+    assert_eq!(report["bench"], "steady");
+    // 2000 orders and their shipments on day 1; 5% more (100) on day 2; 3 reviews per order.
+    assert_eq!(
+        report["params"]["day1_rows"],
+        "orders 2000, shipment_deliveries 2000, reviews 6000"
+    );
+    let day2 = report["params"]["day2_rows"]
+        .as_str()
+        .expect("day 2's rows");
+    assert!(
+        day2.starts_with("orders 2100, shipment_deliveries 2100, reviews "),
+        "{day2}"
+    );
+    for day in ["Day 1 ", "Day 2 "] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.starts_with(day) && line.contains("last PUT → exported")),
+            "no line for {day}:\n{stdout}"
+        );
+    }
+    let figures = report["figures"].as_array().expect("figures");
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|figure| figure["figure"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "day 2: last PUT → exported",
+            "day 1: last PUT → exported",
+            "stager peak RSS (VmHWM), both days"
+        ]
+    );
+    for figure in &figures[..2] {
+        for field in ["value", "baseline", "ratio"] {
+            let number = figure[field].as_f64().unwrap_or(-1.0);
+            assert!(number > 0.0, "{field} is not a positive number in {figure}");
+        }
+    }
+    assert!(figures[2]["value"].as_f64().unwrap_or(-1.0) > 0.0);
 }

@@ -669,7 +669,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     // Feb 16 (t), 42.86 late, 57.14 early.
     let fact_reviews_before = query_text(
         &env,
-        "SELECT t::text FROM warehouse.fact_reviews t ORDER BY source_line",
+        "SELECT t::text FROM warehouse.fact_reviews t ORDER BY product_id, stars, ordinal",
     )
     .await;
     let day2_before = report(&env, "audit.best_performing_product", DAY2).await;
@@ -700,7 +700,7 @@ async fn two_days_of_files_give_the_hand_computed_reports() {
     assert_eq!(
         query_text(
             &env,
-            "SELECT t::text FROM warehouse.fact_reviews t ORDER BY source_line"
+            "SELECT t::text FROM warehouse.fact_reviews t ORDER BY product_id, stars, ordinal"
         )
         .await,
         fact_reviews_before
@@ -877,7 +877,8 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
     // Rows per model, by hand, on an empty warehouse, and what the tables hold for the batch:
     // dim_date the whole years 2025 and 2026 (orders from 2025-01-01 to 2026-03-01, the
     // calendar 2025–2026) = 365 + 365; the six customers; the ten products; orders 1–7 and
-    // 9–31 = 30; shipments 100–106 and 108–131 = 31; the 33 review lines (the empty ones too);
+    // 9–31 = 30; shipments 100–106 and 108–131 = 31; the 33 review lines (the empty ones too)
+    // and the batch fact_reviews now holds;
     // one row per batch for the three single-row reports; sales_by_month the 12 months
     // Apr 2025 … Mar 2026; top_products_by_revenue 10 of the 11 products ordered;
     // holiday_calendar the batch's calendar as a version: its 11 dates and the version itself.
@@ -917,8 +918,11 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
         ),
         (
             "fact_reviews",
-            33,
-            format!("SELECT count(*) FROM warehouse.fact_reviews WHERE last_batch = '{d}'"),
+            34,
+            format!(
+                "SELECT (SELECT count(*) FROM warehouse.fact_reviews WHERE last_batch = '{d}')
+                      + (SELECT count(*) FROM warehouse.fact_reviews_batch WHERE batch = '{d}')"
+            ),
         ),
         (
             "agg_public_holiday",

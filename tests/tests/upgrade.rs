@@ -121,6 +121,43 @@ async fn all_rows(env: &TestEnv) -> BTreeMap<String, Vec<String>> {
     rows
 }
 
+/// The bundled datasets as the build of the fixture's time had them: the `fact_reviews` model
+/// that kept a row per file line (`tests/fixtures/fact-reviews-by-line`), and only the
+/// datasets' first migrations.
+fn datasets_of_that_time(env: &TestEnv) -> PathBuf {
+    let dir = landfall_tests::datasets::bundled_copy(env, "datasets-before");
+    std::fs::copy(
+        repo().join("tests/fixtures/fact-reviews-by-line/fact_reviews.sql"),
+        dir.join("ecommerce/models/fact_reviews.sql"),
+    )
+    .unwrap();
+    for dataset in ["ecommerce", "online_retail"] {
+        for entry in std::fs::read_dir(dir.join(dataset).join("migrations")).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("0001_")
+            {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+/// warehouse.fact_reviews as a multiset: each (batch, product key, product, review) and how
+/// many rows have it.
+async fn reviews_multiset(env: &TestEnv) -> Vec<Vec<String>> {
+    env.query_text(
+        "SELECT last_batch::text, product_key::text, product_id::text, coalesce(review::text, ''),
+                count(*)::text
+           FROM warehouse.fact_reviews GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    )
+    .await
+}
+
 /// The database's schema as `pg_dump --schema-only` describes it (tables and their columns in
 /// order with types, defaults and nullability, constraints, indexes, sequences, views,
 /// functions, grants and default privileges), without comments, blank lines, the dump's random
@@ -203,9 +240,19 @@ async fn land_batch(env: &TestEnv, date: &str, first_order: i64, overrides: &[(&
 async fn a_database_migrated_before_datasets_had_migrations_upgrades_in_place() {
     let env = TestEnv::new().await;
     migrate_as_before(&env).await;
-    // A batch landed on that database by the services (which must not migrate it yet), and rows
-    // of the other dataset written by hand.
-    land_batch(&env, DAY1, 1, &[("LANDFALL_MIGRATE_ON_START", "false")]).await;
+    // A batch landed on that database by the services (which must not migrate it yet) with the
+    // models of that time, and rows of the other dataset written by hand.
+    let models_before = datasets_of_that_time(&env);
+    land_batch(
+        &env,
+        DAY1,
+        1,
+        &[
+            ("LANDFALL_MIGRATE_ON_START", "false"),
+            ("LANDFALL_DATASETS_DIR", models_before.to_str().unwrap()),
+        ],
+    )
+    .await;
     env.db
         .batch_execute(
             "INSERT INTO warehouse.retail_dim_country (country) VALUES ('Norway'), ('Chile');
@@ -215,8 +262,14 @@ async fn a_database_migrated_before_datasets_had_migrations_upgrades_in_place() 
         )
         .await
         .unwrap();
-    let before = all_rows(&env).await;
+    let mut before = all_rows(&env).await;
+    let reviews_before = reviews_multiset(&env).await;
+    assert!(
+        !reviews_before.is_empty(),
+        "the batch's reviews are in fact_reviews"
+    );
     for table in [
+        "warehouse.fact_reviews",
         "warehouse.fact_orders",
         "warehouse.holiday_calendar_days",
         "analytics.agg_shipments",
@@ -243,7 +296,26 @@ async fn a_database_migrated_before_datasets_had_migrations_upgrades_in_place() 
         dataset_migrations("ecommerce").len() + dataset_migrations("online_retail").len(),
         "the datasets' migrations, none of the platform's"
     );
-    assert_eq!(all_rows(&env).await, before, "every row is still there");
+    // Every row is still there; fact_reviews's rows numbered per product and stars instead of
+    // by file line, the same reviews, and the batch it holds recorded.
+    let mut upgraded_rows = all_rows(&env).await;
+    assert_eq!(reviews_multiset(&env).await, reviews_before);
+    assert_eq!(
+        env.query_text(
+            "SELECT product_id::text, stars::text FROM warehouse.fact_reviews
+              GROUP BY product_id, stars HAVING max(ordinal) <> count(*) OR min(ordinal) <> 1"
+        )
+        .await,
+        Vec::<Vec<String>>::new(),
+        "ordinals 1..n without gaps"
+    );
+    assert_eq!(
+        upgraded_rows.remove("warehouse.fact_reviews_batch"),
+        Some(vec![format!("(t,{DAY1})")])
+    );
+    before.remove("warehouse.fact_reviews");
+    upgraded_rows.remove("warehouse.fact_reviews");
+    assert_eq!(upgraded_rows, before, "every row is still there");
 
     // The records: the platform's files of this build (the two rewritten ones now with their
     // new checksums), the removed ones as they were, and each dataset's files.
@@ -334,6 +406,7 @@ async fn a_database_migrated_before_datasets_had_migrations_upgrades_in_place() 
         after["warehouse.retail_dim_country"],
         before["warehouse.retail_dim_country"]
     );
+    let _ = std::fs::remove_dir_all(&models_before);
     env.cleanup().await;
 }
 
@@ -394,6 +467,7 @@ const ECOMMERCE_TABLES: &[&str] = &[
     "warehouse.dim_product",
     "warehouse.fact_orders",
     "warehouse.fact_reviews",
+    "warehouse.fact_reviews_batch",
     "warehouse.fact_shipments",
     "warehouse.holiday_calendar_days",
     "warehouse.holiday_calendars",

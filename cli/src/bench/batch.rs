@@ -172,7 +172,7 @@ fn write_batch(
 
 /// Puts the batch's files and waits until it is exported: the seconds from the first PUT and
 /// from the last PUT's return to exported, the seconds the PUTs took, and each stage's time.
-async fn put_and_wait(
+pub(super) async fn put_and_wait(
     env: &BenchEnv,
     services: &mut Services,
     files: &[(&'static str, PathBuf)],

@@ -69,7 +69,7 @@ pub(super) async fn bench_memory(env: &BenchEnv, args: &BenchArgs) -> anyhow::Re
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// A `kB` field of /proc/<pid>/status, e.g. VmRSS or VmHWM.
-fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+pub(super) fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status

@@ -5,7 +5,8 @@
 //! baseline, ratio, goal, met?) and writes the same as JSON. Figures are reported, never
 //! asserted: a goal that is not met does not make the command fail.
 //!
-//! One file per benchmark (`stage`, `latency`, `memory`, `files`, `events`, `batch`); `env` is
+//! One file per benchmark (`stage`, `latency`, `memory`, `files`, `events`, `batch`, `steady`
+//! with the snapshot history it generates in `history`); `env` is
 //! the bench's world (database, prefix, S3 server, services, psql); this file holds the
 //! arguments, the `psql \copy` baselines the benchmarks share, and the table and JSON output.
 
@@ -13,9 +14,11 @@ mod batch;
 mod env;
 mod events;
 mod files;
+mod history;
 mod latency;
 mod memory;
 mod stage;
+mod steady;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +51,9 @@ pub enum BenchName {
     Events,
     /// 1M orders + 0.5M reviews + 0.9M shipments: PUT → exported, all five services.
     Batch,
+    /// Day 1 and day 2 of a snapshot history (day 2: day 1 and a few percent changed), each
+    /// day's last PUT → exported against `psql \copy` of that day's files.
+    Steady,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,9 +81,16 @@ pub struct BenchArgs {
     /// events: notifications pre-loaded into the ingester's queue.
     #[arg(long, default_value_t = 20_000)]
     pub events: usize,
-    /// batch: orders in the batch (reviews are half of it, shipments as generated, ~0.9 of it).
+    /// batch: orders in the batch (reviews are half of it, shipments as generated, ~0.9 of it);
+    /// steady: orders on day 1 (one shipment each).
     #[arg(long, default_value_t = 1_000_000)]
     pub orders: i64,
+    /// steady: reviews per order on day 1.
+    #[arg(long, default_value_t = 3.0)]
+    pub reviews_per_order: f64,
+    /// steady: the percentage of each source's rows new or changed on day 2.
+    #[arg(long, default_value_t = 2.0)]
+    pub change: f64,
     /// Where to write the JSON (default target/bench/<name>.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -146,6 +159,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchName::Files => files::bench_files(&env, &args).await,
         BenchName::Events => events::bench_events(&env, &args).await,
         BenchName::Batch => batch::bench_batch_runs(&env, &args).await,
+        BenchName::Steady => steady::bench_steady(&env, &args).await,
     };
     env.cleanup().await;
     let report = result?;

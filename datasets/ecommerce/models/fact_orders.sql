@@ -37,6 +37,14 @@ USING (
       LEFT JOIN warehouse.dim_product p
              ON p.product_id = o.product_id AND p.product_key <> -1
             AND p.valid_from <= b.batch_date AND (p.valid_to IS NULL OR p.valid_to > b.batch_date)
+     -- Only the orders that are new or differ from their fact: the rest would change nothing,
+     -- and leaving them out here spares their dimension lookups and the MERGE's visit.
+     WHERE NOT EXISTS (
+           SELECT 1 FROM warehouse.fact_orders f
+            WHERE f.order_id = o.order_id
+              AND (f.order_date, f.customer_id, f.product_id, f.unit_price, f.quantity, f.total_price)
+                  IS NOT DISTINCT FROM
+                  (o.order_date, o.customer_id, o.product_id, o.unit_price, o.quantity, o.total_price))
 ) AS s
    ON f.order_id = s.order_id
  WHEN MATCHED

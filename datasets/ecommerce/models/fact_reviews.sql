@@ -1,16 +1,52 @@
 -- model: fact_reviews
 -- depends_on: dim_product
--- Snapshot mode: the newest batch's set of reviews replaces the previous set. A batch older
--- than the newest one loaded (a late correction) leaves the current-state table alone.
+-- Snapshot mode: the newest batch's reviews replace the previous set, as a multiset (migration
+-- 0002). Per product and stars the table holds reviews 1..n; the batch has m of them: a batch
+-- with more adds reviews n+1..m, one with fewer deletes m+1..n, and an unchanged count
+-- writes nothing. So a day that adds a few reviews to yesterday's thousands writes only those
+-- few, and each row remembers the batch that added it. A batch older than the one the table
+-- holds (a late correction) leaves the current-state table alone. A new row's product key is
+-- the product's dimension version valid on the batch date; an unknown product gets -1.
 -- (`(SELECT ops.batch_date())` is evaluated once per statement, not once per row.)
-DELETE FROM warehouse.fact_reviews
- WHERE (SELECT coalesce(max(last_batch), DATE '1900-01-01') FROM warehouse.fact_reviews) <= (SELECT ops.batch_date());
-
-INSERT INTO warehouse.fact_reviews (last_batch, source_line, product_key, product_id, review)
-SELECT b.batch_date, r._line, coalesce(p.product_key, -1), r.product_id, r.review
-  FROM (SELECT (SELECT ops.batch_date()) AS batch_date) AS b
-  JOIN staging.reviews r ON r._batch = b.batch_date
+WITH newest AS (
+    SELECT coalesce((SELECT batch FROM warehouse.fact_reviews_batch) <= (SELECT ops.batch_date()),
+                    true) AS yes
+),
+batch AS (
+    SELECT product_id, coalesce(review, 0)::smallint AS stars, max(review) AS review, count(*)::int AS n
+      FROM staging.reviews
+     WHERE _batch = (SELECT ops.batch_date())
+     GROUP BY 1, 2
+),
+current AS (
+    SELECT product_id, stars, count(*)::int AS n
+      FROM warehouse.fact_reviews
+     GROUP BY 1, 2
+),
+-- Per product and stars, how many the table has and how many the batch has, where they differ.
+diff AS (
+    SELECT product_id, stars, b.review, coalesce(c.n, 0) AS has, coalesce(b.n, 0) AS wants
+      FROM current c FULL JOIN batch b USING (product_id, stars)
+     WHERE coalesce(c.n, 0) <> coalesce(b.n, 0)
+),
+deleted AS (
+    DELETE FROM warehouse.fact_reviews f
+     USING diff d, newest
+     WHERE newest.yes AND d.has > d.wants
+       AND f.product_id = d.product_id AND f.stars = d.stars AND f.ordinal > d.wants
+),
+recorded AS (
+    INSERT INTO warehouse.fact_reviews_batch (batch)
+    SELECT (SELECT ops.batch_date()) FROM newest WHERE newest.yes
+    ON CONFLICT (only_row) DO UPDATE SET batch = EXCLUDED.batch
+)
+INSERT INTO warehouse.fact_reviews (last_batch, ordinal, product_key, product_id, review)
+SELECT b.batch_date, ordinal, coalesce(p.product_key, -1), d.product_id, d.review
+  FROM newest
+  CROSS JOIN (SELECT (SELECT ops.batch_date()) AS batch_date) AS b
+  JOIN diff d ON d.wants > d.has
+  CROSS JOIN LATERAL generate_series(d.has + 1, d.wants) AS ordinal
   LEFT JOIN warehouse.dim_product p
-         ON p.product_id = r.product_id AND p.product_key <> -1
+         ON p.product_id = d.product_id AND p.product_key <> -1
         AND p.valid_from <= b.batch_date AND (p.valid_to IS NULL OR p.valid_to > b.batch_date)
- WHERE NOT EXISTS (SELECT 1 FROM warehouse.fact_reviews f WHERE f.last_batch > (SELECT ops.batch_date()));
+ WHERE newest.yes;
