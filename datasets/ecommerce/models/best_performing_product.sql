@@ -11,16 +11,18 @@
 -- Written to audit.* and published by the quality checker once the batch's checks pass.
 -- (`(SELECT ops.batch_date())` is evaluated once per statement, not once per row, and lets the
 -- BRIN index on staging `_batch` work.)
+-- The reviews come from counted.reviews: each distinct (review, product) of the batch once,
+-- with `_count`, the number of its lines (a few thousand rows instead of millions).
 WITH per_product AS (
     SELECT product_id,
-           count(*) AS reviews,
-           sum(review) AS points,
-           count(*) FILTER (WHERE review = 1) AS one_star,
-           count(*) FILTER (WHERE review = 2) AS two_star,
-           count(*) FILTER (WHERE review = 3) AS three_star,
-           count(*) FILTER (WHERE review = 4) AS four_star,
-           count(*) FILTER (WHERE review = 5) AS five_star
-      FROM staging.reviews
+           sum(_count) AS reviews,
+           sum(review * _count) AS points,
+           coalesce(sum(_count) FILTER (WHERE review = 1), 0) AS one_star,
+           coalesce(sum(_count) FILTER (WHERE review = 2), 0) AS two_star,
+           coalesce(sum(_count) FILTER (WHERE review = 3), 0) AS three_star,
+           coalesce(sum(_count) FILTER (WHERE review = 4), 0) AS four_star,
+           coalesce(sum(_count) FILTER (WHERE review = 5), 0) AS five_star
+      FROM counted.reviews
      WHERE _batch = (SELECT ops.batch_date()) AND review IS NOT NULL
      GROUP BY product_id
 ),

@@ -12,9 +12,11 @@ WITH newest AS (
     SELECT coalesce((SELECT batch FROM warehouse.fact_reviews_batch) <= (SELECT ops.batch_date()),
                     true) AS yes
 ),
+-- The batch's reviews per product and stars: counted.reviews holds each distinct review once
+-- with the number of lines that have it (the stager counts them), a few thousand rows.
 batch AS (
-    SELECT product_id, coalesce(review, 0)::smallint AS stars, max(review) AS review, count(*)::int AS n
-      FROM staging.reviews
+    SELECT product_id, coalesce(review, 0)::smallint AS stars, max(review) AS review, sum(_count)::int AS n
+      FROM counted.reviews
      WHERE _batch = (SELECT ops.batch_date())
      GROUP BY 1, 2
 ),
@@ -40,8 +42,8 @@ recorded AS (
     SELECT (SELECT ops.batch_date()) FROM newest WHERE newest.yes
     ON CONFLICT (only_row) DO UPDATE SET batch = EXCLUDED.batch
 )
-INSERT INTO warehouse.fact_reviews (last_batch, ordinal, product_key, product_id, review)
-SELECT b.batch_date, ordinal, coalesce(p.product_key, -1), d.product_id, d.review
+INSERT INTO warehouse.fact_reviews (last_batch, ordinal, product_key, product_id, review, stars)
+SELECT b.batch_date, ordinal, coalesce(p.product_key, -1), d.product_id, d.review, d.stars
   FROM newest
   CROSS JOIN (SELECT (SELECT ops.batch_date()) AS batch_date) AS b
   JOIN diff d ON d.wants > d.has

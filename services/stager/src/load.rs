@@ -12,8 +12,10 @@ use tokio::io::AsyncRead;
 use crate::csv_stream::{ReadError, RecordReader};
 use crate::encode::{COPY_HEADER, COPY_TRAILER};
 
+mod counted;
 mod rows;
 
+use counted::Counter;
 use rows::{RowEncoder, read_header};
 
 /// Rows are sent to COPY in chunks of about this many bytes.
@@ -138,15 +140,37 @@ pub async fn load_rows(
     };
     let mut next_sink = 0;
     let mut chunk = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
+    // A snapshot source without a natural key: identical rows counted, not copied.
+    let mut counter = source.counted().then(Counter::default);
+    let mut values = Vec::new();
+    let mut copied_rows = 0;
     while let Some(record) = reader.next_record().await.map_err(read_error)? {
         report.rows_read += 1;
-        let row_start = chunk.len();
-        if let Err(rejected) = rows.encode(&record, &mut chunk) {
-            chunk.truncate(row_start);
-            report.rejects.add(rejected);
-            continue;
+        if let Some(counter) = counter.as_mut() {
+            values.clear();
+            let encoded = rows
+                .check_width(&record)
+                .and_then(|()| rows.encode_values(&record, &mut values));
+            if let Err(rejected) = encoded {
+                report.rejects.add(rejected);
+                continue;
+            }
+            report.rows_loaded += 1;
+            counter.add(&values, record.line as i64);
+            if !counter.full() {
+                continue;
+            }
+            copied_rows += counter.drain_into(&rows, &mut chunk);
+        } else {
+            let row_start = chunk.len();
+            if let Err(rejected) = rows.encode(&record, &mut chunk) {
+                chunk.truncate(row_start);
+                report.rejects.add(rejected);
+                continue;
+            }
+            report.rows_loaded += 1;
+            copied_rows += 1;
         }
-        report.rows_loaded += 1;
         if chunk.len() >= COPY_CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK + 64 * 1024));
             let index = ready_sink(&mut copies, next_sink, copying).await?;
@@ -154,13 +178,16 @@ pub async fn load_rows(
             next_sink = (index + 1) % copies.len();
         }
     }
-    report.duplicates_checked = rows.seen.is_some();
+    report.duplicates_checked = rows.seen.is_some() || counter.is_some();
+    if let Some(counter) = counter.as_mut() {
+        copied_rows += counter.drain_into(&rows, &mut chunk);
+    }
     if !chunk.is_empty() {
         let index = ready_sink(&mut copies, next_sink, copying).await?;
         copies[index].send(Bytes::from(chunk)).await?;
     }
     let copied = finish_copies(copies).await?;
-    debug_assert_eq!(copied, report.rows_loaded);
+    debug_assert_eq!(copied, copied_rows);
     Ok(report)
 }
 
@@ -169,11 +196,14 @@ async fn open_copies(
     sinks: &[&tokio_postgres::Transaction<'_>],
     source: &Source,
 ) -> Result<Vec<Pin<Box<tokio_postgres::CopyInSink<Bytes>>>>, tokio_postgres::Error> {
-    let column_list: Vec<String> = source
+    let mut column_list: Vec<String> = source
         .columns
         .iter()
         .map(|column| quote_ident(&column.name))
         .collect();
+    if source.counted() {
+        column_list.push(catalog::staging::COUNT_COLUMN.to_owned());
+    }
     let copy = format!(
         "COPY {} (_file_id, _line, _batch, {}) FROM STDIN (FORMAT binary)",
         source.rows_table(),

@@ -213,6 +213,22 @@ impl Source {
     pub fn mode(&self) -> Mode {
         self.mode.unwrap_or(Mode::Snapshot)
     }
+    /// Whether its identical rows are staged once with their number (`_count`) instead of once
+    /// per line: a snapshot source without a natural key, whose file is a multiset that repeats
+    /// most of its rows (reviews: millions of lines, thousands of distinct ones).
+    /// `staging.<table>` shows a row per line all the same; `counted.<table>` shows the counts.
+    pub fn counted(&self) -> bool {
+        self.mode() == Mode::Snapshot && self.natural_key.is_empty()
+    }
+    /// `counted."<table>"`, ready for SQL: the staged files' distinct rows with `_count`, for a
+    /// [`Source::counted`] source.
+    pub fn counted_table(&self) -> String {
+        format!(
+            "{}.{}",
+            crate::staging::COUNTED_SCHEMA,
+            quote_ident(self.table_name())
+        )
+    }
     /// The key pattern in force for this source.
     pub fn pattern(&self) -> &KeyPattern {
         &self.pattern

@@ -1,7 +1,8 @@
 //! The staging DDL of every dataset: `staging_rows.<table>` (what the stager writes), the view
-//! `staging.<table>` (the rows of the staged files, what models and checks read) and, for a
-//! snapshot source, the view `snapshot.<table>`. Made (or brought up to date) when a service
-//! starts.
+//! `staging.<table>` (the rows of the staged files, what models and checks read), for a
+//! snapshot source the view `snapshot.<table>`, and for a counted source (a snapshot source
+//! without a natural key) the view `counted.<table>`. Made (or brought up to date) when a
+//! service starts.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,13 @@ pub const LINEAGE_COLUMNS: &[(&str, &str)] = &[
 /// The schema of the snapshot sources' views.
 pub const SNAPSHOT_SCHEMA: &str = "snapshot";
 
+/// The schema of the counted sources' views (`Source::counted`): one row per distinct row.
+pub const COUNTED_SCHEMA: &str = "counted";
+
+/// How many lines of its file a staged row stands for, in the table of a counted source
+/// (`Source::counted`); the last column, 1 unless the stager counted identical rows.
+pub const COUNT_COLUMN: &str = "_count";
+
 /// Where the staging tables are (migration 0013); `staging` holds views of them.
 pub const ROWS_SCHEMA: &str = "staging_rows";
 
@@ -35,31 +43,80 @@ pub async fn ensure_staging_tables(
     datasets: &Datasets,
 ) -> anyhow::Result<()> {
     client
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {SNAPSHOT_SCHEMA}"))
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {SNAPSHOT_SCHEMA}; CREATE SCHEMA IF NOT EXISTS {COUNTED_SCHEMA}"
+        ))
         .await
-        .context("creating the snapshot schema")?;
+        .context("creating the snapshot and counted schemas")?;
     for dataset in datasets.iter() {
         for source in &dataset.sources {
-            ensure_staging_table(client, source)
+            let counts = ensure_staging_table(client, source)
                 .await
                 .with_context(|| format!("staging table for {}.{}", dataset.name, source.name))?;
-            ensure_staging_view(client, dataset, source)
+            ensure_staging_view(client, dataset, source, counts)
                 .await
                 .with_context(|| format!("staging view for {}.{}", dataset.name, source.name))?;
             ensure_snapshot_view(client, dataset, source)
                 .await
                 .with_context(|| format!("snapshot view for {}.{}", dataset.name, source.name))?;
+            ensure_counted_view(client, dataset, source)
+                .await
+                .with_context(|| format!("counted view for {}.{}", dataset.name, source.name))?;
         }
     }
     // The service roles exist: migration 0008 made them.
     client
         .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA {SNAPSHOT_SCHEMA} TO {SNAPSHOT_READERS};
-             GRANT SELECT ON ALL TABLES IN SCHEMA {SNAPSHOT_SCHEMA} TO {SNAPSHOT_READERS};"
+            "GRANT USAGE ON SCHEMA {SNAPSHOT_SCHEMA}, {COUNTED_SCHEMA} TO {SNAPSHOT_READERS};
+             GRANT SELECT ON ALL TABLES IN SCHEMA {SNAPSHOT_SCHEMA}, {COUNTED_SCHEMA} TO {SNAPSHOT_READERS};"
         ))
         .await
-        .context("granting the snapshot views")?;
+        .context("granting the snapshot and counted views")?;
     Ok(())
+}
+
+/// `counted.<table>` for a counted source (`Source::counted`): the staged files' rows as the
+/// stager wrote them, each distinct row with `_count`, so a model that aggregates reads
+/// thousands of rows instead of millions (`sum(_count)` for `count(*)`). Dropped again if the
+/// source stops being counted.
+async fn ensure_counted_view(
+    client: &tokio_postgres::Client,
+    dataset: &Dataset,
+    source: &Source,
+) -> anyhow::Result<()> {
+    if !source.counted() {
+        client
+            .batch_execute(&format!("DROP VIEW IF EXISTS {}", source.counted_table()))
+            .await?;
+        return Ok(());
+    }
+    let definition = format!(
+        "SELECT {}, {COUNT_COLUMN} FROM {} WHERE {}",
+        view_columns(source),
+        source.rows_table(),
+        staged_files_filter(dataset, source),
+    );
+    let comment = format!(
+        "landfall: the distinct rows of {}.{} whose file is staged, with the lines each stands for. {definition}",
+        dataset.name, source.name
+    );
+    replace_view(
+        client,
+        COUNTED_SCHEMA,
+        source.table_name(),
+        &definition,
+        &comment,
+    )
+    .await
+}
+
+/// The filter of a staging table's rows to those of the staged files (ops.staged_sources).
+fn staged_files_filter(dataset: &Dataset, source: &Source) -> String {
+    format!(
+        "_file_id = ANY (ARRAY(SELECT file_id FROM ops.staged_sources WHERE dataset = {} AND source = {}))",
+        quote_literal(&dataset.name),
+        quote_literal(&source.name),
+    )
 }
 
 /// `snapshot.<table>`: the staged rows of the latest batch at or before `ops.batch_date()` that
@@ -104,18 +161,25 @@ async fn ensure_snapshot_view(
 /// batch (ops.staged_sources), so rows copied by a connection other than the one that records
 /// the file appear exactly when the file is staged (migration 0013). The file ids are taken
 /// once per query (an array, not a join: a 1M-row scan costs about 10 % more, against 45 %
-/// for a semi-join, and the planner's row estimate stays that of the table).
+/// for a semi-join, and the planner's row estimate stays that of the table). A table with
+/// `_count` (`counts`: a counted source's) shows each row as many times as it counts, so the
+/// view has a row per line of the staged file whatever the stager wrote.
 async fn ensure_staging_view(
     client: &tokio_postgres::Client,
     dataset: &Dataset,
     source: &Source,
+    counts: bool,
 ) -> anyhow::Result<()> {
+    let repeated = if counts {
+        format!(" CROSS JOIN LATERAL generate_series(1, {COUNT_COLUMN}) AS copies (copy)")
+    } else {
+        String::new()
+    };
     let definition = format!(
-        "SELECT {} FROM {} WHERE _file_id = ANY (ARRAY(SELECT file_id FROM ops.staged_sources WHERE dataset = {} AND source = {}))",
+        "SELECT {} FROM {}{repeated} WHERE {}",
         view_columns(source),
         source.rows_table(),
-        quote_literal(&dataset.name),
-        quote_literal(&source.name),
+        staged_files_filter(dataset, source),
     );
     let comment = format!(
         "landfall: the rows of {}.{} whose file is staged. {definition}",
@@ -188,14 +252,15 @@ async fn replace_view(
 }
 
 /// `staging_rows.<table>`: made, or moved from where an earlier version made it, then given
-/// the columns the definition gained and its index.
+/// the columns the definition gained and its index. Whether it has `_count`.
 async fn ensure_staging_table(
     client: &tokio_postgres::Client,
     source: &Source,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     move_legacy_table(client, source).await?;
-    ensure_columns(client, source).await?;
-    ensure_batch_index(client, source).await
+    let counts = ensure_columns(client, source).await?;
+    ensure_batch_index(client, source).await?;
+    Ok(counts)
 }
 
 async fn move_legacy_table(client: &tokio_postgres::Client, source: &Source) -> anyhow::Result<()> {
@@ -232,9 +297,10 @@ async fn move_legacy_table(client: &tokio_postgres::Client, source: &Source) -> 
     Ok(())
 }
 
-/// Creates the table, adds the columns the definition gained; a column whose type changed is
-/// an error.
-async fn ensure_columns(client: &tokio_postgres::Client, source: &Source) -> anyhow::Result<()> {
+/// Creates the table, adds the columns the definition gained (and `_count`, last, when the
+/// source is counted); a column whose type changed is an error. Whether the table has
+/// `_count`: a source that stops being counted keeps it, and the rows it counts.
+async fn ensure_columns(client: &tokio_postgres::Client, source: &Source) -> anyhow::Result<bool> {
     let table = source.rows_table();
     let mut columns: Vec<String> = LINEAGE_COLUMNS
         .iter()
@@ -246,6 +312,9 @@ async fn ensure_columns(client: &tokio_postgres::Client, source: &Source) -> any
             .iter()
             .map(|column| format!("{} {}", quote_ident(&column.name), column.column_type.sql())),
     );
+    if source.counted() {
+        columns.push(format!("{COUNT_COLUMN} {COUNT_TYPE}"));
+    }
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} ({})",
@@ -284,8 +353,20 @@ async fn ensure_columns(client: &tokio_postgres::Client, source: &Source) -> any
             }
         }
     }
-    Ok(())
+    let has_count = existing.contains_key(COUNT_COLUMN);
+    if source.counted() && !has_count {
+        // Every row staged before stands for one line.
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {table} ADD COLUMN {COUNT_COLUMN} {COUNT_TYPE}"
+            ))
+            .await?;
+    }
+    Ok(source.counted() || has_count)
 }
+
+/// The type of `_count`: rows staged before it existed count 1.
+const COUNT_TYPE: &str = "bigint NOT NULL DEFAULT 1";
 
 /// The BRIN index on `_batch`, and no other.
 ///

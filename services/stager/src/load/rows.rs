@@ -74,22 +74,34 @@ impl<'a> RowEncoder<'a> {
         out: &mut Vec<u8>,
     ) -> Result<(), RejectedRow> {
         let line = record.line as i64;
-        let header_fields = self.header_map.header_fields;
-        if record.len() != header_fields {
-            return Err(RejectedRow {
-                line,
-                column: None,
-                value: None,
-                reason: format!(
-                    "has {} fields, the header has {header_fields}",
-                    record.len()
-                ),
-            });
-        }
+        self.check_width(record)?;
         begin_row(self.fields, out);
+        self.put_lineage(line, out);
+        self.encode_values(record, out)?;
+        self.check_key(record, line)
+    }
+
+    /// `_file_id`, `_line` and `_batch` of a row from line `line`.
+    pub(super) fn put_lineage(&self, line: i64, out: &mut Vec<u8>) {
         put_i64(self.file_id, out);
         put_i64(line, out);
         put_date(self.batch_date, out);
+    }
+
+    /// The fields of a COPY row of this file: the lineage ones and the source's columns.
+    pub(super) fn fields(&self) -> u16 {
+        self.fields
+    }
+
+    /// Appends the source's columns of `record` to `out` as COPY values (no row start, no
+    /// lineage), or says why the row is rejected (`out` may then hold part of it). The field
+    /// count is the caller's to check first ([`RowEncoder::check_width`]).
+    pub(super) fn encode_values(
+        &self,
+        record: &RecordRef<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RejectedRow> {
+        let line = record.line as i64;
         for (column, &position) in self.source.columns.iter().zip(&self.header_map.positions) {
             let raw = record.field(position);
             if let Err(reason) = encode_field(column, raw, out) {
@@ -104,7 +116,24 @@ impl<'a> RowEncoder<'a> {
                 });
             }
         }
-        self.check_key(record, line)
+        Ok(())
+    }
+
+    /// Rejects a record whose field count is not the header's.
+    pub(super) fn check_width(&self, record: &RecordRef<'_>) -> Result<(), RejectedRow> {
+        let header_fields = self.header_map.header_fields;
+        if record.len() == header_fields {
+            return Ok(());
+        }
+        Err(RejectedRow {
+            line: record.line as i64,
+            column: None,
+            value: None,
+            reason: format!(
+                "has {} fields, the header has {header_fields}",
+                record.len()
+            ),
+        })
     }
 
     /// Rejects the row when its integer natural key was seen earlier in the file.
