@@ -1,6 +1,7 @@
 //! The spine against real PostgreSQL, RabbitMQ and the embedded S3 server: notifications to
 //! ledger to staging, duplicates, new versions, rejects, dead letters, reconcile, a stager
-//! killed in the middle of a COPY, and which rows the staging views show.
+//! killed in the middle of a COPY, which rows the staging views show, and identical rows of a
+//! keyless snapshot source counted.
 
 use std::time::Duration;
 
@@ -1096,5 +1097,86 @@ async fn concurrent_events_for_one_complete_batch_lead_to_one_transform() {
     for service in [first, second, ingester, stager] {
         service.stop().await;
     }
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_source_without_a_key_stages_its_distinct_rows_with_counts() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    // Lines 2–7: three distinct reviews (a five of product 1 three times, a three of product
+    // 2 once, an empty one of product 4 twice).
+    env.put(
+        &key("reviews.csv"),
+        "review,product_id\n5,1\n5,1\n3,2\n,4\n5,1\n,4\n",
+    )
+    .await;
+    spy.until("the reviews staged", DEADLINE, |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 1
+    })
+    .await;
+    let loaded = spy.seen.iter().find_map(staging_loaded).unwrap();
+    assert_eq!((loaded.rows_loaded, loaded.rows_rejected), (6, 0));
+    // As staged: each distinct row once, at its first line, with how many lines have it.
+    assert_eq!(
+        staged(&env, "SELECT _line::text, coalesce(review::text, ''), product_id::text, _count::text FROM staging_rows.reviews ORDER BY _line").await,
+        [["2", "5", "1", "3"], ["4", "3", "2", "1"], ["5", "", "4", "2"]]
+    );
+    assert_eq!(
+        staged(&env, "SELECT _line::text, coalesce(review::text, ''), product_id::text, _count::text FROM counted.reviews ORDER BY _line").await,
+        [["2", "5", "1", "3"], ["4", "3", "2", "1"], ["5", "", "4", "2"]]
+    );
+    // staging.reviews: a row per valid line.
+    assert_eq!(
+        staged(&env, "SELECT coalesce(review::text, ''), product_id::text FROM staging.reviews ORDER BY _line, review").await,
+        [["5", "1"], ["5", "1"], ["5", "1"], ["3", "2"], ["", "4"], ["", "4"]]
+    );
+    ingester.stop().await;
+    stager.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counting_identical_rows_keeps_memory_bounded_and_every_line() {
+    let env = TestEnv::new().await;
+    let mut spy = env.spy().await;
+    let ingester = env.start_ingester(&[]);
+    let stager = env.start_stager(&[]);
+    // 200,000 distinct reviews (stars 1–5 of products 1–40,000), each on two lines in a row:
+    // more distinct rows than the stager holds at once (8 MiB, about 100,000 of these), so
+    // part way it writes out what it holds and counts on. The row it had just added then is
+    // staged twice, once per part, each with its part's count; every other row once, with 2.
+    let mut csv = String::from("review,product_id\n");
+    for product in 1..=40_000 {
+        for stars in 1..=5 {
+            csv.push_str(&format!("{stars},{product}\n{stars},{product}\n"));
+        }
+    }
+    env.put(&key("reviews.csv"), csv).await;
+    spy.until("the reviews staged", Duration::from_secs(180), |seen| {
+        seen.iter().filter_map(staging_loaded).count() == 1
+    })
+    .await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM staging.reviews").await,
+        400_000
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM (SELECT review, product_id FROM staging.reviews
+                                    GROUP BY 1, 2 HAVING count(*) = 2) AS twice"
+        )
+        .await,
+        200_000
+    );
+    let tuples = env.count("SELECT count(*) FROM staging_rows.reviews").await;
+    assert!(
+        (200_001..200_010).contains(&tuples),
+        "{tuples} rows staged: one per distinct row, and a few again after writing out part way"
+    );
+    ingester.stop().await;
+    stager.stop().await;
     env.cleanup().await;
 }
