@@ -877,8 +877,9 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
     // Rows per model, by hand, on an empty warehouse, and what the tables hold for the batch:
     // dim_date the whole years 2025 and 2026 (orders from 2025-01-01 to 2026-03-01, the
     // calendar 2025–2026) = 365 + 365; the six customers; the ten products; orders 1–7 and
-    // 9–31 = 30; shipments 100–106 and 108–131 = 31; the 33 review lines (the empty ones too)
-    // and the batch fact_reviews now holds;
+    // 9–31 = 30; shipments 100–106 and 108–131 = 31; fact_reviews the 33 review lines (the
+    // empty ones too), the batch it now holds, and its counts of the 14 products and stars
+    // (Atlas 5, 4 and empty; Kite 1, 3, 4 and 5; Radio 3, 4 and 5; Lamp 5 and 4; Mug 2 and 1);
     // one row per batch for the three single-row reports; sales_by_month the 12 months
     // Apr 2025 … Mar 2026; top_products_by_revenue 10 of the 11 products ordered;
     // holiday_calendar the batch's calendar as a version: its 11 dates and the version itself.
@@ -918,10 +919,11 @@ async fn transform_completed_carries_every_models_row_count_and_timing() {
         ),
         (
             "fact_reviews",
-            34,
+            48,
             format!(
                 "SELECT (SELECT count(*) FROM warehouse.fact_reviews WHERE last_batch = '{d}')
-                      + (SELECT count(*) FROM warehouse.fact_reviews_batch WHERE batch = '{d}')"
+                      + (SELECT count(*) FROM warehouse.fact_reviews_batch WHERE batch = '{d}')
+                      + (SELECT count(*) FROM warehouse.fact_reviews_counts)"
             ),
         ),
         (

@@ -313,6 +313,24 @@ async fn a_database_migrated_before_datasets_had_migrations_upgrades_in_place() 
         upgraded_rows.remove("warehouse.fact_reviews_batch"),
         Some(vec![format!("(t,{DAY1})")])
     );
+    let counts = upgraded_rows
+        .remove("warehouse.fact_reviews_counts")
+        .expect("fact_reviews_counts");
+    let reviews: usize = reviews_before
+        .iter()
+        .map(|row| row[4].parse::<usize>().unwrap())
+        .sum();
+    let counted: usize = counts
+        .iter()
+        .map(|row| {
+            let count = row.trim_end_matches(')').rsplit(',').next().unwrap();
+            count.parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(
+        counted, reviews,
+        "fact_reviews_counts adds up to the reviews: {counts:?}"
+    );
     before.remove("warehouse.fact_reviews");
     upgraded_rows.remove("warehouse.fact_reviews");
     assert_eq!(upgraded_rows, before, "every row is still there");
@@ -468,6 +486,7 @@ const ECOMMERCE_TABLES: &[&str] = &[
     "warehouse.fact_orders",
     "warehouse.fact_reviews",
     "warehouse.fact_reviews_batch",
+    "warehouse.fact_reviews_counts",
     "warehouse.fact_shipments",
     "warehouse.holiday_calendar_days",
     "warehouse.holiday_calendars",
