@@ -187,7 +187,12 @@ pub(super) async fn put_and_wait(
     let exported = wait_exported(env, services, date).await?;
     let seconds =
         |from: DateTime<Utc>| (exported - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
-    let stages = stage_times(env, date).await?;
+    let staged = last_staged(env, date).await?;
+    let stages = format!(
+        "last PUT → all staged {:.2}s, {}",
+        (staged - last_put).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6,
+        stage_times(env, date).await?
+    );
     print_slowest(env, date).await?;
     Ok((
         seconds(first_put),
@@ -195,6 +200,20 @@ pub(super) async fn put_and_wait(
         (last_put - first_put).num_microseconds().unwrap_or(0) as f64 / 1e6,
         stages,
     ))
+}
+
+/// When the last of the batch's files was staged (`ops.files.finished_at`).
+async fn last_staged(env: &BenchEnv, date: NaiveDate) -> anyhow::Result<DateTime<Utc>> {
+    let staged: Option<DateTime<Utc>> = env
+        .db
+        .query_one(
+            "SELECT max(finished_at) FROM ops.files
+              WHERE dataset = 'ecommerce' AND ingestion_date = $1 AND state = 'staged'",
+            &[&date],
+        )
+        .await?
+        .get(0);
+    staged.ok_or_else(|| anyhow::anyhow!("no staged file of batch {date}"))
 }
 
 /// The time of each stage of the batch in the ledger, in words.
