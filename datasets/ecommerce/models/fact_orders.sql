@@ -5,8 +5,10 @@
 -- a newer one. A new order's customer and product keys are the dimension versions valid on the
 -- batch date; an unknown customer or product gets the unknown member (-1), never dropped.
 --
--- Performance (docs/PERFORMANCE.md, 1M-order batch): one MERGE (a hash join of the batch's
--- orders with the facts) instead of INSERT … ON CONFLICT, whose speculative insertion probes
+-- Performance (docs/PERFORMANCE.md, 1M-order batch): the batch's orders equal to their fact
+-- are left out first (a hash anti-join), so a day of a snapshot history, which repeats most
+-- orders, looks up dimensions for and merges only the new and changed ones. Then one MERGE
+-- (a hash join of those orders with the facts) instead of INSERT … ON CONFLICT, whose speculative insertion probes
 -- the primary key and writes an extra WAL record per new row, and which locks every existing
 -- row it compares even when nothing changed (the re-run of a batch). The facts' table is
 -- written by the transformer only, under the dataset's advisory lock, so nothing inserts an

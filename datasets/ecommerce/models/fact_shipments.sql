@@ -3,8 +3,11 @@
 -- Current-state shipments merged by shipment_id, with days to ship (from the order date) and
 -- days to deliver (from the shipment date); same batch rules as fact_orders.
 --
--- Performance: one MERGE instead of INSERT … ON CONFLICT (see fact_orders.sql). The order date
--- comes from the batch's own orders; only a shipment whose order is not among them looks its
+-- Performance: the batch's shipments equal to their fact (days to ship included) are left
+-- out before the MERGE, as in fact_orders.sql, and one MERGE instead of INSERT … ON CONFLICT
+-- (see there). Every staged shipment is still joined to its staged order for its days to
+-- ship: what this model spends on a day that changed little (docs/PERFORMANCE.md). The order
+-- date comes from the batch's own orders; only a shipment whose order is not among them looks its
 -- order up in warehouse.fact_orders (a primary-key probe), instead of joining every fact order.
 -- work_mem as in fact_orders.sql.
 --
