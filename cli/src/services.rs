@@ -87,15 +87,17 @@ impl Services {
             .and_then(|(_, child, _)| child.id())
     }
 
-    /// An error naming the service that exited, with the end of its log.
+    /// An error naming the service that exited, with the end of its log: the lines before the
+    /// stack backtrace of its error, if it printed one (they say what failed).
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         for (service, child, log) in &mut self.children {
             if let Some(status) = child.try_wait()? {
                 let text = std::fs::read_to_string(&*log).unwrap_or_default();
-                let tail: Vec<&str> = text
+                let before_backtrace = text.split("\nStack backtrace:").next().unwrap_or_default();
+                let tail: Vec<&str> = before_backtrace
                     .lines()
                     .rev()
-                    .take(5)
+                    .take(8)
                     .collect::<Vec<_>>()
                     .into_iter()
                     .rev()
