@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::latency::{LATENCY_SOURCES, wait_exported};
-use super::{
-    BenchArgs, BenchEnv, DROP_BATCH_TABLES, Figure, Report, batch_tables, median, psql_copy_each,
-};
+use super::{BenchArgs, BenchEnv, Figure, Report, median, psql_copy_into_new_tables};
 use crate::services::Services;
 
 /// `--repeat` batches, the first in `env` and each other one in a world of its own (a fresh
@@ -88,13 +86,7 @@ pub(super) async fn bench_batch(env: &BenchEnv, args: &BenchArgs) -> anyhow::Res
     let (files, described) = write_batch(&env.work_dir.join("batch"), date, args.orders)?;
     println!("Generated     {}", described.join(", "));
     // Baseline: psql \copy of each file into a typed table (one psql each), summed.
-    env.db
-        .batch_execute(&format!("{}\nCHECKPOINT;", batch_tables()))
-        .await?;
-    let psql_s = psql_copy_each(env, &files).await?.as_secs_f64();
-    env.db
-        .batch_execute(&format!("{DROP_BATCH_TABLES};\nCHECKPOINT;"))
-        .await?;
+    let psql_s = psql_copy_into_new_tables(env, &files).await?;
     println!("psql \\copy    the three files: {psql_s:.2}s");
     let mut services = env.start_pipeline().await?;
     let measured = put_and_wait(env, &mut services, &files, date).await;

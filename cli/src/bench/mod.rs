@@ -211,6 +211,23 @@ fn batch_tables() -> String {
 const DROP_BATCH_TABLES: &str =
     "DROP TABLE bench_psql_orders, bench_psql_reviews, bench_psql_shipment_deliveries";
 
+/// `psql \copy` of a batch's files into new typed tables with keys ([`batch_tables`]), after
+/// a checkpoint, one psql each ([`psql_copy_each`]); the seconds it took. The tables are
+/// dropped after, with another checkpoint.
+async fn psql_copy_into_new_tables(
+    env: &BenchEnv,
+    files: &[(&str, PathBuf)],
+) -> anyhow::Result<f64> {
+    env.db
+        .batch_execute(&format!("{}\nCHECKPOINT;", batch_tables()))
+        .await?;
+    let took = psql_copy_each(env, files).await?.as_secs_f64();
+    env.db
+        .batch_execute(&format!("{DROP_BATCH_TABLES};\nCHECKPOINT;"))
+        .await?;
+    Ok(took)
+}
+
 /// `psql \copy` of each `(source, file)` into its `bench_psql_<source>` table, one psql each
 /// (as a script would); the summed time.
 async fn psql_copy_each(env: &BenchEnv, files: &[(&str, PathBuf)]) -> anyhow::Result<Duration> {

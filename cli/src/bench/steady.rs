@@ -7,9 +7,9 @@
 use chrono::NaiveDate;
 
 use super::batch::put_and_wait;
-use super::history::{Day, History};
+use super::history::History;
 use super::memory::proc_status_kib;
-use super::{BenchArgs, BenchEnv, DROP_BATCH_TABLES, Figure, Report, batch_tables, psql_copy_each};
+use super::{BenchArgs, BenchEnv, Figure, Report, psql_copy_into_new_tables};
 
 /// The first day of the history (a Monday).
 const DAY_ONE: (i32, u32, u32) = (2026, 11, 2);
@@ -34,8 +34,8 @@ pub(super) async fn bench_steady(env: &BenchEnv, args: &BenchArgs) -> anyhow::Re
     let day2 = history.write_day(&env.work_dir.join("day2"), 2)?;
     println!("Day 1         {}: {}", history.day1, day1.described());
     println!("Day 2         {}: {}", history.day2(), day2.described());
-    let psql1 = psql_day(env, &day1).await?;
-    let psql2 = psql_day(env, &day2).await?;
+    let psql1 = psql_copy_into_new_tables(env, &day1.files).await?;
+    let psql2 = psql_copy_into_new_tables(env, &day2.files).await?;
     println!("psql \\copy    day 1's three files {psql1:.2}s, day 2's {psql2:.2}s");
 
     let mut services = env.start_pipeline().await?;
@@ -118,17 +118,4 @@ pub(super) async fn bench_steady(env: &BenchEnv, args: &BenchArgs) -> anyhow::Re
             },
         ],
     })
-}
-
-/// `psql \copy` of a day's three files into new typed tables with keys (one psql each, as a
-/// script would), after a checkpoint; the seconds it took. The tables are dropped after.
-async fn psql_day(env: &BenchEnv, day: &Day) -> anyhow::Result<f64> {
-    env.db
-        .batch_execute(&format!("{}\nCHECKPOINT;", batch_tables()))
-        .await?;
-    let took = psql_copy_each(env, &day.files).await?.as_secs_f64();
-    env.db
-        .batch_execute(&format!("{DROP_BATCH_TABLES};\nCHECKPOINT;"))
-        .await?;
-    Ok(took)
 }

@@ -178,7 +178,7 @@ pub async fn load_rows(
             next_sink = (index + 1) % copies.len();
         }
     }
-    report.duplicates_checked = rows.seen.is_some() || counter.is_some();
+    report.duplicates_checked = rows.seen.is_some();
     if let Some(counter) = counter.as_mut() {
         copied_rows += counter.drain_into(&rows, &mut chunk);
     }

@@ -14,7 +14,7 @@ use super::rows::RowEncoder;
 
 /// Bytes of distinct encoded rows held before they are written out (keys, counts and the
 /// map's own overhead estimated).
-pub(super) const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
+const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
 /// Estimated bytes a held row costs beyond its encoded values.
 const OVERHEAD_PER_ROW: usize = 64;
 
