@@ -7,7 +7,8 @@
 //! 2. the models in `DIR/models/*.sql`: headers and dependency order, as the
 //!    transformer loads them (`catalog::models::ModelSet`);
 //! 3. `DIR/checks.toml` and `DIR/exports.toml`, as the quality-checker and the exporter read
-//!    them;
+//!    them, and `DIR/extract.toml` when there is one, as the extractor reads it (its tables are
+//!    in the shop's database, which the check does not reach);
 //! 4. then, in a scratch database created for the purpose (and dropped afterwards): the
 //!    platform's migrations, the dataset's staging tables and its own migrations
 //!    (`DIR/migrations`), every model in run order, every check's query and every export's
@@ -154,6 +155,7 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<Report> {
     let models_folder = dataset.models_folder();
     let models = check_models(&models_folder, &mut report);
     let (checks, exports) = read_checks_and_exports(&dataset, &mut report);
+    read_extract(&dataset, &mut report);
     if args.no_database {
         return Ok(report);
     }
@@ -270,6 +272,42 @@ fn read_checks_and_exports(
         );
     }
     (checks, exports)
+}
+
+/// `extract.toml`, when the dataset has one, read as the extractor reads it.
+fn read_extract(dataset: &Dataset, report: &mut Report) {
+    let path = dataset.extract_file();
+    if !path.is_file() {
+        return;
+    }
+    let extract = read_declarations(
+        &path,
+        "[[sources]]",
+        |text| catalog::extract::parse(text, dataset),
+        report,
+    );
+    if let Some((file, sources)) = &extract {
+        let read: Vec<String> = sources
+            .iter()
+            .map(|source| {
+                format!(
+                    "{} ← {} ({})",
+                    source.source,
+                    source.origin.describe(),
+                    source.mode.as_str()
+                )
+            })
+            .collect();
+        report.stage(
+            "extract",
+            format!(
+                "{} ({}): {}",
+                sources.len(),
+                file.path.display(),
+                read.join(", ")
+            ),
+        );
+    }
 }
 
 /// Another dataset with the same name, or a staging table another dataset already uses.

@@ -74,6 +74,17 @@ enum Command {
         #[arg(long, num_args = 1..)]
         models: Vec<String>,
     },
+    /// Read a dataset's tables from the shop's database (its extract.toml) and land them as
+    /// files, once, as the extractor service does (LANDFALL_SOURCE_DATABASE_URL,
+    /// LANDFALL_DATABASE_URL, LANDFALL_BUCKET, LANDFALL_S3_*).
+    Extract {
+        /// The dataset (a folder under LANDFALL_DATASETS_DIR with an extract.toml).
+        #[arg(long)]
+        dataset: String,
+        /// The ingestion date the files land under (YYYY-MM-DD); default today (UTC).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
     /// Files and batches with their state, rows and timings (LANDFALL_DATABASE_URL).
     Status(status::StatusFilter),
     /// Dataset definitions: `dataset check DIR` validates one, its models, checks and exports,
@@ -136,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { datasets_dir } => migrate(&datasets_dir).await,
         Command::Reconcile { prefix } => reconcile(prefix.as_deref()).await,
+        Command::Extract { dataset, date } => extract(&dataset, date).await,
         Command::Transform {
             dataset,
             date,
@@ -294,6 +306,33 @@ async fn reconcile(prefix: Option<&str>) -> anyhow::Result<()> {
         "listed {} object(s): {} new file(s) landed, {} key(s) matching no dataset; {published} event(s) published",
         report.listed, report.landed, report.unmapped
     );
+    Ok(())
+}
+
+/// One extract run with the extractor's configuration, the dataset and date from the flags.
+async fn extract(dataset: &str, date: Option<chrono::NaiveDate>) -> anyhow::Result<()> {
+    let date = date.map(|date| date.format("%Y-%m-%d").to_string());
+    let env = Env::from_fn(|name| match name {
+        "LANDFALL_EXTRACT_DATASET" => Some(dataset.to_owned()),
+        "LANDFALL_EXTRACT_DATE" => date.clone(),
+        _ => std::env::var(name).ok(),
+    });
+    let config = <extractor::ExtractorConfig as runtime::service::ServiceConfig>::from_env(&env)?;
+    let files = extractor::extract_once(&config).await?;
+    for file in &files {
+        println!(
+            "{:<24} {:>12} rows {:>14} bytes  {}  {}",
+            file.source,
+            file.rows,
+            file.bytes,
+            if file.landed {
+                "landed   "
+            } else {
+                "unchanged"
+            },
+            file.key
+        );
+    }
     Ok(())
 }
 

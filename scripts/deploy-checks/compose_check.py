@@ -8,7 +8,9 @@ Checks that the stack starts in a safe order and that its parts agree with each 
     a service with a healthcheck, service_completed_successfully only on a one-shot service;
     no dependency on a missing service, no cycle;
   - every landfall container runs one of the image's binaries, waits for the migration, gets
-    the required variables, and has a stop grace period longer than its drain time;
+    the required variables (the extractor: both database URLs and a dataset, no broker), and
+    has a stop grace period longer than its drain time; the extractor, if there is one, runs
+    once (restart "no") and only on request (a `profiles` entry, so `up` does not start it);
   - MinIO's AMQP target publishes to the exchange the ingester binds (LANDFALL_NOTIFY_EXCHANGE)
     with a matching declaration (durable topic), and minio-init's rule uses that target's ARN
     and the landing prefix;
@@ -30,10 +32,15 @@ import sys
 
 import yaml
 
-BINARIES = {"ingester", "stager", "transformer", "quality-checker", "exporter", "landfall"}
-SERVICE_BINARIES = BINARIES - {"landfall"}
+# The queue services, which the stack must run; the extractor (one-shot, optional) and the
+# `landfall` command are the image's other binaries.
+SERVICE_BINARIES = {"ingester", "stager", "transformer", "quality-checker", "exporter"}
+EXTRACTOR = "extractor"
+BINARIES = SERVICE_BINARIES | {EXTRACTOR, "landfall"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 REQUIRED_ENV = {"LANDFALL_DATABASE_URL", "LANDFALL_AMQP_URL", "LANDFALL_BUCKET"}
+# The extractor reads the shop's database and writes files: no broker.
+EXTRACTOR_ENV = {"LANDFALL_DATABASE_URL", "LANDFALL_SOURCE_DATABASE_URL", "LANDFALL_BUCKET", "LANDFALL_EXTRACT_DATASET"}
 
 
 def duration_seconds(text):
@@ -146,11 +153,18 @@ def check_landfall_services(services):
             problems.append(f"compose service {name}: runs {binary!r}, which the landfall image does not have")
             continue
         env = environment(service)
-        missing = REQUIRED_ENV - set(env)
+        missing = (EXTRACTOR_ENV if binary == EXTRACTOR else REQUIRED_ENV) - set(env)
         if missing:
             problems.append(f"compose service {name}: missing {', '.join(sorted(missing))}")
         if binary == "landfall":
             continue
+        if binary == EXTRACTOR:
+            if not is_one_shot(service):
+                problems.append(f"compose service {name}: the extractor runs once; restart must be \"no\"")
+            if not service.get("profiles"):
+                problems.append(
+                    f"compose service {name}: the extractor has no `profiles`, so every `up` would extract"
+                )
         running.add(binary)
         grace_ms = int(env.get("LANDFALL_SHUTDOWN_GRACE_MS") or 25000)
         stop = duration_seconds(service.get("stop_grace_period", "10s"))

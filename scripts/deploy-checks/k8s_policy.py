@@ -6,6 +6,19 @@ the grace period, hardened pods, Secret references only, a disruption budget and
 scaler for every service, and network policies that deny by default and let landfall's pods
 reach only its servers.
 
+CronJobs (the extractor's, one per dataset) are held to the same pod rules as the Deployments
+(hardened pod and container, resources, the landfall ServiceAccount, Secret references only,
+the kustomization's image, mounted CA files, the recommended labels) but need no probes, PDB or
+scaler. Each must also never overlap itself (concurrencyPolicy: Forbid), so a stuck run needs an
+end (jobTemplate activeDeadlineSeconds), and say its time zone (timeZone) and how late a missed
+run may start (startingDeadlineSeconds). It runs a one-shot binary (`extractor` or `landfall`),
+not a service. An extractor CronJob takes both database URLs from the Secret, names one dataset
+(LANDFALL_EXTRACT_DATASET; with --datasets DIR, one that has a dataset.toml and an extract.toml
+there) that no other CronJob extracts, leaves LANDFALL_EXTRACT_DATE unset (each run extracts its
+own day), and its pods carry `app.kubernetes.io/name: extractor`, which its network policy
+selects: the policies that select them must allow PostgreSQL, must not open RabbitMQ's ports
+(the extractor uses no broker) and must admit no ingress.
+
 Egress: every rule of every NetworkPolicy may open only landfall's ports (ALLOWED_EGRESS: DNS
 53 over UDP or TCP; RabbitMQ 5672 (5671 with TLS), PostgreSQL 5432, S3 443 or MinIO 9000, the collector 4317,
 over TCP), one port at a time (no `endPort` range, no rule without ports). With --overlay (a
@@ -27,24 +40,35 @@ tuned default.
 Files named in URLs: an `sslrootcert=` or `cacertfile=` path in a container's environment must
 lie in a volume mounted into that container.
 
-Usage: python k8s_policy.py RENDERED.yaml [NAME] [--overlay] [--kustomization FILE]
+Usage: python k8s_policy.py RENDERED.yaml [NAME] [--overlay] [--kustomization FILE] [--datasets DIR]
 (prints each problem; exit 1 if any)
 """
 
 import ipaddress
+import os
 import re
 import sys
 
 import yaml
 
 SERVICES = {"ingester", "stager", "transformer", "quality-checker", "exporter"}
+# The image's binaries that run once and exit, and so may be scheduled by a CronJob.
+ONE_SHOT_BINARIES = {"extractor", "landfall"}
+EXTRACTOR = "extractor"
 SECRET_NAME = "landfall-secrets"
 SECRET_KEYS = {
     "LANDFALL_DATABASE_URL",
     "LANDFALL_AMQP_URL",
+    "LANDFALL_SOURCE_DATABASE_URL",
     "LANDFALL_S3_ACCESS_KEY_ID",
     "LANDFALL_S3_SECRET_ACCESS_KEY",
 }
+# The extractor's per-run settings: each CronJob sets its own dataset, and a scheduled run
+# extracts its own day. In the shared ConfigMap they would apply to every extractor.
+EXTRACT_DATASET = "LANDFALL_EXTRACT_DATASET"
+EXTRACT_DATE = "LANDFALL_EXTRACT_DATE"
+AMQP_PORTS = {5671, 5672}
+POSTGRES_PORT = 5432
 RECOMMENDED_LABELS = [
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -227,6 +251,16 @@ def config_of(objects, report):
             )
         if key in SECRET_KEYS:
             report.problem(where(maps[0]), f"{key} is a secret and must come from {SECRET_NAME}, not the ConfigMap")
+        if key == EXTRACT_DATASET:
+            report.problem(
+                where(maps[0]),
+                f"{key}={value} is shared by every extractor CronJob; set it in each CronJob's env",
+            )
+        if key == EXTRACT_DATE:
+            report.problem(
+                where(maps[0]),
+                f"{key}={value} would make every scheduled extract write that one day; leave it unset",
+            )
         if "://" in str(value) and "@" in str(value).split("://", 1)[1].split("/", 1)[0]:
             report.problem(where(maps[0]), f"{key} holds a URL with credentials")
     return data
@@ -327,6 +361,136 @@ def check_job(report, obj):
         env = check_secret_refs(report, obj, container)
         if not from_secret(env, "LANDFALL_DATABASE_URL"):
             report.problem(where(obj), f"LANDFALL_DATABASE_URL is not taken from Secret {SECRET_NAME}")
+
+
+def check_cron_job(report, obj, datasets_dir):
+    """A CronJob: the Deployments' pod rules without probes, PDB or scaler, plus what a
+    scheduled one-shot needs. Returns the dataset it extracts (None if it is no extractor)."""
+    spec = obj.get("spec") or {}
+    job = dig(spec, "jobTemplate", "spec") or {}
+    template = job.get("template") or {}
+    pod = template.get("spec") or {}
+    check_labels(report, obj, dig(obj, "metadata", "labels"), "metadata.labels")
+    check_labels(report, obj, dig(template, "metadata", "labels"), "pod template labels")
+    if spec.get("concurrencyPolicy") != "Forbid":
+        report.problem(
+            where(obj),
+            f"concurrencyPolicy is {spec.get('concurrencyPolicy', 'Allow (the default)')!r}, expected Forbid "
+            "(two runs at once would write the same files)",
+        )
+    if not spec.get("timeZone"):
+        report.problem(where(obj), "sets no timeZone (the schedule would follow the controller's zone)")
+    deadline = spec.get("startingDeadlineSeconds")
+    if not isinstance(deadline, int) or deadline < 1:
+        report.problem(where(obj), f"startingDeadlineSeconds {deadline!r} is not a positive whole number")
+    active = job.get("activeDeadlineSeconds")
+    if not isinstance(active, int) or active < 1:
+        report.problem(
+            where(obj),
+            f"jobTemplate activeDeadlineSeconds {active!r} is not a positive whole number (with "
+            "concurrencyPolicy Forbid, a run that never ends would stop every later one)",
+        )
+    if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+        report.problem(
+            where(obj),
+            f"restartPolicy {pod.get('restartPolicy', 'Always (the default)')!r}: a Job's pods take Never or OnFailure",
+        )
+    if pod.get("serviceAccountName") != "landfall":
+        report.problem(where(obj), "does not run as the landfall ServiceAccount")
+    check_pod_security(report, obj, pod)
+    containers = pod.get("containers") or []
+    if len(containers) != 1:
+        report.problem(where(obj), f"has {len(containers)} containers, expected 1")
+    dataset = None
+    for container in containers:
+        command = container.get("command") or []
+        binary = command[0] if command else None
+        if binary not in ONE_SHOT_BINARIES:
+            report.problem(
+                where(obj),
+                f"container runs {command!r}, expected one of the one-shot binaries {sorted(ONE_SHOT_BINARIES)}",
+            )
+        env = check_secret_refs(report, obj, container)
+        if not from_secret(env, "LANDFALL_DATABASE_URL"):
+            report.problem(where(obj), f"LANDFALL_DATABASE_URL is not taken from Secret {SECRET_NAME}")
+        if binary != EXTRACTOR:
+            continue
+        if dig(template, "metadata", "labels", "app.kubernetes.io/name") != EXTRACTOR:
+            report.problem(
+                where(obj),
+                f"runs the extractor, but its pods are not labelled app.kubernetes.io/name: {EXTRACTOR} "
+                "(the label its network policy selects)",
+            )
+        if not from_secret(env, "LANDFALL_SOURCE_DATABASE_URL"):
+            report.problem(where(obj), f"LANDFALL_SOURCE_DATABASE_URL is not taken from Secret {SECRET_NAME}")
+        if EXTRACT_DATE in env:
+            report.problem(
+                where(obj),
+                f"sets {EXTRACT_DATE}: every scheduled run would extract that one day; leave it unset "
+                "(each run extracts its own UTC day)",
+            )
+        dataset = (env.get(EXTRACT_DATASET) or {}).get("value")
+        if not isinstance(dataset, str) or not dataset:
+            report.problem(where(obj), f"runs the extractor without a literal {EXTRACT_DATASET}")
+            dataset = None
+        elif datasets_dir:
+            folder = os.path.join(datasets_dir, dataset)
+            if not os.path.isfile(os.path.join(folder, "dataset.toml")):
+                report.problem(where(obj), f"extracts dataset {dataset!r}, which {datasets_dir} does not have")
+            elif not os.path.isfile(os.path.join(folder, "extract.toml")):
+                report.problem(
+                    where(obj),
+                    f"extracts dataset {dataset!r}, which has no extract.toml (the tables to read) in {folder}",
+                )
+    return dataset
+
+
+def selects(selector, labels):
+    """Whether a label selector (matchLabels and matchExpressions) selects these labels."""
+    labels = labels or {}
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def check_extractor_network(report, cron_job, policies):
+    """The network policies that select an extractor's pods: PostgreSQL (both databases) open,
+    no RabbitMQ (it uses none) and no ingress (it serves nothing)."""
+    labels = dig(cron_job, "spec", "jobTemplate", "spec", "template", "metadata", "labels") or {}
+    chosen = [p for p in policies if selects(dig(p, "spec", "podSelector"), labels)]
+    egress_ports = set()
+    for policy in chosen:
+        types = dig(policy, "spec", "policyTypes") or []
+        rules = dig(policy, "spec", "egress") or []
+        for rule in rules:
+            for port in rule.get("ports") or []:
+                egress_ports.add(port.get("port"))
+                if port.get("port") in AMQP_PORTS:
+                    report.problem(
+                        where(policy),
+                        f"opens {port.get('port')} (RabbitMQ) to the pods of {where(cron_job)}, which use no broker",
+                    )
+        if "Ingress" in types and dig(policy, "spec", "ingress"):
+            report.problem(where(policy), f"admits ingress to the pods of {where(cron_job)}, which serve nothing")
+    if POSTGRES_PORT not in egress_ports:
+        report.problem(
+            where(cron_job),
+            f"no network policy lets its pods reach PostgreSQL ({POSTGRES_PORT}); "
+            "landfall-extractor-egress selects app.kubernetes.io/name: extractor",
+        )
 
 
 def pod_templates(obj):
@@ -443,7 +607,7 @@ def check_network_policies(report, policies, overlay):
                 report.problem(where(policy), "allows ingress from anywhere")
 
 
-def check(objects, source, overlay=False, kustomization=None):
+def check(objects, source, overlay=False, kustomization=None, datasets_dir=None):
     report = Report(source)
     if kustomization:
         check_images(report, objects, kustomization, overlay)
@@ -474,6 +638,19 @@ def check(objects, source, overlay=False, kustomization=None):
         report.problem("Job/landfall-migrate", "missing")
     for job in jobs:
         check_job(report, job)
+    extracted = {}
+    for cron_job in kinds.get("CronJob", []):
+        dataset = check_cron_job(report, cron_job, datasets_dir)
+        if dataset is None:
+            continue
+        if dataset in extracted:
+            report.problem(
+                where(cron_job),
+                f"extracts dataset {dataset!r}, as {where(extracted[dataset])} does: two CronJobs of "
+                "one dataset can run at once (concurrencyPolicy holds within one CronJob only)",
+            )
+        extracted.setdefault(dataset, cron_job)
+        check_extractor_network(report, cron_job, kinds.get("NetworkPolicy", []))
     for account in kinds.get("ServiceAccount", []):
         check_service_account(report, account)
     check_network_policies(report, kinds.get("NetworkPolicy", []), overlay)
@@ -487,6 +664,11 @@ def main():
         at = args.index("--kustomization")
         kustomization = args[at + 1]
         del args[at:at + 2]
+    datasets_dir = None
+    if "--datasets" in args:
+        at = args.index("--datasets")
+        datasets_dir = args[at + 1]
+        del args[at:at + 2]
     overlay = "--overlay" in args
     args = [a for a in args if a != "--overlay"]
     path = args[0]
@@ -496,7 +678,7 @@ def main():
     except yaml.YAMLError as error:
         print(f"{source}: not YAML: {error}")
         return 1
-    problems = check(objects, source, overlay, kustomization)
+    problems = check(objects, source, overlay, kustomization, datasets_dir)
     for problem in problems:
         print(problem)
     return 1 if problems else 0

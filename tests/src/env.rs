@@ -250,6 +250,11 @@ impl TestEnv {
 
     /// An object's body from the test's S3 server, as text.
     pub async fn get_text(&self, key: &str) -> String {
+        String::from_utf8(self.get_bytes(key).await).expect("UTF-8 object")
+    }
+
+    /// An object's body from the test's S3 server.
+    pub async fn get_bytes(&self, key: &str) -> Vec<u8> {
         let object = self
             .s3
             .get_object()
@@ -264,7 +269,7 @@ impl TestEnv {
             .await
             .expect("object body")
             .into_bytes();
-        String::from_utf8(bytes.to_vec()).expect("UTF-8 object")
+        bytes.to_vec()
     }
 
     /// Runs the `landfall` command with this test's configuration; returns its output.

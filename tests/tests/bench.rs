@@ -1,4 +1,4 @@
-//! `landfall bench stage`, `events`, `batch` and `steady` run end to end on their own database,
+//! `landfall bench stage`, `events`, `batch`, `steady` and `extract` run end to end on their own database,
 //! prefix and S3 server and write their figures as JSON. Timings are never pass/fail: this checks the
 //! shape and that every figure is a positive number, not that a goal is met.
 
@@ -159,4 +159,42 @@ async fn bench_steady_lands_two_days_of_a_snapshot_history() {
         }
     }
     assert!(figures[2]["value"].as_f64().unwrap_or(-1.0) > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_extract_compares_the_extractor_with_psql_copy_to_gzip() {
+    let (stdout, report) = run_bench(&["extract", "--bytes", "4000000", "--repeat", "1"]).await;
+    assert_eq!(report["bench"], "extract");
+    // 4 MB of a table at roughly 70 bytes a row: tens of thousands of rows, not a handful.
+    let rows: u64 = report["params"]["rows"]
+        .as_str()
+        .and_then(|rows| rows.parse().ok())
+        .expect("rows");
+    assert!(rows > 20_000, "{rows} rows");
+    assert!(stdout.contains("Run 1 "), "{stdout}");
+    let figures = report["figures"].as_array().expect("figures");
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|figure| figure["figure"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        ["extract rows/s (median)", "extractor peak RSS (VmHWM)"]
+    );
+    for field in ["value", "baseline", "ratio"] {
+        let number = figures[0][field].as_f64().unwrap_or(-1.0);
+        assert!(
+            number > 0.0,
+            "{field} is not a positive number in {}",
+            figures[0]
+        );
+    }
+    assert!(figures[1]["value"].as_f64().unwrap_or(-1.0) > 0.0);
+    for size in ["extracted_gzip_bytes", "psql_gzip_bytes"] {
+        let bytes: u64 = report["params"][size]
+            .as_str()
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or_default();
+        assert!(bytes > 1000, "{size}: {bytes}");
+    }
 }

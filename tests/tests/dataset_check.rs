@@ -62,6 +62,12 @@ async fn the_bundled_datasets_pass_and_broken_copies_are_reported_by_file_and_li
             stdout.contains(" model(s), ") && stdout.contains(" check(s), "),
             "{stdout}"
         );
+        if dataset == "ecommerce" {
+            assert!(
+                stdout.contains("orders ← table shop.orders (snapshot)"),
+                "the extract is read: {stdout}"
+            );
+        }
         // The scratch database is gone.
         let scratch = scratch_database(&stdout);
         assert_eq!(
@@ -119,10 +125,17 @@ async fn the_bundled_datasets_pass_and_broken_copies_are_reported_by_file_and_li
     // 4. An export ordered by a column its table does not have.
     let exports = dataset_dir.join("exports.toml");
     edit(&exports, "order_by = \"rank\"", "order_by = \"position\"");
+    // 5. An incremental extract without its cursor.
+    let extract = dataset_dir.join("extract.toml");
+    std::fs::write(
+        &extract,
+        "# read from the shop\n[[sources]]\nsource = \"transactions\"\ntable = \"shop.lines\"\nmode = \"incremental\"\n",
+    )
+    .unwrap();
 
     let (ok, stdout, stderr) = check(&env, &[dataset_dir.to_str().unwrap()]).await;
     assert!(!ok, "a broken dataset fails the check:\n{stdout}");
-    assert!(stderr.contains("5 problem(s)"), "{stderr}");
+    assert!(stderr.contains("6 problem(s)"), "{stderr}");
     let text = |path: &Path| std::fs::read_to_string(path).unwrap();
     let expected = [
         format!(
@@ -152,6 +165,10 @@ async fn the_bundled_datasets_pass_and_broken_copies_are_reported_by_file_and_li
             exports.display(),
             line_of(&text(&exports), "report = \"retail_top_products\"")
         ),
+        format!(
+            "{}:2: source 'transactions': mode = \"incremental\" needs cursor",
+            extract.display()
+        ),
     ];
     for problem in &expected {
         assert!(
@@ -159,7 +176,7 @@ async fn the_bundled_datasets_pass_and_broken_copies_are_reported_by_file_and_li
             "'{problem}' missing from:\n{stdout}"
         );
     }
-    assert!(stdout.contains("\n5 problem(s)\n"), "{stdout}");
+    assert!(stdout.contains("\n6 problem(s)\n"), "{stdout}");
 
     // A definition that does not parse stops there, at its line.
     edit(

@@ -444,6 +444,94 @@ async fn runs_on_two_databases_sharing_a_work_folder_each_land_exactly_their_own
     first.cleanup().await;
 }
 
+/// `--from-db`: the same sample days put in a shop database and extracted from it give the
+/// reports landing them as files gives; the holiday calendar, not in the shop, lands as a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_from_a_shop_database_reports_as_from_its_files() {
+    let files = TestEnv::new().await;
+    let from_db = TestEnv::new().await;
+    let work_dir = work_dir(&files, "from-db");
+    let input = generate(&files, &work_dir.join("files"), 2, 60).await;
+    run_demo(
+        &files,
+        &demo_args(&files, &work_dir.join("files"), &input, None),
+    )
+    .await
+    .assert_success();
+    let args: Vec<String> = [
+        "demo",
+        "--database-url",
+        &from_db.database_url,
+        "--amqp-prefix",
+        &from_db.prefix,
+        "--work-dir",
+        &work_dir.join("db").join("demo").display().to_string(),
+        "--from-db",
+        "--days",
+        "2",
+        "--orders-per-day",
+        "60",
+        "--timeout-s",
+        "180",
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let run = run_demo(&from_db, &args).await;
+    run.assert_success();
+    assert!(
+        run.stdout.contains("Extracted     2026-11-25: 5 tables"),
+        "{}",
+        run.stdout
+    );
+    let expected = report_rows(&files).await;
+    assert!(expected.iter().all(|rows| !rows.is_empty()), "{expected:?}");
+    assert_eq!(report_rows(&from_db).await, expected);
+    // Five tables from the shop per date; the calendar as a file.
+    assert_eq!(
+        from_db
+            .query_text(
+                "SELECT ingestion_date::text, count(*)::text FROM ops.extracts GROUP BY 1 ORDER BY 1"
+            )
+            .await,
+        [["2026-11-24", "5"], ["2026-11-25", "5"]]
+    );
+    assert_eq!(
+        from_db
+            .count("SELECT count(*) FROM ops.files WHERE key LIKE '%/holidays.csv'")
+            .await,
+        2
+    );
+    let admin = scratch::Admin::parse(&from_db.servers.database_url("postgres")).unwrap();
+    admin
+        .connect()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {}_shop WITH (FORCE)",
+            from_db.database
+        ))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&work_dir);
+    from_db.cleanup().await;
+    files.cleanup().await;
+}
+
+/// Every row of every report, as text, each report sorted.
+async fn report_rows(env: &TestEnv) -> Vec<Vec<Vec<String>>> {
+    let mut all = Vec::new();
+    for report in REPORTS {
+        all.push(
+            env.query_text(&format!(
+                "SELECT r::text FROM analytics.{report} r ORDER BY 1"
+            ))
+            .await,
+        );
+    }
+    all
+}
+
 /// A model whose SQL fails: the transformer dead-letters the batch's event and the demo stops,
 /// naming the transform stage and the database's error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

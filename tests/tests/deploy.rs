@@ -248,7 +248,8 @@ fn a_scaled_object_with_a_misspelt_field_or_a_wrong_type_is_rejected() {
 /// The base limits egress by port only (it cannot know where the servers run); every overlay
 /// must narrow each rule to its servers with `to:`. An overlay that forgets one, or opens a
 /// port landfall does not use, must fail the `policy` step, while the base's port-only rules
-/// stay accepted.
+/// stay accepted. The extractor's policy copies landfall-egress's rules (the overlays'
+/// `replacements:`), so a rule left open there is open for the extractor too, and named.
 #[test]
 fn an_overlay_egress_rule_without_destinations_or_to_another_port_is_rejected() {
     let k8s = K8sCopy::new("egress");
@@ -282,16 +283,24 @@ fn an_overlay_egress_rule_without_destinations_or_to_another_port_is_rejected() 
         "the rule without destinations should be named, with the overlay and the port:\n{text}"
     );
     assert!(
+        text.contains(
+            "dev: NetworkPolicy/landfall-extractor-egress: egress rule to 5432/TCP has no `to:`, \
+             so it reaches any address"
+        ),
+        "the extractor's copy of the PostgreSQL rule is as open, and named:\n{text}"
+    );
+    assert!(
         text.contains("prod: NetworkPolicy/landfall-egress: allows egress to port 6379"),
         "the extra port should be named, with the overlay:\n{text}"
     );
-    // Only these two rules are at fault: the other rules of both overlays name their
-    // destinations, and the base may limit by port alone.
+    // Only these rules are at fault: the other rules of both overlays name their destinations
+    // (the rule added in prod is not one the extractor's policy copies), and the base may limit
+    // by port alone.
     assert_eq!(
         text.lines()
             .filter(|line| line.contains("NetworkPolicy/"))
             .count(),
-        2,
+        3,
         "{text}"
     );
     // The broken rules are well-formed: only the policy check can see them.
@@ -347,9 +356,9 @@ fn rendered_images(yaml: &str) -> Vec<String> {
         .collect()
 }
 
-/// A new release tag set in an overlay reaches every container it renders (five services and the
-/// migration Job), and each overlay renders its own tag, not the base's. Checked on the rendered
-/// output itself, and the validator agrees.
+/// A new release tag set in an overlay reaches every container it renders (five services, the
+/// migration Job and the extractor's CronJob), and each overlay renders its own tag, not the
+/// base's. Checked on the rendered output itself, and the validator agrees.
 #[test]
 fn each_overlay_renders_its_own_image_tag_on_every_container() {
     let k8s = K8sCopy::new("release");
@@ -365,8 +374,8 @@ fn each_overlay_renders_its_own_image_tag_on_every_container() {
         let images = rendered_images(&kustomize(&k8s.path().join("overlays").join(overlay)));
         assert_eq!(
             images.len(),
-            6,
-            "{overlay}: five Deployments and the Job: {images:?}"
+            7,
+            "{overlay}: five Deployments, the Job and the CronJob: {images:?}"
         );
         let wanted = format!("registry.example.com/landfall/landfall:{tag}");
         assert!(
@@ -422,6 +431,7 @@ fn an_overlay_tag_that_misses_the_pods_or_a_shared_per_service_setting_is_reject
             "Deployment/ingester: container ingester",
             "Deployment/exporter: container exporter",
             "Job/landfall-migrate: container migrate",
+            "CronJob/extractor-ecommerce: container extractor",
         ] {
             assert!(
                 text.contains(&format!(
@@ -450,6 +460,97 @@ fn an_overlay_tag_that_misses_the_pods_or_a_shared_per_service_setting_is_reject
         "{text}"
     );
     for step in ["kustomize", "kubernetes", "keda", "yamllint"] {
+        assert!(text.contains(&format!("ok   {step}:")), "{step}:\n{text}");
+    }
+}
+
+/// The extractor runs as a CronJob per dataset: held to the Deployments' pod rules, but with
+/// rules of its own. Runs of one dataset must never overlap (they would write the same files and
+/// move the same watermarks), so `concurrencyPolicy` must be Forbid and a stuck run must have an
+/// end; its shop database URL comes from the Secret; and its pods must not reach the broker,
+/// which they never use (here: landfall-egress no longer leaves them out).
+#[test]
+fn an_extractor_cron_job_that_may_overlap_or_reach_the_broker_is_rejected() {
+    let k8s = K8sCopy::new("cronjob");
+    k8s.edit(
+        "base/extractor-ecommerce.yaml",
+        "  concurrencyPolicy: Forbid\n",
+        "  concurrencyPolicy: Allow\n",
+    );
+    k8s.edit(
+        "base/extractor-ecommerce.yaml",
+        "      activeDeadlineSeconds: 3600\n",
+        "",
+    );
+    // The shop database's URL written into the manifest instead of taken from the Secret.
+    let from_secret = [
+        "                - name: LANDFALL_SOURCE_DATABASE_URL",
+        "                  valueFrom:",
+        "                    secretKeyRef:",
+        "                      name: landfall-secrets",
+        "                      key: LANDFALL_SOURCE_DATABASE_URL",
+        "",
+    ]
+    .join("\n");
+    let literal = [
+        "                - name: LANDFALL_SOURCE_DATABASE_URL",
+        "                  value: postgres://reader:secret@shop.example:5432/shop",
+        "",
+    ]
+    .join("\n");
+    k8s.edit("base/extractor-ecommerce.yaml", &from_secret, &literal);
+    // landfall-egress selects the extractor's pods again, RabbitMQ rule and all.
+    k8s.edit(
+        "base/networkpolicies.yaml",
+        "    matchExpressions:\n      - key: app.kubernetes.io/name\n        \
+         operator: NotIn\n        values: [\"extractor\"]\n",
+        "",
+    );
+    let (output, text) = validate_deploy(&["--k8s", k8s.path().to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected the validator to fail:\n{text}"
+    );
+    assert!(text.contains("FAIL policy:"), "{text}");
+    for rendered in ["base", "dev", "prod"] {
+        for problem in [
+            "CronJob/extractor-ecommerce: concurrencyPolicy is 'Allow', expected Forbid",
+            "CronJob/extractor-ecommerce: jobTemplate activeDeadlineSeconds None is not a positive \
+             whole number",
+            "CronJob/extractor-ecommerce: container extractor: LANDFALL_SOURCE_DATABASE_URL has a \
+             literal value; use secretKeyRef",
+        ] {
+            assert!(
+                text.contains(&format!("{rendered}: {problem}")),
+                "{rendered}: {problem}:\n{text}"
+            );
+        }
+    }
+    // The broker's port as each kustomization has it: 5672, and 5671 (TLS) in prod.
+    for (rendered, port) in [("base", 5672), ("dev", 5672), ("prod", 5671)] {
+        assert!(
+            text.contains(&format!(
+                "{rendered}: NetworkPolicy/landfall-egress: opens {port} (RabbitMQ) to the pods of \
+                 CronJob/extractor-ecommerce, which use no broker"
+            )),
+            "{rendered}:\n{text}"
+        );
+    }
+    // A CronJob needs no probes, PDB or scaler: none of those is asked of it.
+    assert!(
+        !text.contains("CronJob/extractor-ecommerce: container extractor has no"),
+        "{text}"
+    );
+    // Well-formed objects: only the policy check can see these.
+    for step in [
+        "kustomize",
+        "kubernetes",
+        "keda",
+        "yamllint",
+        "compose",
+        "dockerfile",
+    ] {
         assert!(text.contains(&format!("ok   {step}:")), "{step}:\n{text}");
     }
 }

@@ -166,22 +166,28 @@ impl BenchEnv {
     /// Runs psql with `args` against the bench database, stopping at the first error; returns
     /// the wall time it took.
     pub(super) async fn psql_with(&self, args: &[&OsStr]) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        let output = tokio::process::Command::new("psql")
-            .arg(&self.scratch.database.url)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-            .args(args)
-            .output()
-            .await
-            .context("running psql (is it installed?)")?;
-        let took = started.elapsed();
-        anyhow::ensure!(
-            output.status.success(),
-            "psql {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(took)
+        psql_at(&self.scratch.database.url, args).await
     }
+}
+
+/// Runs psql with `args` against the database at `url`, stopping at the first error; returns
+/// the wall time it took.
+pub(super) async fn psql_at(url: &str, args: &[&OsStr]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let output = tokio::process::Command::new("psql")
+        .arg(url)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .output()
+        .await
+        .context("running psql (is it installed?)")?;
+    let took = started.elapsed();
+    anyhow::ensure!(
+        output.status.success(),
+        "psql {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(took)
 }
 
 /// What one look of [`BenchEnv::poll`] found.

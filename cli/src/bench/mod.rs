@@ -6,13 +6,14 @@
 //! asserted: a goal that is not met does not make the command fail.
 //!
 //! One file per benchmark (`stage`, `latency`, `memory`, `files`, `events`, `batch`, `steady`
-//! with the snapshot history it generates in `history`); `env` is
+//! with the snapshot history it generates in `history`, `extract`); `env` is
 //! the bench's world (database, prefix, S3 server, services, psql); this file holds the
 //! arguments, the `psql \copy` baselines the benchmarks share, and the table and JSON output.
 
 mod batch;
 mod env;
 mod events;
+mod extract;
 mod files;
 mod history;
 mod latency;
@@ -51,6 +52,9 @@ pub enum BenchName {
     Events,
     /// 1M orders + 0.5M reviews + 0.9M shipments: PUT → exported, all five services.
     Batch,
+    /// A table of --bytes in a source database extracted to a gzip landing file, against
+    /// `psql \copy (SELECT …) TO PROGRAM 'gzip > file'`; and the extractor's peak RSS.
+    Extract,
     /// Day 1 and day 2 of a snapshot history (day 2: day 1 and a few percent changed), each
     /// day's last PUT → exported against `psql \copy` of that day's files.
     Steady,
@@ -64,7 +68,7 @@ pub struct BenchArgs {
     /// stage: rows in the generated orders.csv.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
-    /// stage: runs of `psql \copy` and of the stager, alternating; batch: batches, each in a
+    /// stage, extract: runs of `psql \copy` and of the stager (extractor), alternating; batch: batches, each in a
     /// database, broker prefix and S3 server of its own with its own `psql \copy` baseline.
     /// Their medians are compared.
     #[arg(long, default_value_t = 3)]
@@ -72,7 +76,7 @@ pub struct BenchArgs {
     /// latency: measured batches (after one warm-up batch).
     #[arg(long, default_value_t = 30)]
     pub runs: usize,
-    /// memory: size of the generated orders.csv in bytes.
+    /// memory: size of the generated orders.csv in bytes; extract: size of the source table.
     #[arg(long, default_value_t = 1 << 30)]
     pub bytes: u64,
     /// files: how many small files to land at once.
@@ -160,6 +164,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchName::Events => events::bench_events(&env, &args).await,
         BenchName::Batch => batch::bench_batch_runs(&env, &args).await,
         BenchName::Steady => steady::bench_steady(&env, &args).await,
+        BenchName::Extract => extract::bench_extract(&env, &args).await,
     };
     env.cleanup().await;
     let report = result?;

@@ -91,8 +91,13 @@ pub(super) fn entries(text: &str, header: &str) -> Vec<(usize, String)> {
 
 /// An entry parsed alone is always "entry 1" at "line 1": drop what would mislead.
 pub(super) fn tidy_entry_message(message: &str) -> String {
-    if let Some(rest) = message.strip_prefix("[[exports]] entry 1 (") {
-        return rest.replacen(')', "", 1);
+    for header in ["[[exports]]", "[[sources]]"] {
+        if let Some(rest) = message
+            .strip_prefix(header)
+            .and_then(|rest| rest.strip_prefix(" entry 1 ("))
+        {
+            return rest.replacen(')', "", 1);
+        }
     }
     match message.find(" (line ") {
         Some(start) => match message[start..].find("): ") {

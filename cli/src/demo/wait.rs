@@ -1,6 +1,7 @@
 //! The demo's wait: every batch uploaded, then each reported (in date order) as it is exported
 //! or fails, then every event of the run handled.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -24,6 +25,7 @@ type Outcome = Result<(), String>;
 pub(super) async fn land_and_wait(
     run: &Run<'_>,
     batches: &[Batch],
+    vars: &HashMap<String, String>,
     services: &mut Services,
 ) -> anyhow::Result<Vec<(NaiveDate, String)>> {
     let args = run.args;
@@ -34,7 +36,11 @@ pub(super) async fn land_and_wait(
         .await?
         .get(0);
     let mut dead_letters = DeadLetters::watch(&args.amqp_url, &args.amqp_prefix).await?;
-    let uploads = upload(run, batches).await?;
+    let uploads = if args.from_db {
+        super::from_db::extract(run, batches, vars).await?
+    } else {
+        upload(run, batches).await?
+    };
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
     let watch = Watch {
         client: &client,
@@ -51,35 +57,45 @@ pub(super) async fn land_and_wait(
 
 /// Puts each batch's files to S3: the keys, ETags and time of each batch's upload.
 async fn upload(run: &Run<'_>, batches: &[Batch]) -> anyhow::Result<Vec<Uploaded>> {
-    let dataset = run.args.sample.dataset.as_str();
-    let s3 = run.s3.client().await?;
     let mut uploads = Vec::new();
     for batch in batches {
-        let mut uploaded = Uploaded::default();
-        for file in &batch.files {
-            let name = file.file_name().unwrap_or_default().to_string_lossy();
-            let key = format!("landing/{dataset}/ingestion_date={}/{name}", batch.date);
-            let put = s3
-                .put_object()
-                .bucket(BUCKET)
-                .key(&key)
-                .content_type("text/csv")
-                .body(ByteStream::from(
-                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
-                ))
-                .send()
-                .await
-                .with_context(|| format!("uploading {key}"))?;
-            uploaded
-                .etags
-                .push(put.e_tag().unwrap_or_default().trim_matches('"').to_owned());
-            uploaded.keys.push(key);
-        }
-        uploaded.at = Utc::now();
+        let uploaded = put_files(run, batch.date, &batch.files).await?;
         uploads.push(uploaded);
         println!("Uploaded      {}: {} files", batch.date, batch.files.len());
     }
     Ok(uploads)
+}
+
+/// Puts `files` under the landing prefix for `date`.
+pub(super) async fn put_files(
+    run: &Run<'_>,
+    date: NaiveDate,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<Uploaded> {
+    let dataset = run.args.sample.dataset.as_str();
+    let s3 = run.s3.client().await?;
+    let mut uploaded = Uploaded::default();
+    for file in files {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let key = format!("landing/{dataset}/ingestion_date={date}/{name}");
+        let put = s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .content_type("text/csv")
+            .body(ByteStream::from(
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
+            ))
+            .send()
+            .await
+            .with_context(|| format!("uploading {key}"))?;
+        uploaded
+            .etags
+            .push(put.e_tag().unwrap_or_default().trim_matches('"').to_owned());
+        uploaded.keys.push(key);
+    }
+    uploaded.at = Utc::now();
+    Ok(uploaded)
 }
 
 /// Waits until each batch is exported or failed (stuck past the deadline counts as failed),

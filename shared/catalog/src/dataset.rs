@@ -248,6 +248,10 @@ impl Dataset {
     pub fn exports_file(&self) -> PathBuf {
         self.dir.join(crate::exports::EXPORTS_FILE)
     }
+    /// Where its sources are read from in the shop's database, `<dir>/extract.toml`.
+    pub fn extract_file(&self) -> PathBuf {
+        self.dir.join(crate::extract::EXTRACT_FILE)
+    }
 
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|source| source.name == name)

@@ -6,6 +6,7 @@
 //! <dataset>/models/*.sql   the SQL models, ordered by their headers (models)
 //! <dataset>/checks.toml    the quality checks and the SQL each one runs (checks)
 //! <dataset>/exports.toml   the reports exported per batch (exports)
+//! <dataset>/extract.toml   where the sources are read from in the shop's database (extract)
 //! <dataset>/migrations/    the dataset's own tables, as numbered SQL files (migrations)
 //! ```
 //!
@@ -25,6 +26,7 @@
 pub mod checks;
 pub mod dataset;
 pub mod exports;
+pub mod extract;
 pub mod key_pattern;
 pub mod migrations;
 pub mod models;

@@ -217,7 +217,7 @@ pub struct CommonConfig {
     pub database_url: Secret,
     pub database_pool_size: usize,
     /// The database role every statement of the service runs as (`LANDFALL_DATABASE_ROLE`;
-    /// default `landfall_<service>` for the five services, `none` keeps the login user's rights).
+    /// default `landfall_<service>` for the five services and the extractor, `none` keeps the login user's rights).
     pub database_role: Option<String>,
     pub amqp_url: Secret,
     /// Prefix of every exchange and queue name, so several pipelines share a broker.
@@ -337,8 +337,17 @@ pub const PER_SERVICE_DEFAULTS: &[&str] = &[
 /// The role of a service (by its program name, not `OTEL_SERVICE_NAME`), or `None` for any
 /// other program, e.g. a `landfall` command, which keeps the login user's rights.
 pub fn default_database_role(service: &str) -> Option<&'static str> {
+    if service == EXTRACTOR {
+        return Some(EXTRACTOR_ROLE);
+    }
     crate::Stage::from_name(service).map(crate::Stage::database_role)
 }
+
+/// The extractor's program name: not a stage (it consumes no queue), but a service with a role
+/// of its own (`sql/migrations/0017_extracts.sql`).
+pub const EXTRACTOR: &str = "extractor";
+/// The extractor's database role: it may record its extracts and nothing else.
+pub const EXTRACTOR_ROLE: &str = "landfall_extractor";
 
 /// A role name used unquoted in `-c role=…`: a lower-case SQL identifier.
 pub fn is_role_name(name: &str) -> bool {

@@ -215,6 +215,26 @@ async fn consume<H: Handler>(
     }
 }
 
+/// The `traceparent` user metadata of the first object a MinIO-style S3 notification announces
+/// (`Records[0].s3.object.userMetadata["X-Amz-Meta-Traceparent"]`, any case): the extractor
+/// writes it, so the file's trace starts with the extract that wrote it. AWS's notifications
+/// carry no metadata; their files start a trace of their own, as dropped files do.
+pub fn notified_traceparent(body: &[u8]) -> Option<String> {
+    let notification: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let metadata = notification
+        .get("Records")?
+        .get(0)?
+        .get("s3")?
+        .get("object")?
+        .get("userMetadata")?
+        .as_object()?;
+    metadata.iter().find_map(|(name, value)| {
+        name.eq_ignore_ascii_case("x-amz-meta-traceparent")
+            .then(|| value.as_str().map(str::to_owned))
+            .flatten()
+    })
+}
+
 /// The message's `process` span (continuing the trace it carries) and what the handler sees,
 /// or the permanent failure of a message that is not a landfall event.
 fn prepare(
@@ -222,7 +242,14 @@ fn prepare(
     kind: MessageKind,
     delivery: &Delivery,
 ) -> (tracing::Span, Result<Incoming, Failure>) {
-    let headers = text_headers(&delivery.properties);
+    let mut headers = text_headers(&delivery.properties);
+    if kind == MessageKind::Raw && !headers.contains_key("traceparent") {
+        // A bucket notification carries no trace headers; an object written by the extractor
+        // names its trace in its metadata, which MinIO-style notifications include.
+        if let Some(traceparent) = notified_traceparent(&delivery.data) {
+            headers.insert("traceparent".to_owned(), traceparent);
+        }
+    }
     let message_id = delivery
         .properties
         .message_id()
@@ -447,4 +474,25 @@ fn text_headers(properties: &BasicProperties) -> BTreeMap<String, String> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::notified_traceparent;
+
+    #[test]
+    fn a_minio_notification_names_the_trace_its_object_was_written_in() {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let body = format!(
+            r#"{{"EventName":"s3:ObjectCreated:CompleteMultipartUpload","Records":[{{"s3":{{"object":{{"key":"k","userMetadata":{{"content-type":"application/gzip","X-Amz-Meta-Traceparent":"{traceparent}"}}}}}}}}]}}"#
+        );
+        assert_eq!(
+            notified_traceparent(body.as_bytes()).as_deref(),
+            Some(traceparent)
+        );
+        // AWS's notifications carry no metadata; neither does a file dropped without it.
+        let aws = r#"{"Records":[{"s3":{"object":{"key":"k","size":3}}}]}"#;
+        assert_eq!(notified_traceparent(aws.as_bytes()), None);
+        assert_eq!(notified_traceparent(b"not json"), None);
+    }
 }

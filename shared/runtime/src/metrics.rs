@@ -11,9 +11,12 @@ use opentelemetry::metrics::{Counter, Gauge, Histogram};
 pub struct Metrics {
     /// Rows loaded into staging (dataset, source).
     pub rows_staged: Counter<u64>,
+    /// Rows the extractor read from a source database into a landing file (dataset, source).
+    pub rows_extracted: Counter<u64>,
     /// Rows refused by the stager (dataset, source).
     pub rows_rejected: Counter<u64>,
-    /// Files by outcome: landed, ignored, staged, rejected, superseded, missing.
+    /// Files by outcome: landed, ignored, staged, rejected, superseded, missing; extracted or
+    /// unchanged (the extractor).
     pub files: Counter<u64>,
     /// How long handling one message took, in seconds (service, event type).
     pub stage_duration: Histogram<f64>,
@@ -37,6 +40,10 @@ pub fn metrics() -> &'static Metrics {
         Metrics {
             rows_staged: meter
                 .u64_counter("landfall.rows.staged")
+                .with_unit("{row}")
+                .build(),
+            rows_extracted: meter
+                .u64_counter("landfall.rows.extracted")
                 .with_unit("{row}")
                 .build(),
             rows_rejected: meter

@@ -8,6 +8,7 @@
 //! - [`BrokerPrefix`]: the exchange and queue names of a run, removed at its end;
 //! - [`Scratch`]: the three under one random suffix ([`Names`]), and what its cleanup removes
 //!   ([`Leftovers`]);
+//! - [`shop::Shop`]: a sample shop database (the application database extracts read from);
 //! - [`batch`]: where a batch stands in `ops.batches` and whether it is exported: the one reading
 //!   every wait for a batch uses.
 
@@ -16,6 +17,7 @@ mod broker;
 mod database;
 mod env;
 mod s3;
+pub mod shop;
 
 pub use broker::BrokerPrefix;
 pub use database::{Admin, ScratchDatabase, create_if_missing, with_dbname};
