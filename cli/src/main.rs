@@ -8,6 +8,7 @@ mod demo;
 mod dlq;
 mod operate;
 mod progress;
+mod rejects;
 mod sample;
 mod sample_retail;
 mod services;
@@ -85,6 +86,8 @@ enum Command {
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
     },
+    /// The rows the stager rejected: file, line, column, value and reason (LANDFALL_DATABASE_URL).
+    Rejects(rejects::RejectsArgs),
     /// Files and batches with their state, rows and timings (LANDFALL_DATABASE_URL).
     Status(status::StatusFilter),
     /// Dataset definitions: `dataset check DIR` validates one, its models, checks and exports,
@@ -156,6 +159,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Dataset { command } => dataset_check::run(command).await,
         Command::Operate(command) => operate::run(command).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Rejects(args) => {
+            let client = connect().await?;
+            print!("{}", rejects::render(&client, &args).await?);
+            Ok(())
+        }
         Command::Status(filter) => {
             let client = connect().await?;
             print!("{}", status::render(&client, &filter).await?);

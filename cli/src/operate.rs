@@ -157,21 +157,20 @@ pub async fn runs(
     let state = filter.state.map(BatchState::as_str);
     let rows = client
         .query(
+            &format!(
             "SELECT r.run_id, r.dataset, r.ingestion_date, r.started_at, r.finished_at,
                     jsonb_array_length(r.models),
                     (SELECT coalesce(sum((m ->> 'rows')::bigint), 0)::bigint FROM jsonb_array_elements(r.models) m),
                     r.file_ids::bigint[],
                     b.state,
                     r.run_id = max(r.run_id) OVER (PARTITION BY r.dataset, r.ingestion_date),
-                    q.passed, q.failed, q.warned,
+                    q.passed, q.failed, q.warned, q.broken,
                     (SELECT count(*) FROM ops.exports e
                       WHERE e.dataset = r.dataset AND e.ingestion_date = r.ingestion_date)
                FROM ops.transform_runs r
                LEFT JOIN ops.batches b ON b.dataset = r.dataset AND b.ingestion_date = r.ingestion_date
                LEFT JOIN LATERAL (
-                    SELECT count(*) FILTER (WHERE q.status = 'passed') AS passed,
-                           count(*) FILTER (WHERE q.status <> 'passed' AND q.severity = 'error') AS failed,
-                           count(*) FILTER (WHERE q.status <> 'passed' AND q.severity <> 'error') AS warned
+                    SELECT {}
                       FROM ops.quality_results q
                      WHERE q.dataset = r.dataset AND q.ingestion_date = r.ingestion_date
                     HAVING count(*) > 0) q ON true
@@ -180,6 +179,8 @@ pub async fn runs(
                 AND ($3::text IS NULL OR b.state = $3)
               ORDER BY r.run_id DESC
               LIMIT $4",
+                crate::status::CHECK_COLUMNS
+            ),
             &[&filter.dataset, &filter.date, &state, &filter.limit],
         )
         .await?;
@@ -201,13 +202,9 @@ pub async fn runs(
                 // The batch's state, checks and exports are those of its latest run.
                 batch_state: row.get::<_, Option<String>>(8).filter(|_| latest),
                 checks: passed
-                    .map(|passed| crate::status::CheckCounts {
-                        passed,
-                        failed: row.get(11),
-                        warned: row.get(12),
-                    })
+                    .map(|_| crate::status::CheckCounts::read(row, 10))
                     .filter(|_| latest),
-                reports_exported: Some(row.get::<_, i64>(13)).filter(|_| latest),
+                reports_exported: Some(row.get::<_, i64>(14)).filter(|_| latest),
             }
         })
         .collect();
@@ -251,12 +248,7 @@ fn runs_table(runs: &[RunStatus]) -> String {
             run.rows.to_string(),
             file_ids.join(","),
             batch_column(run.batch_state.clone()),
-            batch_column(run.checks.map(|c| {
-                format!(
-                    "{} passed, {} failed, {} warned",
-                    c.passed, c.failed, c.warned
-                )
-            })),
+            batch_column(run.checks.as_ref().map(crate::status::CheckCounts::summary)),
             batch_column(run.reports_exported.map(|n| n.to_string())),
         ]);
     }

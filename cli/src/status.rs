@@ -30,6 +30,10 @@ pub struct StatusFilter {
     /// command") instead of the tables.
     #[arg(long)]
     pub json: bool,
+    /// Show every file's reason whole (the table cuts them at 90 characters; `landfall rejects`
+    /// lists a file's rejected rows).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 impl StatusFilter {
@@ -82,13 +86,64 @@ pub struct BatchStatus {
 }
 
 /// Quality check results of a batch.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CheckCounts {
     pub passed: i64,
-    /// Error-severity checks that did not pass.
+    /// Error-severity checks that ran and found failing rows.
     pub failed: i64,
-    /// Warning-severity checks that did not pass.
+    /// Warning-severity checks that ran and found failing rows.
     pub warned: i64,
+    /// Checks whose SQL could not run, whatever their severity (they block the export).
+    pub broken: i64,
+    /// The names of the failed, warned and broken checks, each sorted.
+    pub failed_checks: Vec<String>,
+    pub warned_checks: Vec<String>,
+    pub broken_checks: Vec<String>,
+}
+
+/// A batch's check results as four columns of `ops.quality_results q` grouped by batch: the
+/// passed count, then the names of the failed, warned and broken checks ([`CheckCounts::read`]).
+pub const CHECK_COLUMNS: &str = "count(*) FILTER (WHERE q.status = 'passed') AS passed,
+    coalesce(array_agg(q.check_name ORDER BY q.check_name)
+             FILTER (WHERE q.status = 'failed' AND q.severity = 'error'), '{}') AS failed,
+    coalesce(array_agg(q.check_name ORDER BY q.check_name)
+             FILTER (WHERE q.status = 'failed' AND q.severity <> 'error'), '{}') AS warned,
+    coalesce(array_agg(q.check_name ORDER BY q.check_name)
+             FILTER (WHERE q.status = 'error'), '{}') AS broken";
+
+impl CheckCounts {
+    /// The [`CHECK_COLUMNS`] of `row` from column `first` on.
+    pub fn read(row: &tokio_postgres::Row, first: usize) -> CheckCounts {
+        let names = |index: usize| row.get::<_, Vec<String>>(first + index);
+        let (failed_checks, warned_checks, broken_checks) = (names(1), names(2), names(3));
+        CheckCounts {
+            passed: row.get(first),
+            failed: failed_checks.len() as i64,
+            warned: warned_checks.len() as i64,
+            broken: broken_checks.len() as i64,
+            failed_checks,
+            warned_checks,
+            broken_checks,
+        }
+    }
+
+    /// `21 passed, 1 failed, 1 warned, 0 broken`, then the checks that did not pass by name.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} passed, {} failed, {} warned, {} broken",
+            self.passed, self.failed, self.warned, self.broken
+        );
+        for (what, names) in [
+            ("failed", &self.failed_checks),
+            ("warned", &self.warned_checks),
+            ("broken", &self.broken_checks),
+        ] {
+            if !names.is_empty() {
+                text.push_str(&format!("; {what}: {}", names.join(", ")));
+            }
+        }
+        text
+    }
 }
 
 /// One landed object version in the ledger.
@@ -134,7 +189,7 @@ pub async fn render(
     }
     let mut out = batches_table(&report.batches, filter);
     out.push('\n');
-    out.push_str(&files_table(&report.files));
+    out.push_str(&files_table(&report.files, filter.wide));
     Ok(out)
 }
 
@@ -175,7 +230,7 @@ async fn batches(
             let transformed_at = row.get(7);
             let published_at = row.get(11);
             BatchStatus {
-                checks: quality.get(&(dataset.clone(), ingestion_date)).copied(),
+                checks: quality.get(&(dataset.clone(), ingestion_date)).cloned(),
                 dataset,
                 ingestion_date,
                 state: row.get(2),
@@ -227,12 +282,8 @@ fn batches_table(batches: &[BatchStatus], filter: &StatusFilter) -> String {
             step(batch.quality_at, batch.exported_at),
             batch
                 .checks
-                .map(|c| {
-                    format!(
-                        "{} passed, {} failed, {} warned",
-                        c.passed, c.failed, c.warned
-                    )
-                })
+                .as_ref()
+                .map(CheckCounts::summary)
                 .unwrap_or_default(),
             batch.published.into(),
             batch.trace_id.clone(),
@@ -274,22 +325,17 @@ async fn quality_summary(
     }
     let rows = client
         .query(
-            "SELECT dataset, ingestion_date,
-                    count(*) FILTER (WHERE status = 'passed'),
-                    count(*) FILTER (WHERE status <> 'passed' AND severity = 'error'),
-                    count(*) FILTER (WHERE status <> 'passed' AND severity <> 'error')
-               FROM ops.quality_results GROUP BY dataset, ingestion_date",
+            &format!(
+                "SELECT q.dataset, q.ingestion_date, {CHECK_COLUMNS}
+                   FROM ops.quality_results q GROUP BY q.dataset, q.ingestion_date"
+            ),
             &[],
         )
         .await?;
     Ok(rows
         .iter()
         .map(|row| {
-            let counts = CheckCounts {
-                passed: row.get(2),
-                failed: row.get(3),
-                warned: row.get(4),
-            };
+            let counts = CheckCounts::read(row, 2);
             ((row.get(0), row.get(1)), counts)
         })
         .collect())
@@ -334,7 +380,10 @@ async fn files(
         .collect())
 }
 
-fn files_table(files: &[FileStatus]) -> String {
+/// Reasons longer than this are cut in the files table unless `--wide`.
+const REASON_WIDTH: usize = 90;
+
+fn files_table(files: &[FileStatus], wide: bool) -> String {
     let mut table = Table::new(&[
         "file",
         "dataset",
@@ -366,11 +415,24 @@ fn files_table(files: &[FileStatus]) -> String {
                 .unwrap_or_default(),
             file.discovered_by.clone(),
             file.trace_id.clone(),
-            truncate(file.reason.as_deref().unwrap_or(&file.key), 90),
+            if wide {
+                file.reason.clone().unwrap_or_else(|| file.key.clone())
+            } else {
+                truncate(file.reason.as_deref().unwrap_or(&file.key), REASON_WIDTH)
+            },
         ]);
     }
+    let cut = !wide
+        && files
+            .iter()
+            .any(|file| file.reason.as_deref().unwrap_or(&file.key).chars().count() > REASON_WIDTH);
     if table.is_empty() {
         "Files: none match\n".into()
+    } else if cut {
+        format!(
+            "Files (newest first; a reason cut short ends in …: --wide shows it whole, `landfall rejects` a file's rejected rows)\n{}",
+            table.render()
+        )
     } else {
         format!("Files (newest first)\n{}", table.render())
     }

@@ -198,3 +198,37 @@ async fn the_bundled_datasets_pass_and_broken_copies_are_reported_by_file_and_li
     let _ = std::fs::remove_dir_all(&work);
     env.cleanup().await;
 }
+
+/// The SQL runs as the services' roles: a check that reads the ledger, which the quality
+/// checker may not, would be broken at run time; the check reports it at its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_reading_what_its_role_may_not_is_a_problem_at_its_line() {
+    let env = TestEnv::new().await;
+    let work = std::env::temp_dir().join(format!("landfall-dataset-check-roles-{}", env.suffix));
+    let dataset_dir = work.join("coffee_shop");
+    copy_dir(
+        &repo().join("docs/tutorial/datasets/coffee_shop"),
+        &dataset_dir,
+    );
+    let checks = dataset_dir.join("checks.toml");
+    let mut text = std::fs::read_to_string(&checks).unwrap();
+    text.push_str(
+        "\n[[checks]]\nname = \"reads_the_ledger\"\nkind = \"custom_sql\"\nseverity = \"warn\"\nsql = \"SELECT key FROM ops.files WHERE false\"\n",
+    );
+    std::fs::write(&checks, &text).unwrap();
+
+    let (ok, stdout, stderr) = check(&env, &[dataset_dir.to_str().unwrap()]).await;
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("1 problem(s)"), "{stderr}");
+    let expected = format!(
+        "{}:{}: check 'reads_the_ledger': permission denied for table files",
+        checks.display(),
+        line_of(&text, "name = \"reads_the_ledger\"")
+    );
+    assert!(
+        stdout.contains(&expected),
+        "'{expected}' missing from:\n{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    env.cleanup().await;
+}

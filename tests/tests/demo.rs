@@ -590,6 +590,13 @@ severity = "error"
 table = "staging.orders"
 expression = "quantity IS NULL"
 where = "_batch = (SELECT ops.batch_date())"
+
+[[checks]]
+name = "demo_test_broken_warning"
+description = "Cannot run: its table does not exist. Broken, so it blocks the export though it warns."
+kind = "custom_sql"
+severity = "warn"
+sql = "SELECT * FROM staging.no_such_table"
 "#,
     );
     std::fs::write(&checks, toml).unwrap();
@@ -600,9 +607,17 @@ where = "_batch = (SELECT ops.batch_date())"
     let run = run_demo(&env, &demo_args(&env, &work_dir, &input, Some(&datasets))).await;
     assert!(!run.status.success(), "{}", run.stdout);
     assert!(
+        run.stderr.contains(
+            "quality failed: batch 2026-11-25 failed its error-severity checks or has checks \
+             that could not run: demo_test_broken_warning (could not run: relation \
+             \"staging.no_such_table\" does not exist"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
         run.stderr.contains(&format!(
-            "quality failed: batch 2026-11-25 failed its error-severity checks: \
-             demo_test_no_order_has_a_quantity ({orders} failing rows); nothing was exported"
+            "demo_test_no_order_has_a_quantity ({orders} failing rows); nothing was exported"
         )),
         "{}",
         run.stderr
@@ -624,17 +639,20 @@ where = "_batch = (SELECT ops.batch_date())"
         assert_duration(&batch[stage], &status);
     }
     assert_eq!(batch["export"], "", "not exported:\n{status}");
-    let warned = env
-        .count("SELECT count(*) FROM ops.quality_results WHERE status <> 'passed' AND severity = 'warn'")
-        .await as usize;
-    assert_eq!(
-        batch["checks"],
-        format!(
-            "{} passed, 1 failed, {warned} warned",
-            checks_declared - 1 - warned
-        ),
-        "{status}"
+    let warned_names: Vec<String> = env
+        .query_text("SELECT check_name FROM ops.quality_results WHERE status = 'failed' AND severity = 'warn' ORDER BY 1")
+        .await
+        .concat();
+    let warned = warned_names.len();
+    let mut expected = format!(
+        "{} passed, 1 failed, {warned} warned, 1 broken; failed: demo_test_no_order_has_a_quantity",
+        checks_declared - 2 - warned
     );
+    if !warned_names.is_empty() {
+        expected.push_str(&format!("; warned: {}", warned_names.join(", ")));
+    }
+    expected.push_str("; broken: demo_test_broken_warning");
+    assert_eq!(batch["checks"], expected, "{status}");
     let _ = std::fs::remove_dir_all(&work_dir);
     env.cleanup().await;
 }
@@ -693,20 +711,31 @@ async fn status_shows_stage_durations_quality_results_and_file_rows_after_a_demo
             assert_duration(&batch[stage], &status);
         }
         // Every declared check ran on the batch; the warnings are what the results hold.
-        let warned = env
-            .count(&format!(
-                "SELECT count(*) FROM ops.quality_results WHERE ingestion_date = '{}' AND status <> 'passed' AND severity = 'warn'",
+        let warned_names: Vec<String> = env
+            .query_text(&format!(
+                "SELECT check_name FROM ops.quality_results WHERE ingestion_date = '{}' AND status <> 'passed' AND severity = 'warn' ORDER BY 1",
                 batch["batch"]
             ))
-            .await;
-        assert_eq!(
-            batch["checks"],
-            format!(
-                "{} passed, 0 failed, {warned} warned",
-                checks_declared - warned as usize
-            ),
-            "{status}"
+            .await
+            .concat();
+        let warned = warned_names.len();
+        let mut expected = format!(
+            "{} passed, 0 failed, {warned} warned, 0 broken",
+            checks_declared - warned
         );
+        if !warned_names.is_empty() {
+            expected.push_str(&format!("; warned: {}", warned_names.join(", ")));
+        }
+        assert_eq!(batch["checks"], expected, "{status}");
+        // The demo named them under the batch.
+        for name in &warned_names {
+            assert!(
+                run.stdout
+                    .contains(&format!("warned by a check        {name} (")),
+                "{name}:\n{}",
+                run.stdout
+            );
+        }
         assert_eq!(batch["trace id"].len(), 32, "{status}");
     }
 

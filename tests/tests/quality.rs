@@ -361,7 +361,21 @@ async fn a_failing_warn_check_passes_the_batch_with_a_warning() {
     );
     assert_eq!(warning.sample[0]["order_id"], json!(2));
     assert_eq!(warning.sample[0]["total_price"], json!(9.99));
+    // The sample keeps the database's values: unit_price 3.50 (numeric(12,2)) as 3.50, not 3.5.
+    let sample = env
+        .query_text(
+            "SELECT sample::text FROM ops.quality_results WHERE check_name = 'orders_total_price_matches'",
+        )
+        .await;
+    assert!(sample[0][0].contains("\"unit_price\": 3.50"), "{sample:?}");
+    assert!(sample[0][0].contains("\"order_id\": 2,"), "{sample:?}");
     assert_eq!(batch_state(&env, DAY).await.0, "quality_passed");
+    let table = env.landfall(&["status", "--dataset", "ecommerce"]).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("0 failed, 1 warned, 0 broken; warned: orders_total_price_matches"),
+        "{table}"
+    );
 
     checker.stop().await;
     env.cleanup().await;
@@ -415,13 +429,55 @@ async fn a_broken_check_is_stored_as_an_error_and_the_others_still_run() {
         panic!("expected quality.failed: {:?}", results(&env, DAY).await);
     };
     assert_eq!(failed.checks_run, 4);
+    // A check that could not run blocks the export whatever its severity: the two broken
+    // warnings as much as the broken error check.
+    let mut blocking: Vec<(String, String)> = failed
+        .failed
+        .iter()
+        .map(|outcome| (outcome.check.clone(), outcome.severity.clone()))
+        .collect();
+    blocking.sort();
     assert_eq!(
-        failed.failed,
-        vec![CheckOutcome {
-            check: "missing_table".into(),
-            severity: "error".into(),
-            failing_rows: 0,
-        }]
+        blocking,
+        [
+            ("deletes_instead_of_checking".to_owned(), "warn".to_owned()),
+            ("missing_column".to_owned(), "warn".to_owned()),
+            ("missing_table".to_owned(), "error".to_owned()),
+        ]
+    );
+    assert!(
+        failed
+            .failed
+            .iter()
+            .all(|outcome| outcome.failing_rows == 0)
+    );
+    assert_eq!(batch_state(&env, DAY).await.0, "quality_failed");
+    // `landfall status` names them as broken, apart from failed and warned checks.
+    let output = env
+        .landfall(&["status", "--dataset", "ecommerce", "--json"])
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let checks = &status["batches"][0]["checks"];
+    assert_eq!(checks["passed"], 1, "{checks}");
+    assert_eq!(checks["failed"], 0, "{checks}");
+    assert_eq!(checks["warned"], 0, "{checks}");
+    assert_eq!(checks["broken"], 3, "{checks}");
+    assert_eq!(
+        checks["broken_checks"],
+        json!([
+            "deletes_instead_of_checking",
+            "missing_column",
+            "missing_table"
+        ])
+    );
+    let table = env.landfall(&["status", "--dataset", "ecommerce"]).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(
+            "1 passed, 0 failed, 0 warned, 3 broken; broken: deletes_instead_of_checking, missing_column, missing_table"
+        ),
+        "{table}"
     );
     let stored = results(&env, DAY).await;
     let missing_table = result(&stored, "missing_table");

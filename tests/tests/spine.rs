@@ -305,6 +305,66 @@ async fn bad_rows_are_rejected_with_line_and_column_and_the_rest_load() {
     env.cleanup().await;
 }
 
+/// With `reject_max_rows` beside `reject_max_share`, a file is rejected whole only over both: a
+/// small file keeps its good rows whatever share its few bad ones are, one bad row more and it
+/// is rejected, naming both limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_rejected_whole_only_over_every_reject_limit_set() {
+    let env = TestEnv::new().await;
+    let _migrated = env.migrated_client().await;
+    let dir = landfall_tests::datasets::bundled_copy(&env, "reject-limits");
+    let definition = dir.join("ecommerce/dataset.toml");
+    let text = std::fs::read_to_string(&definition).unwrap();
+    assert!(text.contains("reject_max_share = 0.05\n"));
+    std::fs::write(
+        &definition,
+        text.replacen(
+            "reject_max_share = 0.05\n",
+            "reject_max_share = 0.05\nreject_max_rows = 4\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let dir_text = dir.display().to_string();
+    let overrides = [("LANDFALL_DATASETS_DIR", dir_text.as_str())];
+    let ingester = env.start_ingester(&overrides);
+    let stager = env.start_stager(&overrides);
+    // Reviews 1,2,3,4,5,1,2,3,4,(empty): the 3s and 4s out of range make 4 bad rows of 10.
+    let four_bad = data::reviews_csv(10)
+        .replace("\n3,", "\n9,")
+        .replace("\n4,", "\n0,");
+    env.put(&key("reviews.csv"), four_bad.clone()).await;
+    wait_for_state(&env, &key("reviews.csv"), "staged").await;
+    assert_eq!(
+        staged(
+            &env,
+            &format!(
+                "SELECT rows_loaded::text, rows_rejected::text FROM ops.files WHERE key = '{}'",
+                key("reviews.csv")
+            )
+        )
+        .await,
+        [["6", "4"]]
+    );
+    // And the 5 too: 5 bad rows, over 4 and over 5%.
+    let five_bad = four_bad.replace("\n5,", "\n6,");
+    let later = TestEnv::landing_key("2026-03-02", "reviews.csv");
+    env.put(&later, five_bad).await;
+    let reason = wait_for_state(&env, &later, "rejected")
+        .await
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "5 of 10 rows rejected (50.0%), over both of the dataset's limits (5% of the rows and 4 rows); first: line "
+        ),
+        "{reason}"
+    );
+    ingester.stop().await;
+    stager.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_files_are_rejected_with_a_reason_a_person_understands() {
     let env = TestEnv::new().await;

@@ -1,7 +1,10 @@
 //! The dataset's SQL run for real, in a scratch database created for the purpose and dropped
 //! afterwards: the platform's migrations, its staging tables and its own migrations, then every
 //! model in run order, every check's query, the reports' publication and every export's columns,
-//! all inside one transaction that is rolled back.
+//! all inside one transaction that is rolled back. Each runs as the database role of the service
+//! that runs it in production (models as `landfall_transformer`, checks and the publication as
+//! `landfall_quality_checker`, exports as `landfall_exporter`), so a read the service may not do
+//! fails here with the same `permission denied` it would fail with there.
 
 use std::future::Future;
 use std::path::Path;
@@ -121,16 +124,30 @@ async fn in_scratch(
     Ok(())
 }
 
-/// Runs `step` in a savepoint of `tx`: released when it succeeds, rolled back to when it fails,
-/// so the transaction goes on either way.
+/// Runs `step` as `stage`'s database role in a savepoint of `tx`: released when it succeeds,
+/// rolled back to when it fails, so the transaction goes on either way, back under the login
+/// user's own rights.
 async fn in_savepoint<T, E>(
     tx: &Transaction<'_>,
+    stage: runtime::Stage,
     step: impl Future<Output = Result<T, E>>,
 ) -> anyhow::Result<Result<T, E>> {
+    let role = stage.database_role();
     tx.batch_execute("SAVEPOINT landfall_check").await?;
+    tx.batch_execute(&format!("SET LOCAL ROLE {role}"))
+        .await
+        .with_context(|| {
+            format!(
+                "taking the role {role} to run the SQL as the {} does (the login user must be a member of it: docs/DEPLOY.md, \"Database roles\")",
+                stage.name()
+            )
+        })?;
     let result = step.await;
     match result {
-        Ok(_) => tx.batch_execute("RELEASE SAVEPOINT landfall_check").await?,
+        Ok(_) => {
+            tx.batch_execute("RESET ROLE; RELEASE SAVEPOINT landfall_check")
+                .await?
+        }
         Err(_) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT landfall_check")
                 .await?
@@ -150,7 +167,8 @@ async fn run_models(
     };
     for model in models.models() {
         let path = inputs.models_folder.join(format!("{}.sql", model.name));
-        if let Err(error) = in_savepoint(tx, tx.simple_query(&model.sql)).await? {
+        let ran = in_savepoint(tx, runtime::Stage::Transformer, tx.simple_query(&model.sql));
+        if let Err(error) = ran.await? {
             report.problem(
                 &path,
                 line_of_position(&model.sql, &error),
@@ -175,7 +193,8 @@ async fn run_checks(
             "SELECT count(*) FROM ({}) AS failing",
             catalog::checks::sql::failing_rows(check)
         );
-        if let Err(error) = in_savepoint(tx, tx.simple_query(&sql)).await? {
+        let ran = in_savepoint(tx, runtime::Stage::QualityChecker, tx.simple_query(&sql));
+        if let Err(error) = ran.await? {
             report.problem(
                 &file.path,
                 find_line(&file.text, &format!("\"{}\"", check.name)),
@@ -202,7 +221,7 @@ async fn publish_reports(
         ingestion_date: date,
     };
     let published = pipeline::publish::publish(tx, &batch, &inputs.dataset.reports);
-    if let Err(failure) = in_savepoint(tx, published).await? {
+    if let Err(failure) = in_savepoint(tx, runtime::Stage::QualityChecker, published).await? {
         report.problem(
             &inputs.definition.path,
             find_line(&inputs.definition.text, "reports"),
@@ -234,7 +253,8 @@ async fn select_exports(
             columns.join(", "),
             export.qualified_table()
         );
-        if let Err(error) = in_savepoint(tx, tx.simple_query(&sql)).await? {
+        let ran = in_savepoint(tx, runtime::Stage::Exporter, tx.simple_query(&sql));
+        if let Err(error) = ran.await? {
             report.problem(
                 &file.path,
                 find_line(&file.text, &format!("\"{}\"", export.report)),

@@ -59,6 +59,23 @@ pub(super) async fn print_batch(
             file.get::<_, String>(1)
         );
     }
+    // Warning-severity checks that found rows: the batch was exported, but say which.
+    let warned = client
+        .query(
+            "SELECT check_name, failing_rows FROM ops.quality_results
+              WHERE dataset = $2 AND ingestion_date = $1 AND status = 'failed'
+                AND severity <> 'error'
+              ORDER BY check_name",
+            &[&date, &dataset],
+        )
+        .await?;
+    for check in &warned {
+        println!(
+            "  warned by a check        {} ({} failing rows)",
+            check.get::<_, String>(0),
+            check.get::<_, Option<i64>>(1).unwrap_or_default()
+        );
+    }
     if dataset != "ecommerce" {
         return print_reports(client, date, reports).await;
     }

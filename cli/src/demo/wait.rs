@@ -303,14 +303,15 @@ async fn batch_outcome(
         .query(
             "SELECT check_name || ' (' || coalesce(failing_rows || ' failing rows', 'could not run: ' || error) || ')'
                FROM ops.quality_results
-              WHERE dataset = $2 AND ingestion_date = $1 AND status <> 'passed' AND severity = 'error'
+              WHERE dataset = $2 AND ingestion_date = $1
+                AND (status = 'error' OR (status = 'failed' AND severity = 'error'))
               ORDER BY check_name",
             &[&date, &dataset],
         )
         .await?;
     let names: Vec<String> = failed.iter().map(|row| row.get(0)).collect();
     Ok(Some(Err(format!(
-        "quality failed: batch {date} failed its error-severity checks: {}; nothing was exported",
+        "quality failed: batch {date} failed its error-severity checks or has checks that could not run: {}; nothing was exported",
         names.join(", ")
     ))))
 }

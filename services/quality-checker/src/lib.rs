@@ -1,7 +1,7 @@
 //! The quality-checker: on `transform.completed`, runs the checks declared for the batch's
 //! dataset in `<dataset>/checks.toml`, stores one result per check in
 //! `ops.quality_results`, and publishes `quality.passed` (the batch may be exported) or
-//! `quality.failed` (an error-severity check failed or could not run). A batch that passes is
+//! `quality.failed` (an error-severity check failed, or any check could not run). A batch that passes is
 //! published in the same transaction: its report rows go from `audit` to `analytics`
 //! ([`pipeline::publish`]).
 
@@ -77,8 +77,8 @@ impl Handler for QualityChecker {
     }
 }
 
-/// `quality.failed` listing the error-severity checks that failed or could not run, else
-/// `quality.passed` listing the warn-severity ones.
+/// `quality.failed` listing the error-severity checks that failed and every check that could
+/// not run, else `quality.passed` listing the warn-severity ones that found rows.
 fn verdict(batch: &BatchKey, cause: uuid::Uuid, results: &[CheckResult]) -> Envelope<Event> {
     let checks_run = u32::try_from(results.len()).unwrap_or(u32::MAX);
     let outcome = |result: &CheckResult| CheckOutcome {

@@ -34,7 +34,8 @@ pub enum Status {
     Passed,
     /// The check ran and found failing rows.
     Failed,
-    /// The check's SQL could not run (the message is kept); counts as failed.
+    /// The check's SQL could not run (the message is kept): it blocks the export whatever its
+    /// severity, which grades what a check that ran found, not one that could not run.
     Error,
 }
 
@@ -57,8 +58,10 @@ pub struct CheckResult {
     pub status: Status,
     /// `None` when the check could not run.
     pub failing_rows: Option<i64>,
-    /// Up to [`SAMPLE_ROWS`] failing rows, a JSON array of objects.
-    pub sample: serde_json::Value,
+    /// Up to [`SAMPLE_ROWS`] failing rows, each a JSON object as PostgreSQL wrote it: stored
+    /// as they are, so a value keeps its type and digits (`63` an integer, `63.00` a numeric),
+    /// which a round trip through `serde_json`'s `f64` would lose.
+    pub sample: Vec<String>,
     pub error: Option<String>,
     /// The failing-rows query that was run.
     pub sql: String,
@@ -66,9 +69,14 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    /// Whether this result stops the batch's export.
+    /// Whether this result stops the batch's export: an error-severity check that found rows,
+    /// or any check whose SQL could not run (a broken warning must not pass unseen).
     pub fn blocks_export(&self) -> bool {
-        self.severity == Severity::Error && self.status != Status::Passed
+        match self.status {
+            Status::Passed => false,
+            Status::Failed => self.severity == Severity::Error,
+            Status::Error => true,
+        }
     }
 }
 
@@ -222,7 +230,7 @@ async fn run_check(tx: &Transaction<'_>, check: &Check) -> Result<CheckResult, F
         severity: check.severity,
         status: Status::Passed,
         failing_rows: Some(0),
-        sample: serde_json::Value::Array(Vec::new()),
+        sample: Vec::new(),
         error: None,
         sql: failing_sql,
         duration_ms,
@@ -231,9 +239,8 @@ async fn run_check(tx: &Transaction<'_>, check: &Check) -> Result<CheckResult, F
         Ok(rows) => {
             tx.batch_execute("RELEASE SAVEPOINT quality_check").await?;
             let failing_rows: i64 = rows.first().map_or(0, |row| row.get(0));
-            let sample = rows.iter().map(|row| row.get(1)).collect();
             result.failing_rows = Some(failing_rows);
-            result.sample = serde_json::Value::Array(sample);
+            result.sample = rows.iter().map(|row| row.get(1)).collect();
             if failing_rows > 0 {
                 result.status = Status::Failed;
             }
@@ -303,7 +310,7 @@ async fn store_result(
         "INSERT INTO ops.quality_results
                 (dataset, ingestion_date, check_name, check_kind, severity, status, failing_rows,
                  sample, error, sql, duration_ms, transform_event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, ($8::text)::jsonb, $9, $10, $11, $12)",
         &[
             &batch.dataset,
             &batch.ingestion_date,
@@ -312,7 +319,7 @@ async fn store_result(
             &result.severity.as_str(),
             &result.status.as_str(),
             &result.failing_rows,
-            &result.sample,
+            &format!("[{}]", result.sample.join(", ")),
             &result.error,
             &result.sql,
             &result.duration_ms,
@@ -321,4 +328,32 @@ async fn store_result(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(severity: Severity, status: Status) -> CheckResult {
+        CheckResult {
+            check: "c".into(),
+            kind: "custom_sql",
+            severity,
+            status,
+            failing_rows: None,
+            sample: Vec::new(),
+            error: None,
+            sql: String::new(),
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn severity_grades_a_check_that_ran_and_a_broken_check_always_blocks() {
+        assert!(!result(Severity::Error, Status::Passed).blocks_export());
+        assert!(result(Severity::Error, Status::Failed).blocks_export());
+        assert!(!result(Severity::Warn, Status::Failed).blocks_export());
+        assert!(result(Severity::Warn, Status::Error).blocks_export());
+        assert!(result(Severity::Error, Status::Error).blocks_export());
+    }
 }

@@ -17,7 +17,8 @@ pub fn planner_setting(check: &Check) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// Counts the failing rows and keeps up to `sample_rows` of them as JSON objects, in one pass:
+/// Counts the failing rows and keeps up to `sample_rows` of them as JSON objects (as text, so
+/// `63.00` stays `63.00` on its way back into `ops.quality_results`), in one pass:
 /// each returned row carries the total count (a window over all failing rows, computed before
 /// the LIMIT) and one failing row. No row back means nothing failed. The check's query is a
 /// subquery here, which also makes PostgreSQL refuse a data-modifying statement in it.
@@ -28,7 +29,7 @@ pub fn planner_setting(check: &Check) -> Option<(&'static str, &'static str)> {
 /// a million index probes: 552 ms instead of 153 ms (docs/PERFORMANCE.md).
 pub fn measured(failing_rows: &str, sample_rows: u32) -> String {
     format!(
-        "WITH failing AS MATERIALIZED (\nSELECT * FROM (\n{failing_rows}\n) AS checked\n)\nSELECT count(*) OVER () AS failing_rows, to_jsonb(failing) AS sample_row\n  FROM failing\n LIMIT {sample_rows}"
+        "WITH failing AS MATERIALIZED (\nSELECT * FROM (\n{failing_rows}\n) AS checked\n)\nSELECT count(*) OVER () AS failing_rows, to_jsonb(failing)::text AS sample_row\n  FROM failing\n LIMIT {sample_rows}"
     )
 }
 
@@ -41,7 +42,7 @@ mod tests {
         let sql = measured("SELECT 1 AS x", 20);
         assert_eq!(
             sql,
-            "WITH failing AS MATERIALIZED (\nSELECT * FROM (\nSELECT 1 AS x\n) AS checked\n)\nSELECT count(*) OVER () AS failing_rows, to_jsonb(failing) AS sample_row\n  FROM failing\n LIMIT 20"
+            "WITH failing AS MATERIALIZED (\nSELECT * FROM (\nSELECT 1 AS x\n) AS checked\n)\nSELECT count(*) OVER () AS failing_rows, to_jsonb(failing)::text AS sample_row\n  FROM failing\n LIMIT 20"
         );
     }
 }

@@ -45,7 +45,7 @@ struct Job<'a> {
     landed: &'a FileLanded,
     source: &'a Source,
     /// The dataset's share of rejected rows over which the whole file is rejected.
-    reject_threshold: f64,
+    reject_limit: catalog::RejectLimit,
 }
 
 impl Stager {
@@ -134,7 +134,7 @@ impl Stager {
             batch,
             landed,
             source,
-            reject_threshold: dataset.reject_threshold,
+            reject_limit: dataset.reject_limit(),
         })
     }
 

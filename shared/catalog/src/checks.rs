@@ -21,7 +21,8 @@ pub const CHECKS_FILE: &str = "checks.toml";
 pub enum Severity {
     /// A failure (or a broken check) fails the batch: it is not exported.
     Error,
-    /// A failure is reported with the passed batch but does not block it.
+    /// A failure is reported with the passed batch but does not block it; a check of this
+    /// severity whose SQL cannot run blocks it all the same.
     Warn,
 }
 

@@ -48,9 +48,15 @@ pub struct Dataset {
     /// [`DEFAULT_KEY_PATTERN`]).
     #[serde(default)]
     pub key_pattern: Option<String>,
-    /// A file whose rejected share of rows exceeds this (0..1) is rejected as a whole.
-    #[serde(default = "default_reject_threshold")]
-    pub reject_threshold: f64,
+    /// A file whose share of rejected rows exceeds this (0..1) is rejected as a whole; with
+    /// [`Dataset::reject_max_rows`] too, only when it exceeds both. `reject_threshold` is its
+    /// older name. See [`Dataset::reject_limit`].
+    #[serde(default, alias = "reject_threshold")]
+    pub reject_max_share: Option<f64>,
+    /// A file with more rejected rows than this is rejected as a whole; with
+    /// [`Dataset::reject_max_share`] too, only when it exceeds both.
+    #[serde(default)]
+    pub reject_max_rows: Option<u64>,
     /// The report tables (write, audit, publish): the models write a batch's rows to
     /// `audit.<report>`, the checks read them there, and the quality checker copies them to
     /// `analytics.<report>` when the batch's error-severity checks pass. Each table has an
@@ -184,8 +190,46 @@ impl ColumnType {
 fn default_mode() -> Mode {
     Mode::Snapshot
 }
-fn default_reject_threshold() -> f64 {
-    0.05
+/// The share of rejected rows above which a file is rejected when the dataset sets no limit.
+pub const DEFAULT_REJECT_MAX_SHARE: f64 = 0.05;
+
+/// When a file's rejected rows make the whole file rejected: over every limit that is set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RejectLimit {
+    pub max_share: Option<f64>,
+    pub max_rows: Option<u64>,
+}
+
+impl RejectLimit {
+    /// Whether `rejected` of `read` rows is over the limit: over the share and over the row
+    /// count where both are set (so a small file may keep a few bad rows, and a large one a
+    /// small share), over the one that is set otherwise.
+    pub fn exceeded(&self, rejected: u64, read: u64) -> bool {
+        let share = self
+            .max_share
+            .map(|max| read > 0 && rejected as f64 / read as f64 > max);
+        let rows = self.max_rows.map(|max| rejected > max);
+        match (share, rows) {
+            (Some(share), Some(rows)) => share && rows,
+            (Some(over), None) | (None, Some(over)) => over,
+            (None, None) => false,
+        }
+    }
+
+    /// The limit in words: `the dataset's 5% threshold`, `the dataset's limit of 10 rejected
+    /// rows`, or both.
+    pub fn describe(&self) -> String {
+        let share = |max: f64| format!("{}%", 100.0 * max);
+        match (self.max_share, self.max_rows) {
+            (Some(max), None) => format!("the dataset's {} threshold", share(max)),
+            (None, Some(rows)) => format!("the dataset's limit of {rows} rejected rows"),
+            (Some(max), Some(rows)) => format!(
+                "both of the dataset's limits ({} of the rows and {rows} rows)",
+                share(max)
+            ),
+            (None, None) => "no limit".to_owned(),
+        }
+    }
 }
 fn default_true() -> bool {
     true
@@ -253,6 +297,21 @@ impl Dataset {
         self.dir.join(crate::extract::EXTRACT_FILE)
     }
 
+    /// When a file of this dataset is rejected as a whole: `reject_max_share` and
+    /// `reject_max_rows` as set, or a share of [`DEFAULT_REJECT_MAX_SHARE`] when neither is.
+    pub fn reject_limit(&self) -> RejectLimit {
+        match (self.reject_max_share, self.reject_max_rows) {
+            (None, None) => RejectLimit {
+                max_share: Some(DEFAULT_REJECT_MAX_SHARE),
+                max_rows: None,
+            },
+            (max_share, max_rows) => RejectLimit {
+                max_share,
+                max_rows,
+            },
+        }
+    }
+
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|source| source.name == name)
     }
@@ -303,11 +362,10 @@ pub(crate) fn validate(dataset: &mut Dataset) -> anyhow::Result<()> {
         Ok(())
     };
     check_name("dataset name", &dataset.name)?;
-    if !(0.0..=1.0).contains(&dataset.reject_threshold) {
-        bail!(
-            "reject_threshold {} must lie between 0 and 1",
-            dataset.reject_threshold
-        );
+    if let Some(share) = dataset.reject_max_share
+        && !(0.0..=1.0).contains(&share)
+    {
+        bail!("reject_max_share {share} must lie between 0 and 1");
     }
     if dataset.sources.is_empty() {
         bail!("dataset '{}' has no sources", dataset.name);

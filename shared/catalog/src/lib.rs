@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use chrono::NaiveDate;
 
-pub use dataset::{Column, ColumnType, Dataset, Mode, Source, patterns_overlap};
+pub use dataset::{Column, ColumnType, Dataset, Mode, RejectLimit, Source, patterns_overlap};
 pub use key_pattern::{DEFAULT_KEY_PATTERN, KeyPattern};
 
 /// The definition's file in a dataset's folder.

@@ -547,3 +547,54 @@ fn bad_patterns_say_what_is_wrong() {
     );
     assert!(error.contains("unknown variant `sometimes`"), "{error}");
 }
+
+#[test]
+fn the_reject_limit_is_a_share_a_row_count_or_both() {
+    let with = |lines: &str| {
+        Datasets::parse(&DEFINITION.replacen(
+            "name = \"shop\"",
+            &format!("name = \"shop\"\n{lines}"),
+            1,
+        ))
+        .unwrap()
+        .reject_limit()
+    };
+    // Nothing set: 5%.
+    let default = with("");
+    assert_eq!(default.max_share, Some(0.05));
+    assert_eq!(default.max_rows, None);
+    assert!(default.exceeded(1, 10), "1 of 10 is over 5%");
+    assert!(!default.exceeded(5, 100), "5 of 100 is not over 5%");
+    // The older name still reads.
+    assert_eq!(with("reject_threshold = 0.2").max_share, Some(0.2));
+    // A row count alone: the share does not matter.
+    let rows = with("reject_max_rows = 3");
+    assert_eq!(rows.max_share, None);
+    assert!(!rows.exceeded(3, 4));
+    assert!(rows.exceeded(4, 1_000_000));
+    // Both: a file is rejected only over both, so a small file keeps a few bad rows and a
+    // large one a small share.
+    let both = with("reject_max_share = 0.05\nreject_max_rows = 3");
+    assert!(!both.exceeded(1, 10), "10% but one row");
+    assert!(!both.exceeded(40, 1_000), "40 rows but 4%");
+    assert!(both.exceeded(4, 10));
+    assert_eq!(
+        both.describe(),
+        "both of the dataset's limits (5% of the rows and 3 rows)"
+    );
+    for (lines, expected) in [
+        (
+            "reject_max_share = 1.5",
+            "reject_max_share 1.5 must lie between 0 and 1",
+        ),
+        ("reject_max_rows = -1", "invalid value"),
+        (
+            "reject_threshold = 0.1\nreject_max_share = 0.1",
+            "duplicate field",
+        ),
+    ] {
+        let text = DEFINITION.replacen("name = \"shop\"", &format!("name = \"shop\"\n{lines}"), 1);
+        let error = format!("{:#}", Datasets::parse(&text).unwrap_err());
+        assert!(error.contains(expected), "{lines}: {error}");
+    }
+}

@@ -32,13 +32,11 @@ pub(super) async fn reject_duplicates(
     Ok(())
 }
 
-/// Why the whole file is rejected, when its share of rejected rows is over the dataset's
-/// threshold.
+/// Why the whole file is rejected, when its rejected rows are over the dataset's limit
+/// (`reject_max_share`, `reject_max_rows`).
 pub(super) fn over_threshold(job: &Job<'_>, report: &LoadReport) -> Option<String> {
     let rejected = report.rejects.count;
-    let over =
-        report.rows_read > 0 && rejected as f64 / report.rows_read as f64 > job.reject_threshold;
-    if !over {
+    if !job.reject_limit.exceeded(rejected, report.rows_read) {
         return None;
     }
     let first = report
@@ -48,10 +46,10 @@ pub(super) fn over_threshold(job: &Job<'_>, report: &LoadReport) -> Option<Strin
         .map(|row| format!("; first: {row}"))
         .unwrap_or_default();
     Some(format!(
-        "{rejected} of {} rows rejected ({:.1}%), over the dataset's {}% threshold{first}",
+        "{rejected} of {} rows rejected ({:.1}%), over {}{first}",
         report.rows_read,
-        100.0 * rejected as f64 / report.rows_read as f64,
-        100.0 * job.reject_threshold,
+        100.0 * rejected as f64 / report.rows_read.max(1) as f64,
+        job.reject_limit.describe(),
     ))
 }
 
