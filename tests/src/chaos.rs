@@ -449,7 +449,17 @@ pub struct Outcome {
     pub exports: BTreeMap<String, Vec<u8>>,
     /// Row counts that expose lost or doubled rows.
     pub counts: BTreeMap<String, i64>,
+    /// The dimensions' versions without their surrogate keys, sorted: not compared on their
+    /// own (the counts are), but listed when a dimension's count differs, to say which
+    /// versions.
+    pub versions: BTreeMap<String, Vec<String>>,
 }
+
+/// The type-2 dimensions and their surrogate key columns.
+const DIMENSIONS: [(&str, &str); 2] = [
+    ("warehouse.dim_customer", "customer_key"),
+    ("warehouse.dim_product", "product_key"),
+];
 
 impl Outcome {
     pub async fn collect(env: &TestEnv) -> Outcome {
@@ -576,10 +586,25 @@ impl Outcome {
                 None => break,
             }
         }
+        let mut versions = BTreeMap::new();
+        for (table, key) in DIMENSIONS {
+            let rows = db
+                .query(
+                    &format!("SELECT (to_jsonb(t) - '{key}')::text FROM {table} t ORDER BY 1"),
+                    &[],
+                )
+                .await
+                .unwrap_or_else(|error| panic!("{table}: {error}"));
+            versions.insert(
+                table.to_owned(),
+                rows.iter().map(|row| row.get::<_, String>(0)).collect(),
+            );
+        }
         Outcome {
             reports,
             exports,
             counts,
+            versions,
         }
     }
 
@@ -622,7 +647,23 @@ impl Outcome {
                 self.counts.get(name).copied().unwrap_or(0),
             );
             if a != b {
-                differences.push(format!("{name}: {b} rows vs {a} in the fault-free run"));
+                let mut line = format!("{name}: {b} rows vs {a} in the fault-free run");
+                if let (Some(ours), Some(theirs)) =
+                    (self.versions.get(name), baseline.versions.get(name))
+                {
+                    let missing: Vec<&String> = theirs
+                        .iter()
+                        .filter(|row| !ours.contains(row))
+                        .take(20)
+                        .collect();
+                    let extra: Vec<&String> = ours
+                        .iter()
+                        .filter(|row| !theirs.contains(row))
+                        .take(20)
+                        .collect();
+                    line.push_str(&format!("; missing {missing:?}, extra {extra:?}"));
+                }
+                differences.push(line);
             }
         }
         differences
