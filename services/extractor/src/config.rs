@@ -39,18 +39,10 @@ impl runtime::service::ServiceConfig for ExtractorConfig {
 
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, SERVICE)?;
-        let source_database_url = env.required(
+        let source_database_url = env.postgres_url(
             "LANDFALL_SOURCE_DATABASE_URL",
             "the PostgreSQL URL of the database extracts read from (a login that may only read)",
         )?;
-        if !source_database_url.starts_with("postgres://")
-            && !source_database_url.starts_with("postgresql://")
-        {
-            return Err(ConfigError {
-                variable: "LANDFALL_SOURCE_DATABASE_URL".into(),
-                problem: "must start with postgres:// or postgresql://".into(),
-            });
-        }
         let dataset = env.required(
             "LANDFALL_EXTRACT_DATASET",
             "the name of the dataset to extract (a folder with an extract.toml)",

@@ -66,27 +66,29 @@ pub async fn extract_once(config: &ExtractorConfig) -> anyhow::Result<Vec<Extrac
         )
     })?;
     let s3 = runtime::s3::client(&config.s3).await?;
-    let mut warehouse = runtime::pg::connect(config.common.database_url.expose())
-        .await
-        .context("connecting to the warehouse database (LANDFALL_DATABASE_URL)")?;
     if config.common.migrate_on_start {
-        runtime::db::migrate(&mut warehouse, &datasets).await?;
-    }
-    if let Some(role) = &config.common.database_role {
-        anyhow::ensure!(
-            runtime::config::is_role_name(role),
-            "'{role}' is not a valid database role name"
-        );
-        warehouse
-            .batch_execute(&format!("SET ROLE {role}"))
+        // As a service does: the migration with the login user's rights, the work as the role.
+        let mut owner = runtime::pg::connect(config.common.database_url.expose())
             .await
-            .with_context(|| {
-                format!(
-                    "taking the role {role} in the warehouse database (LANDFALL_DATABASE_ROLE; \
-                     the login user must be a member of it, and the migration must have run)"
-                )
-            })?;
+            .context("connecting to the warehouse database (LANDFALL_DATABASE_URL) to migrate")?;
+        runtime::db::migrate(&mut owner, &datasets).await?;
     }
+    let pool = runtime::db::pool_as(
+        &config.common.database_url,
+        1,
+        config.common.database_role.as_deref(),
+    )?;
+    let mut warehouse = pool
+        .get()
+        .await
+        .map_err(runtime::db::explain)
+        .with_context(|| match &config.common.database_role {
+            Some(role) => format!(
+                "connecting to the warehouse database as role {role} (LANDFALL_DATABASE_ROLE; \
+                 the login user must be a member of it, and the migration must have run)"
+            ),
+            None => "connecting to the warehouse database (LANDFALL_DATABASE_URL)".to_owned(),
+        })?;
     let source = runtime::pg::connect(config.source_database_url.expose())
         .await
         .context("connecting to the source database (LANDFALL_SOURCE_DATABASE_URL)")?;

@@ -79,6 +79,18 @@ impl<'a> Env<'a> {
         })
     }
 
+    /// A required PostgreSQL URL (`postgres://` or `postgresql://`); `what` says what it is for.
+    pub fn postgres_url(&self, name: &str, what: &str) -> Result<String, ConfigError> {
+        let url = self.required(name, what)?;
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(ConfigError {
+                variable: name.to_owned(),
+                problem: "must start with postgres:// or postgresql://".into(),
+            });
+        }
+        Ok(url)
+    }
+
     pub fn string(&self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or_else(|| default.to_owned())
     }
@@ -264,16 +276,10 @@ impl CommonConfig {
                 problem: "must not be smaller than LANDFALL_RETRY_MIN_DELAY_MS".into(),
             });
         }
-        let database_url = env.required(
+        let database_url = env.postgres_url(
             "LANDFALL_DATABASE_URL",
             "a PostgreSQL URL such as postgres://user@host:5432/landfall",
         )?;
-        if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
-            return Err(ConfigError {
-                variable: "LANDFALL_DATABASE_URL".into(),
-                problem: "must start with postgres:// or postgresql://".into(),
-            });
-        }
         let amqp_url = env.string("LANDFALL_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
         if !amqp_url.starts_with("amqp://") && !amqp_url.starts_with("amqps://") {
             return Err(ConfigError {
