@@ -537,7 +537,8 @@ async fn a_bad_source_is_named_and_lands_nothing() {
         "every upload aborted"
     );
 
-    // The connection lost mid-COPY: the backend is terminated while reviews are read slowly.
+    // The connection lost mid-COPY: the backend is terminated while reviews are read slowly,
+    // once it has sent rows (terminated while still planning, the run fails at "starting COPY").
     let dir = datasets::bundled_copy(env, "extract-bad-lost");
     std::fs::write(
         dir.join("ecommerce").join("extract.toml"),
@@ -551,9 +552,10 @@ async fn a_bad_source_is_named_and_lands_nothing() {
         wait_until("the extractor reading reviews", DEADLINE, || async {
             let terminated = env
                 .try_count(&format!(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                      WHERE datname = '{shop_name}' AND state = 'active'
-                        AND query LIKE 'COPY%pg_sleep%') AS t"
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(a.pid)
+                       FROM pg_stat_activity a JOIN pg_stat_progress_copy p USING (pid)
+                      WHERE a.datname = '{shop_name}' AND a.query LIKE 'COPY%pg_sleep%'
+                        AND p.tuples_processed > 0) AS t"
                 ))
                 .await?;
             Ok((terminated > 0).then_some(()))
