@@ -25,7 +25,7 @@ pub(super) async fn bench_batch_runs(env: &BenchEnv, args: &BenchArgs) -> anyhow
             env.scratch.broker.prefix
         );
         let result = bench_batch(&env, args).await;
-        env.cleanup().await;
+        env.cleanup(None).await;
         runs.push(result?);
     }
     if runs.len() == 1 {

@@ -81,9 +81,32 @@ impl BenchEnv {
         }
     }
 
-    /// Stops the S3 server, drops the database, the exchanges and queues, and the files.
-    pub(super) async fn cleanup(self) {
+    /// Stops the S3 server, drops the database (or renames it to `keep`), the exchanges and
+    /// queues, and the files.
+    pub(super) async fn cleanup(self, keep: Option<&str>) {
         drop(self.db);
+        if let Some(keep) = keep {
+            let database = &self.scratch.database;
+            let renamed = async {
+                let admin = database.admin().connect().await?;
+                admin
+                    .batch_execute(&format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                          WHERE datname = '{}' AND pid <> pg_backend_pid();
+                         ALTER DATABASE {} RENAME TO {}",
+                        database.name,
+                        runtime::db::quote_ident(&database.name),
+                        runtime::db::quote_ident(keep)
+                    ))
+                    .await?;
+                anyhow::Ok(())
+            }
+            .await;
+            match renamed {
+                Ok(()) => println!("Kept          database {keep} (drop it when done)"),
+                Err(error) => eprintln!("could not keep the database as {keep}: {error:#}"),
+            }
+        }
         report_leftovers(self.scratch.cleanup().await);
     }
 

@@ -117,6 +117,10 @@ pub struct BenchArgs {
     /// and exports.
     #[arg(long, env = "LANDFALL_DATASETS_DIR", default_value = "datasets")]
     pub datasets_dir: PathBuf,
+    /// Keep the bench's database under this name instead of dropping it (for EXPLAIN ANALYZE
+    /// of its models and checks afterwards); drop it yourself when done.
+    #[arg(long, value_name = "NAME")]
+    pub keep_database: Option<String>,
     /// Give up on a stage of the benchmark after this long.
     #[arg(long, default_value_t = 1800)]
     pub timeout_s: u64,
@@ -166,7 +170,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchName::Steady => steady::bench_steady(&env, &args).await,
         BenchName::Extract => extract::bench_extract(&env, &args).await,
     };
-    env.cleanup().await;
+    env.cleanup(args.keep_database.as_deref()).await;
     let report = result?;
     println!();
     print!("{}", render_table(&report));

@@ -140,7 +140,9 @@ async fn record_transform(
 
 /// ANALYZE of every staging table, the largest first, up to `at_once` at a time on connections
 /// of `pool` (each one committed on its own), instead of one after another in
-/// `ops.analyze_staging()`: the big tables of a batch are analyzed side by side.
+/// `ops.analyze_staging()`: the big tables of a batch are analyzed side by side. Each table's
+/// new BRIN page ranges are summarized first (migration 0019), so the models' and checks'
+/// scans of the batch skip the pages of other batches.
 async fn analyze_staging_side_by_side(
     pool: &deadpool_postgres::Pool,
     at_once: usize,
