@@ -385,7 +385,9 @@ const COUNT_TYPE: &str = "bigint NOT NULL DEFAULT 1";
 ///
 /// With autosummarize a block range is summarized (by autovacuum) soon after it fills: a
 /// range never summarized matches every search, so without it each query by batch or file
-/// read every row staged since the table was last vacuumed.
+/// read every row staged since the table was last vacuumed. Autovacuum gets there in its own
+/// time, so the transformer also summarizes the new ranges before a batch's models
+/// (`ops.analyze_staging_table`, migration 0019).
 async fn ensure_batch_index(
     client: &tokio_postgres::Client,
     source: &Source,
