@@ -108,6 +108,7 @@ async fn bench_batch_compares_the_medians_of_its_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_steady_lands_two_days_of_a_snapshot_history() {
+    let kept = format!("landfall_bench_kept_{:08x}", rand::random::<u32>());
     let (stdout, report) = run_bench(&[
         "steady",
         "--orders",
@@ -116,8 +117,37 @@ async fn bench_steady_lands_two_days_of_a_snapshot_history() {
         "3",
         "--change",
         "5",
+        "--keep-database",
+        &kept,
     ])
     .await;
+    // The database stays under the name asked for, with day 2's 2100 staged orders in it.
+    let servers = landfall_tests::Servers::default();
+    let admin = scratch::Admin::parse(&servers.database_url("postgres")).expect("admin URL");
+    let day2_orders: i64 = scratch::Admin::parse(&servers.database_url(&kept))
+        .expect("kept database URL")
+        .connect()
+        .await
+        .expect("the kept database")
+        .query_one(
+            "SELECT count(*) FROM staging.orders WHERE _batch = '2026-11-03'",
+            &[],
+        )
+        .await
+        .expect("day 2's staged orders")
+        .get(0);
+    admin
+        .connect()
+        .await
+        .expect("the maintenance database")
+        .batch_execute(&format!("DROP DATABASE {kept} WITH (FORCE)"))
+        .await
+        .expect("dropping the kept database");
+    assert_eq!(day2_orders, 2100);
+    assert!(
+        stdout.contains(&format!("Kept          database {kept}")),
+        "{stdout}"
+    );
     assert_eq!(report["bench"], "steady");
     // 2000 orders and their shipments on day 1; 5% more (100) on day 2; 3 reviews per order.
     assert_eq!(

@@ -1083,3 +1083,24 @@ async fn the_state_types_match_the_databases_check_constraints() {
     assert_eq!(allowed("ops.batches").await, batches);
     env.cleanup().await;
 }
+
+/// Every connection asks RabbitMQ for frames of at most `runtime::broker::FRAME_MAX` bytes
+/// (lapin's buffers are 32 frames each way), unless its URL sets `frame_max`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_ask_for_small_frames_unless_the_url_says_otherwise() {
+    let env = TestEnv::new().await;
+    let properties = lapin::ConnectionProperties::default;
+    let default = runtime::broker::connect_with(&env.amqp_url, properties())
+        .await
+        .expect("RabbitMQ");
+    assert_eq!(default.configuration().frame_max(), 32 * 1024);
+    default.close(200, "checked".into()).await.ok();
+    let separator = if env.amqp_url.contains('?') { '&' } else { '?' };
+    let asked = format!("{}{separator}frame_max=65536", env.amqp_url);
+    let larger = runtime::broker::connect_with(&asked, properties())
+        .await
+        .expect("RabbitMQ");
+    assert_eq!(larger.configuration().frame_max(), 65536);
+    larger.close(200, "checked".into()).await.ok();
+    env.cleanup().await;
+}
