@@ -91,7 +91,12 @@ pub(super) async fn bench_batch(env: &BenchEnv, args: &BenchArgs) -> anyhow::Res
     let mut services = env.start_pipeline().await?;
     let measured = put_and_wait(env, &mut services, &files, date).await;
     services.stop().await;
-    let (total_s, after_last_s, put_s, stages) = measured?;
+    let Landed {
+        from_first_put: total_s,
+        from_last_put: after_last_s,
+        puts: put_s,
+        stages,
+    } = measured?;
     println!(
         "Pipeline      first PUT → exported {total_s:.2}s (PUTs {put_s:.2}s; last PUT → exported {after_last_s:.2}s; {stages})"
     );
@@ -162,14 +167,25 @@ fn write_batch(
     Ok((files, described))
 }
 
-/// Puts the batch's files and waits until it is exported: the seconds from the first PUT and
-/// from the last PUT's return to exported, the seconds the PUTs took, and each stage's time.
+/// How long a batch took, from its PUTs to exported.
+pub(super) struct Landed {
+    /// Seconds from the first PUT to exported.
+    pub(super) from_first_put: f64,
+    /// Seconds from the last PUT's return to exported.
+    pub(super) from_last_put: f64,
+    /// Seconds the PUTs took.
+    pub(super) puts: f64,
+    /// Each stage's time, in words.
+    pub(super) stages: String,
+}
+
+/// Puts the batch's files and waits until it is exported.
 pub(super) async fn put_and_wait(
     env: &BenchEnv,
     services: &mut Services,
     files: &[(&'static str, PathBuf)],
     date: NaiveDate,
-) -> anyhow::Result<(f64, f64, f64, String)> {
+) -> anyhow::Result<Landed> {
     let first_put = Utc::now();
     for (source, path) in files {
         let key = format!("landing/ecommerce/ingestion_date={date}/{source}.csv");
@@ -186,12 +202,12 @@ pub(super) async fn put_and_wait(
         stage_times(env, date).await?
     );
     print_slowest(env, date).await?;
-    Ok((
-        seconds(first_put),
-        seconds(last_put),
-        (last_put - first_put).num_microseconds().unwrap_or(0) as f64 / 1e6,
+    Ok(Landed {
+        from_first_put: seconds(first_put),
+        from_last_put: seconds(last_put),
+        puts: (last_put - first_put).num_microseconds().unwrap_or(0) as f64 / 1e6,
         stages,
-    ))
+    })
 }
 
 /// When the last of the batch's files was staged (`ops.files.finished_at`).
