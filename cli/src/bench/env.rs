@@ -91,10 +91,12 @@ impl BenchEnv {
                 let admin = database.admin().connect().await?;
                 admin
                     .batch_execute(&format!(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                          WHERE datname = '{}' AND pid <> pg_backend_pid();
+                        // Each session ended and waited for (up to 5 s), so the rename does
+                        // not meet one still closing (the bench's own client was just dropped).
+                        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+                          WHERE datname = {} AND pid <> pg_backend_pid();
                          ALTER DATABASE {} RENAME TO {}",
-                        database.name,
+                        catalog::sql::quote_literal(&database.name),
                         runtime::db::quote_ident(&database.name),
                         runtime::db::quote_ident(keep)
                     ))
