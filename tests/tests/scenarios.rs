@@ -250,6 +250,7 @@ async fn compare(env: &TestEnv, scenario: &Scenario, puts: &[(String, String)]) 
         }
     }
     assert_eq!(landing.batches(), scenario.dates);
+    mismatches.extend(compare_current_facts(env, scenario, &landing).await);
     for &day in &scenario.dates {
         let reports = landing.reports(day).expect("the reference's reports");
         for report in reports {
@@ -274,6 +275,81 @@ async fn compare(env: &TestEnv, scenario: &Scenario, puts: &[(String, String)]) 
                 diff,
             )
             .await;
+        }
+    }
+    mismatches
+}
+
+/// The current-state facts (spec §2–3): each order and shipment as the newest day that holds it
+/// has it, whatever order the days landed in (a late day never rolls a row back), compared on
+/// the source's columns.
+async fn compare_current_facts(
+    env: &TestEnv,
+    scenario: &Scenario,
+    landing: &Landing,
+) -> Vec<String> {
+    let date_text = |date: Option<NaiveDate>| date.map_or("NULL".to_owned(), |d| d.to_string());
+    let mut orders: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut shipments: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    // Days in date order: a newer day's row replaces an older one's.
+    for files in landing.days.values() {
+        for order in files.orders.iter().flatten() {
+            let row = [
+                order.order_id.to_string(),
+                order.customer_id.to_string(),
+                order.order_date.to_string(),
+                order.product_id.to_string(),
+                order.unit_price.to_string(),
+                order.quantity.to_string(),
+                order.total_price.to_string(),
+            ];
+            orders.insert(order.order_id, row.to_vec());
+        }
+        for shipment in files.shipment_deliveries.iter().flatten() {
+            let row = [
+                shipment.shipment_id.to_string(),
+                shipment.order_id.to_string(),
+                date_text(shipment.shipment_date),
+                date_text(shipment.delivery_date),
+            ];
+            shipments.insert(shipment.shipment_id, row.to_vec());
+        }
+    }
+    let tables = [
+        (
+            "fact_orders",
+            orders,
+            "SELECT order_id::text, customer_id::text, order_date::text, product_id::text,
+                    (unit_price * 100)::bigint::text, quantity::text, (total_price * 100)::bigint::text
+               FROM warehouse.fact_orders ORDER BY order_id",
+        ),
+        (
+            "fact_shipments",
+            shipments,
+            "SELECT shipment_id::text, order_id::text, shipment_date::text, delivery_date::text
+               FROM warehouse.fact_shipments ORDER BY shipment_id",
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (table, expected, sql) in tables {
+        let actual: BTreeMap<i64, Vec<String>> = env
+            .query_text(sql)
+            .await
+            .into_iter()
+            .map(|row| (row[0].parse().expect("an integer key"), row))
+            .collect();
+        for key in expected
+            .keys()
+            .chain(actual.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let (want, got) = (expected.get(key), actual.get(key));
+            if want != got {
+                mismatches.push(format!(
+                    "seed {} warehouse.{table} {key}: {got:?}, but the newest day holding it has {want:?}",
+                    scenario.seed
+                ));
+            }
         }
     }
     mismatches

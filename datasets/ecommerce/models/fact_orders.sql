@@ -2,8 +2,9 @@
 -- depends_on: dim_customer, dim_product, dim_date
 -- Current-state orders merged by order_id: new orders inserted, changed ones updated. A row
 -- remembers the batch that last changed it, and an older batch re-run later never overwrites
--- a newer one. A new order's customer and product keys are the dimension versions valid on the
--- batch date; an unknown customer or product gets the unknown member (-1), never dropped.
+-- a newer one: neither a fact a newer batch changed nor an order a newer staged day holds. A
+-- new order's customer and product keys are the dimension versions valid on the batch date;
+-- an unknown customer or product gets the unknown member (-1), never dropped.
 --
 -- Performance (docs/PERFORMANCE.md, 1M-order batch): the batch's orders equal to their fact
 -- are left out first (a hash anti-join), so a day of a snapshot history, which repeats most
@@ -47,6 +48,15 @@ USING (
               AND (f.order_date, f.customer_id, f.product_id, f.unit_price, f.quantity, f.total_price)
                   IS NOT DISTINCT FROM
                   (o.order_date, o.customer_id, o.product_id, o.unit_price, o.quantity, o.total_price))
+       -- A late batch (a newer day's orders are staged) leaves alone every order a newer day
+       -- holds: that day's values are the current state, even where it changed nothing and the
+       -- fact still remembers an older batch than this one. The newest batch skips the test
+       -- (the OR stops at its first, one-time operand).
+       AND (NOT (SELECT EXISTS (SELECT 1 FROM ops.staged_sources
+                                 WHERE dataset = 'ecommerce' AND source = 'orders'
+                                   AND ingestion_date > (SELECT ops.batch_date())))
+            OR o.order_id NOT IN (SELECT DISTINCT n.order_id FROM staging.orders n
+                                   WHERE n._batch > (SELECT ops.batch_date())))
 ) AS s
    ON f.order_id = s.order_id
  WHEN MATCHED

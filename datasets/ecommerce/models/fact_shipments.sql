@@ -1,7 +1,8 @@
 -- model: fact_shipments
 -- depends_on:
 -- Current-state shipments merged by shipment_id, with days to ship (from the order date) and
--- days to deliver (from the shipment date); same batch rules as fact_orders.
+-- days to deliver (from the shipment date); same batch rules as fact_orders (a late batch
+-- overwrites neither a newer fact nor a shipment a newer staged day holds).
 --
 -- Performance: the batch's shipments equal to their fact (days to ship included) are left
 -- out before the MERGE, as in fact_orders.sql, and one MERGE instead of INSERT … ON CONFLICT
@@ -39,6 +40,14 @@ USING (
               AND (f.order_id, f.shipment_date, f.delivery_date, f.days_to_ship, f.days_to_deliver)
                   IS NOT DISTINCT FROM
                   (c.order_id, c.shipment_date, c.delivery_date, c.days_to_ship, c.days_to_deliver))
+       -- A late batch leaves alone every shipment a newer staged day holds, as in
+       -- fact_orders.sql.
+       AND (NOT (SELECT EXISTS (SELECT 1 FROM ops.staged_sources
+                                 WHERE dataset = 'ecommerce' AND source = 'shipment_deliveries'
+                                   AND ingestion_date > (SELECT ops.batch_date())))
+            OR c.shipment_id NOT IN (SELECT DISTINCT n.shipment_id
+                                      FROM staging.shipment_deliveries n
+                                      WHERE n._batch > (SELECT ops.batch_date())))
 ) AS s
    ON f.shipment_id = s.shipment_id
  WHEN MATCHED
