@@ -16,6 +16,15 @@
 -- orders read are those of orders that are not in the batch, which this batch's fact_orders
 -- does not touch (it merges exactly the batch's staged orders), so they are the same rows
 -- before, during and after it runs.
+--
+-- JIT without LLVM's optimizing and inlining passes: PostgreSQL compiles this MERGE's
+-- expressions when the first one runs, and with the passes that took 0.5-0.6 s (EXPLAIN
+-- ANALYZE shows it inside the first node to evaluate an expression, here the staged
+-- shipments' BRIN index scan; PostgreSQL 15 prints no JIT summary for MERGE). Day 2 of 1M
+-- orders, the model alone (rolled back, six alternating runs): 2.30-2.95 s with them,
+-- 1.98-2.43 s without; a first load of 1M shipments took about as long either way.
+SET LOCAL jit_optimize_above_cost = -1;
+SET LOCAL jit_inline_above_cost = -1;
 SET LOCAL work_mem = '256MB';
 
 MERGE INTO warehouse.fact_shipments AS f
