@@ -16,7 +16,7 @@
 -- reviews' hash not to fit and writes the whole table's scan out to temporary files in
 -- batches (about 100 MB on a day of 1M orders with 3 reviews each) to delete a few hundred
 -- rows. The hash it builds is as small as the list. Day 2 of `bench steady`, this model alone
--- (rolled back): 1.45-2.04 s with the default, 0.57-0.90 s with this.
+-- (rolled back): 1.45-2.04 s with the default, 0.51-0.90 s with 64MB or 256MB.
 SET LOCAL work_mem = '256MB';
 
 WITH newest AS (
