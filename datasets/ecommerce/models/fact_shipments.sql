@@ -26,6 +26,8 @@
 SET LOCAL jit_optimize_above_cost = -1;
 SET LOCAL jit_inline_above_cost = -1;
 SET LOCAL work_mem = '256MB';
+-- No nested loops, as in fact_orders.sql (statistics that say the facts are empty).
+SET LOCAL enable_nestloop = off;
 
 MERGE INTO warehouse.fact_shipments AS f
 USING (
