@@ -284,6 +284,21 @@ impl TestEnv {
             .expect("running landfall")
     }
 
+    /// Runs the `landfall` command as [`TestEnv::landfall`] does and fails the test unless it
+    /// succeeds (the message shows its arguments, standard output and standard error); returns
+    /// its standard output.
+    pub async fn landfall_ok(&self, args: &[&str]) -> String {
+        let output = self.landfall(args).await;
+        assert!(
+            output.status.success(),
+            "landfall {}:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("landfall's standard output is UTF-8")
+    }
+
     /// Runs a service binary (built by the same `cargo test`) as a child process.
     pub fn spawn_binary(&self, name: &str, overrides: &[(&str, &str)]) -> ChildService {
         let binary = binary_path(name);
@@ -658,6 +673,15 @@ impl TestEnv {
             Ok((self.try_count(&staged).await? > before).then_some(()))
         })
         .await;
+    }
+
+    /// Lands an ecommerce day: puts each `(file, body)` in order, each waited for until staged
+    /// ([`TestEnv::put_staged`]), then waits until the day is exported.
+    pub async fn land_day(&self, date: &str, files: Vec<(&str, String)>, deadline: Duration) {
+        for (file, body) in files {
+            self.put_staged(date, file, body, deadline).await;
+        }
+        self.wait_exported("ecommerce", date, deadline).await;
     }
 
     /// Waits until the dataset's batch is exported from the files staged now.

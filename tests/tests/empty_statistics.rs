@@ -14,11 +14,15 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const DAY: &str = "2026-04-06";
 const FACT_MODELS: [&str; 2] = ["fact_orders", "fact_shipments"];
 
-/// The plan of `model`'s statement for `DAY`, planned with the model's own `SET LOCAL`s, in a
-/// transaction rolled back.
+/// The plan of `model`'s statement for `DAY` (the model as the transformer loads it), planned
+/// with the model's own `SET LOCAL`s, in a transaction rolled back.
 async fn plan(env: &mut TestEnv, model: &str) -> String {
-    let path = TestEnv::repo_dir().join(format!("datasets/ecommerce/models/{model}.sql"));
-    let sql = std::fs::read_to_string(&path).expect("the model file");
+    let models = catalog::models::Models::load(&env.datasets()).expect("the bundled models");
+    let sql = &models
+        .for_dataset("ecommerce")
+        .and_then(|set| set.models().iter().find(|m| m.name == model))
+        .unwrap_or_else(|| panic!("the ecommerce model {model}"))
+        .sql;
     let settings: Vec<&str> = sql
         .lines()
         .filter(|line| line.starts_with("SET LOCAL"))
@@ -46,18 +50,12 @@ async fn plan(env: &mut TestEnv, model: &str) -> String {
 async fn facts_analyzed_empty_are_still_joined_by_hash() {
     let mut env = TestEnv::new().await;
     let services = env.start_pipeline(&[], DEADLINE).await;
-    env.put_staged(DAY, "orders.csv", data::orders_csv(1, 40), DEADLINE)
-        .await;
-    env.put_staged(DAY, "reviews.csv", data::reviews_csv(60), DEADLINE)
-        .await;
-    env.put_staged(
-        DAY,
-        "shipment_deliveries.csv",
-        data::shipments_csv(40),
-        DEADLINE,
-    )
-    .await;
-    env.wait_exported("ecommerce", DAY, DEADLINE).await;
+    let files = vec![
+        ("orders.csv", data::orders_csv(1, 40)),
+        ("reviews.csv", data::reviews_csv(60)),
+        ("shipment_deliveries.csv", data::shipments_csv(40)),
+    ];
+    env.land_day(DAY, files, DEADLINE).await;
 
     // The facts emptied and analyzed: their statistics now say zero rows and zero pages.
     for statement in [
@@ -86,14 +84,8 @@ async fn facts_analyzed_empty_are_still_joined_by_hash() {
     }
 
     // The day again from its transform: every order and shipment is a fact again.
-    let output = env
-        .landfall(&["replay", "--dataset", "ecommerce", "--date", DAY])
+    env.landfall_ok(&["replay", "--dataset", "ecommerce", "--date", DAY])
         .await;
-    assert!(
-        output.status.success(),
-        "replay: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     env.wait_count(
         "the day's orders merged again",
         "SELECT count(*) FROM warehouse.fact_orders",

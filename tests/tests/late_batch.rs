@@ -37,12 +37,12 @@ fn replaced(csv: &str, line: &str, with: &str) -> String {
 }
 
 async fn land_day(env: &TestEnv, date: &str, orders: String, shipments: String) {
-    env.put_staged(date, "orders.csv", orders, DEADLINE).await;
-    env.put_staged(date, "reviews.csv", data::reviews_csv(60), DEADLINE)
-        .await;
-    env.put_staged(date, "shipment_deliveries.csv", shipments, DEADLINE)
-        .await;
-    env.wait_exported("ecommerce", date, DEADLINE).await;
+    let files = vec![
+        ("orders.csv", orders),
+        ("reviews.csv", data::reviews_csv(60)),
+        ("shipment_deliveries.csv", shipments),
+    ];
+    env.land_day(date, files, DEADLINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

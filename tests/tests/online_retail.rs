@@ -480,9 +480,8 @@ async fn generated_sample_days_run_through_the_pipeline() {
     let data_dir = dir.join("data").display().to_string();
     let work_dir = dir.join("demo").display().to_string();
 
-    let generated = landfall_ok(
-        &env,
-        &[
+    let generated = env
+        .landfall_ok(&[
             "gen",
             "--dataset",
             "online_retail",
@@ -496,9 +495,8 @@ async fn generated_sample_days_run_through_the_pipeline() {
             "0.01",
             "--out",
             &data_dir,
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(generated, format!("2 files written under {data_dir}\n"));
     // The data lines of each day's file (the header aside; no field spans lines).
     let mut lines = Vec::new();
@@ -510,9 +508,8 @@ async fn generated_sample_days_run_through_the_pipeline() {
         lines.push(text.lines().count() as i64 - 1);
     }
 
-    let demo = landfall_ok(
-        &env,
-        &[
+    let demo = env
+        .landfall_ok(&[
             "demo",
             "--dataset",
             "online_retail",
@@ -524,9 +521,8 @@ async fn generated_sample_days_run_through_the_pipeline() {
             &env.prefix,
             "--work-dir",
             &work_dir,
-        ],
-    )
-    .await;
+        ])
+        .await;
     for expected in [
         "Uploaded      2026-05-11: 1 files",
         "Uploaded      2026-05-12: 1 files",
@@ -602,24 +598,13 @@ async fn generated_sample_days_run_through_the_pipeline() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs `landfall` with the test's configuration; fails the test when it fails.
-async fn landfall_ok(env: &TestEnv, args: &[&str]) -> String {
-    let output = env.landfall(args).await;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "landfall {}:\n{stdout}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 /// `runs`, `replay` and `backfill` on the batches the test made: day 1 transformed twice, day 2
 /// once, both exported.
 async fn operator_commands(env: &TestEnv) {
     // Runs, newest first, filtered by dataset, date and batch state.
-    let all = landfall_ok(env, &["runs", "--dataset", "online_retail"]).await;
+    let all = env
+        .landfall_ok(&["runs", "--dataset", "online_retail"])
+        .await;
     let data_rows: Vec<&str> = all.lines().skip(2).collect();
     assert_eq!(data_rows.len(), 3, "{all}");
     assert!(
@@ -627,9 +612,8 @@ async fn operator_commands(env: &TestEnv) {
         "{all}"
     );
     assert!(data_rows[2].contains("(earlier run)"), "{all}");
-    let day2 = landfall_ok(
-        env,
-        &[
+    let day2 = env
+        .landfall_ok(&[
             "runs",
             "--dataset",
             "online_retail",
@@ -637,16 +621,17 @@ async fn operator_commands(env: &TestEnv) {
             DAY2,
             "--state",
             "exported",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(day2.lines().count(), 3, "{day2}");
     // Day 2 has no stock adjustment: every check passed.
     assert!(day2.contains("17 passed, 0 failed, 0 warned"), "{day2}");
-    let none = landfall_ok(env, &["runs", "--state", "quality_failed"]).await;
+    let none = env
+        .landfall_ok(&["runs", "--state", "quality_failed"])
+        .await;
     assert_eq!(none, "No transform runs match.\n");
     // --dataset: only that dataset's runs (column 2), the other dataset's are left out.
-    let ecommerce = landfall_ok(env, &["runs", "--dataset", "ecommerce"]).await;
+    let ecommerce = env.landfall_ok(&["runs", "--dataset", "ecommerce"]).await;
     let runs_of = |output: &str| -> Vec<(String, String)> {
         output
             .lines()
@@ -662,11 +647,9 @@ async fn operator_commands(env: &TestEnv) {
         [("ecommerce".to_owned(), DAY1.to_owned())],
         "{ecommerce}"
     );
-    let exported = landfall_ok(
-        env,
-        &["runs", "--dataset", "online_retail", "--state", "exported"],
-    )
-    .await;
+    let exported = env
+        .landfall_ok(&["runs", "--dataset", "online_retail", "--state", "exported"])
+        .await;
     assert_eq!(runs_of(&exported).len(), 3, "{exported}");
     assert!(
         runs_of(&exported)
@@ -689,9 +672,8 @@ async fn operator_commands(env: &TestEnv) {
     let csv_before = env
         .get_text(&export_key("online_retail", "retail_top_products", DAY2))
         .await;
-    let replayed = landfall_ok(
-        env,
-        &[
+    let replayed = env
+        .landfall_ok(&[
             "replay",
             "--dataset",
             "online_retail",
@@ -699,9 +681,8 @@ async fn operator_commands(env: &TestEnv) {
             DAY2,
             "--from-stage",
             "export",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(
         replayed.contains("online_retail/2026-03-03: exported"),
         "{replayed}"
@@ -717,9 +698,8 @@ async fn operator_commands(env: &TestEnv) {
     );
     // Replay day 1's checks: they run again on the tables as they are, then the export.
     let checked_before = query_text(env, &format!("SELECT max(run_at)::text FROM ops.quality_results WHERE dataset = 'online_retail' AND ingestion_date = '{DAY1}'")).await;
-    let replayed = landfall_ok(
-        env,
-        &[
+    let replayed = env
+        .landfall_ok(&[
             "replay",
             "--dataset",
             "online_retail",
@@ -727,9 +707,8 @@ async fn operator_commands(env: &TestEnv) {
             DAY1,
             "--from-stage",
             "quality",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(
         replayed.contains("checked") && replayed.contains("exported"),
         "{replayed}"
@@ -755,9 +734,8 @@ async fn operator_commands(env: &TestEnv) {
          536378,71053,WHITE METAL LANTERN,10,2026-03-04 09:00,3.39,12662,Germany\n",
     )
     .await;
-    let output = landfall_ok(
-        env,
-        &[
+    let output = env
+        .landfall_ok(&[
             "backfill",
             "--dataset",
             "online_retail",
@@ -765,9 +743,8 @@ async fn operator_commands(env: &TestEnv) {
             DAY2,
             "--to",
             DAY4,
-        ],
-    )
-    .await;
+        ])
+        .await;
     // stdout is a pipe here: plain progress lines (`1/3 dates, 2 s: …`), not a redrawn bar.
     for expected in [
         "0/3 dates, ",
@@ -850,11 +827,9 @@ async fn replay_from_transform(env: &TestEnv) {
         .await;
     let started: String = query_text(env, "SELECT clock_timestamp()::text").await[0][0].clone();
 
-    let replayed = landfall_ok(
-        env,
-        &["replay", "--dataset", "online_retail", "--date", DAY2],
-    )
-    .await;
+    let replayed = env
+        .landfall_ok(&["replay", "--dataset", "online_retail", "--date", DAY2])
+        .await;
     for expected in [
         "0/3 stages, ",
         ": online_retail/2026-03-03 running the models",
@@ -999,7 +974,7 @@ async fn status_filters(env: &TestEnv) {
     };
 
     // --dataset: that dataset's batches and files only.
-    let output = landfall_ok(env, &["status", "--dataset", "ecommerce"]).await;
+    let output = env.landfall_ok(&["status", "--dataset", "ecommerce"]).await;
     let (batches, files) = status_rows(&output);
     assert_eq!(
         cells(&batches, &[0, 1, 2]),
@@ -1021,7 +996,7 @@ async fn status_filters(env: &TestEnv) {
     );
 
     // A batch state: the batches in it and their files.
-    let output = landfall_ok(env, &["status", "--state", "staging"]).await;
+    let output = env.landfall_ok(&["status", "--state", "staging"]).await;
     let (batches, files) = status_rows(&output);
     assert_eq!(
         cells(&batches, &[0, 1, 2]),
@@ -1033,17 +1008,15 @@ async fn status_filters(env: &TestEnv) {
         owned(&[&["ecommerce", DAY2, "orders", "staged"]]),
         "{output}"
     );
-    let output = landfall_ok(
-        env,
-        &[
+    let output = env
+        .landfall_ok(&[
             "status",
             "--dataset",
             "online_retail",
             "--state",
             "exported",
-        ],
-    )
-    .await;
+        ])
+        .await;
     let (batches, files) = status_rows(&output);
     assert_eq!(
         cells(&batches, &[0, 1, 2]),
@@ -1065,7 +1038,7 @@ async fn status_filters(env: &TestEnv) {
     );
 
     // A file state: the files in it and the batches holding one.
-    let output = landfall_ok(env, &["status", "--state", "rejected"]).await;
+    let output = env.landfall_ok(&["status", "--state", "rejected"]).await;
     let (batches, files) = status_rows(&output);
     assert!(
         batches.is_empty(),
@@ -1077,11 +1050,9 @@ async fn status_filters(env: &TestEnv) {
         owned(&[&["online_retail", DAY4, "transactions", "rejected"]]),
         "{output}"
     );
-    let output = landfall_ok(
-        env,
-        &["status", "--dataset", "ecommerce", "--state", "staged"],
-    )
-    .await;
+    let output = env
+        .landfall_ok(&["status", "--dataset", "ecommerce", "--state", "staged"])
+        .await;
     let (batches, files) = status_rows(&output);
     assert_eq!(
         cells(&batches, &[0, 1, 2]),

@@ -20,16 +20,6 @@ async fn state_of(env: &TestEnv, key: &str) -> anyhow::Result<Option<String>> {
         .map(|row| row.get(0)))
 }
 
-async fn landfall_ok(env: &TestEnv, args: &[&str]) -> String {
-    let output = env.landfall(args).await;
-    assert!(
-        output.status.success(),
-        "landfall {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_rows_are_listed_shown_whole_and_readable_by_checks() {
     let env = TestEnv::new().await;
@@ -62,7 +52,8 @@ async fn rejected_rows_are_listed_shown_whole_and_readable_by_checks() {
 
     // The JSON lists each rejected row with where and why, and the files with their counts.
     let json: serde_json::Value = serde_json::from_str(
-        &landfall_ok(&env, &["rejects", "--dataset", "ecommerce", "--json"]).await,
+        &env.landfall_ok(&["rejects", "--dataset", "ecommerce", "--json"])
+            .await,
     )
     .expect("JSON");
     let rows = json["rows"].as_array().expect("rows");
@@ -108,17 +99,15 @@ async fn rejected_rows_are_listed_shown_whole_and_readable_by_checks() {
     );
 
     // One file's rows as a table.
-    let table = landfall_ok(
-        &env,
-        &[
+    let table = env
+        .landfall_ok(&[
             "rejects",
             "--dataset",
             "ecommerce",
             "--file",
             &orders_file.to_string(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(table.contains("Rejected rows"), "{table}");
     let file_id = orders_file.to_string();
     assert!(
@@ -132,21 +121,21 @@ async fn rejected_rows_are_listed_shown_whole_and_readable_by_checks() {
         !table.contains("reviews.csv"),
         "only the orders file: {table}"
     );
-    let none = landfall_ok(
-        &env,
-        &["rejects", "--dataset", "ecommerce", "--date", "2026-03-02"],
-    )
-    .await;
+    let none = env
+        .landfall_ok(&["rejects", "--dataset", "ecommerce", "--date", "2026-03-02"])
+        .await;
     assert_eq!(
         none,
         "No rejected rows for dataset ecommerce on 2026-03-02\n"
     );
 
     // Status cuts the long reason and says how to see it whole; --wide shows it.
-    let status = landfall_ok(&env, &["status", "--dataset", "ecommerce"]).await;
+    let status = env.landfall_ok(&["status", "--dataset", "ecommerce"]).await;
     assert!(!status.contains(&whole_reason), "{status}");
     assert!(status.contains("--wide shows it whole"), "{status}");
-    let wide = landfall_ok(&env, &["status", "--dataset", "ecommerce", "--wide"]).await;
+    let wide = env
+        .landfall_ok(&["status", "--dataset", "ecommerce", "--wide"])
+        .await;
     assert!(wide.contains(&whole_reason), "{wide}");
     assert!(!wide.contains("--wide shows it whole"), "{wide}");
 
